@@ -1,0 +1,109 @@
+# s2s-proxy build. `make` builds build/s2s-proxy; see `make help`.
+PKGS     := libmicrohttpd libcurl openssl libcjson inih
+VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
+CC       ?= cc
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+            -Wpointer-arith -Wvla -Wundef
+BASE_CFLAGS = -std=c17 -D_GNU_SOURCE -DS2S_VERSION='"$(VERSION)"' $(WARN) -pthread \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS      = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+
+# Two flavours share the sources: release (build/) and ASan+UBSan (build/asan/).
+OPT_release := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2
+OPT_asan    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
+SRC      := $(wildcard src/*.c)
+LIB_SRC  := $(filter-out src/main.c,$(SRC))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+
+.PHONY: all asan test test-unit test-integration demo deps deps-build clean format format-check fuzz help install bench
+
+all: build/s2s-proxy
+
+help:
+	@echo "make            build build/s2s-proxy"
+	@echo "make test       install missing Debian packages, run every test (also under ASan+UBSan)"
+	@echo "make demo       run the proxy against the local simulated Microsoft cloud"
+	@echo "make deps       install the Debian packages (idempotent)"
+	@echo "make asan       build build/asan/s2s-proxy with ASan+UBSan"
+	@echo "make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 20)"
+	@echo "make format     clang-format the sources; format-check fails on a diff"
+
+deps:
+	@./scripts/deps.sh --test
+
+deps-build:
+	@./scripts/deps.sh --build
+
+# $(1) = flavour, $(2) = output dir
+define flavour
+$(2)/obj/%.o: src/%.c $(wildcard src/*.h) | $(2)/obj
+	$$(CC) $$(BASE_CFLAGS) $$(OPT_$(1)) -c $$< -o $$@
+$(2)/libs2s.a: $(patsubst src/%.c,$(2)/obj/%.o,$(LIB_SRC))
+	ar rcs $$@ $$^
+$(2)/s2s-proxy: $(2)/obj/main.o $(2)/libs2s.a
+	$$(CC) $$(OPT_$(1)) $$^ $$(LIBS) -o $$@
+$(2)/tests/%: tests/unit/%.c tests/unit/t.h $(2)/libs2s.a | $(2)/tests
+	$$(CC) $$(BASE_CFLAGS) $$(OPT_$(1)) -Isrc $$< $(2)/libs2s.a $$(LIBS) -o $$@
+$(2)/obj $(2)/tests:
+	mkdir -p $$@
+endef
+$(eval $(call flavour,release,build))
+$(eval $(call flavour,asan,build/asan))
+
+asan: build/asan/s2s-proxy
+
+UNIT_BINS      := $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
+UNIT_BINS_ASAN := $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
+
+test: deps
+	@$(MAKE) --no-print-directory build/s2s-proxy build/asan/s2s-proxy $(UNIT_BINS) $(UNIT_BINS_ASAN)
+	@$(MAKE) --no-print-directory format-check
+	@tests/run.sh
+
+test-unit: deps build/s2s-proxy $(UNIT_BINS)
+	@TESTS=unit tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory build/s2s-proxy
+	@scripts/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory build/s2s-proxy
+	@scripts/bench.sh
+
+FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c)
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@if command -v clang-format >/dev/null 2>&1; then \
+		bad=$$(for f in $(FORMAT_FILES); do clang-format --output-replacements-xml $$f | grep -q '<replacement ' && echo $$f; done); \
+		if [ -n "$$bad" ]; then echo "format-check: not clang-formatted (run make format): $$bad"; exit 1; fi; \
+		echo "format-check: ok"; \
+	else echo "format-check: clang-format not installed, skipped"; fi
+
+FUZZ_SECONDS ?= 20
+FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -DS2S_VERSION='"$(VERSION)"' -g -O1 -fsanitize=fuzzer,address,undefined \
+              -Isrc $(shell pkg-config --cflags $(PKGS))
+build/fuzz/%: fuzz/%.c $(LIB_SRC) $(wildcard src/*.h)
+	@mkdir -p build/fuzz
+	clang $(FUZZ_CFLAGS) $< $(LIB_SRC) $(LIBS) -o $@
+fuzz: deps $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+	@for f in $(patsubst fuzz/%.c,%,$(FUZZ_SRC)); do \
+		mkdir -p build/fuzz/corpus-$$f; \
+		echo "fuzz: $$f for $(FUZZ_SECONDS)s"; \
+		build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus-$$f fuzz/corpus/$$f >build/fuzz/$$f.log 2>&1 \
+			|| { tail -40 build/fuzz/$$f.log; exit 1; }; \
+	done; echo "fuzz: all targets clean"
+
+install: build/s2s-proxy
+	install -D -m 0755 build/s2s-proxy $(DESTDIR)$(PREFIX)/bin/s2s-proxy
+	install -D -m 0644 config/s2s-proxy.ini $(DESTDIR)/etc/s2s-proxy/s2s-proxy.ini.example
+
+clean:
+	rm -rf build

@@ -1,0 +1,131 @@
+/*
+ * config.h - the proxy's configuration: parsed once from an INI file into an
+ * immutable struct. Runtime code never sees INI strings; everything here is
+ * validated and normalised (URLs split, audiences resolved, token sources
+ * de-duplicated) before the proxy starts.
+ */
+#ifndef S2S_CONFIG_H
+#define S2S_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "log.h"
+
+#define CONFIG_MAX_ROUTES 256
+#define CONFIG_MAX_CREDENTIALS 64
+#define CONFIG_MAX_CONNECT_TO 32
+
+enum token_version { TOKEN_V2 = 0, TOKEN_V1 };
+enum auth_method { AUTH_POST = 0, AUTH_BASIC };
+enum secret_source { SECRET_NONE = 0, SECRET_FILE, SECRET_ENV, SECRET_INLINE };
+enum audience_kind {
+	AUD_DATAVERSE = 0,
+	AUD_BC,
+	AUD_FO,
+	AUD_SECURITYSERVICE,
+	AUD_URL, /* an absolute URL given in the config */
+};
+
+/* A parsed absolute http(s) URL. All strings owned by the struct. */
+struct url {
+	char *scheme;   /* "https" (or "http" for loopback hosts only) */
+	char *host;     /* lowercase; IPv6 without brackets */
+	unsigned port;  /* explicit or the scheme's default */
+	char *origin;   /* scheme://host[:port], lowercase, port only if not default */
+	char *path;     /* base path without trailing slash, "" when none */
+};
+
+struct credential_cfg {
+	char *name;
+	char *tenant;
+	char *client_id;
+	enum secret_source secret_source;
+	char *client_secret_file; /* SECRET_FILE: re-read at every token request */
+	char *client_secret_env;  /* SECRET_ENV: name of the variable */
+	char *client_secret;      /* SECRET_INLINE or resolved from env at load; never logged */
+	char *authority;          /* https://login.microsoftonline.com, no trailing slash */
+	enum token_version token_version;
+	enum auth_method auth_method;
+	int line; /* where the section starts, for messages */
+};
+
+/*
+ * One token source: what the token engine fetches and caches. Several routes
+ * share one source when (authority, tenant, client_id, resource or scope)
+ * are equal.
+ */
+struct token_source_cfg {
+	size_t credential;    /* index into config.credentials */
+	char *resource;       /* audience resource, e.g. https://org.crm4.dynamics.com */
+	char *scope;          /* v2 scope, e.g. <resource>/.default (NULL for v1) */
+	char *token_endpoint; /* full URL: authority/tenant/oauth2[/v2.0]/token */
+};
+
+struct route_cfg {
+	char *name;
+	char *match_host;  /* lowercase, no port; NULL = any host */
+	char *match_path;  /* path prefix beginning with '/'; "/" = all */
+	bool strip_prefix;
+	struct url upstream;
+	size_t credential;   /* index into config.credentials */
+	enum audience_kind audience_kind;
+	size_t token_source; /* index into config.token_sources */
+	long connect_timeout_ms;
+	long idle_timeout_ms;  /* upstream silent this long -> 504 / cut */
+	long total_timeout_ms; /* 0 = no cap on the whole exchange */
+	int line;
+};
+
+/* curl-style "HOST:PORT:CONNECT-TO-HOST:CONNECT-TO-PORT" override. */
+struct connect_to_cfg {
+	char *entry; /* kept verbatim for CURLOPT_CONNECT_TO */
+};
+
+struct proxy_cfg {
+	char *listen_host; /* numeric address to bind; default 127.0.0.1 */
+	unsigned listen_port;
+	char *ca_file; /* extra trust anchors, NULL = system store only */
+	enum log_level log_level;
+	enum log_format log_format;
+	int workers;                /* 0 = number of CPUs (max 16) */
+	int max_connections;        /* inbound, across all workers */
+	long client_timeout_s;      /* idle/slow inbound connections are closed */
+	long token_wait_ms;         /* how long a request may wait for a first token */
+	long token_timeout_ms;      /* one token request, end to end */
+	long token_retry_max_ms;    /* cap of the retry backoff for transient failures */
+	long shutdown_timeout_s;    /* in-flight requests get this long after SIGTERM */
+	size_t buffer_bytes;        /* per direction, per request */
+	struct connect_to_cfg connect_to[CONFIG_MAX_CONNECT_TO];
+	size_t n_connect_to;
+};
+
+struct config {
+	char *path;
+	struct proxy_cfg proxy;
+	struct credential_cfg *credentials;
+	size_t n_credentials;
+	struct route_cfg *routes;
+	size_t n_routes;
+	struct token_source_cfg *token_sources;
+	size_t n_token_sources;
+};
+
+/*
+ * Parse and validate `path`. On success returns a config the caller owns
+ * (free with config_free) and writes nothing to `errors`. On failure returns
+ * NULL after writing every problem found to `errors`, one per line, as
+ * "FILE:LINE: message" (line 0 for problems not tied to a line). Warnings
+ * (such as an inline client_secret) go to the log, not to `errors`.
+ * Reads the AZURE_* environment variables for the credential "default".
+ */
+struct config *config_load(const char *path, FILE *errors);
+
+/* NULL-safe. Wipes secrets before freeing. */
+void config_free(struct config *cfg);
+
+/* Human names for enums, for logs and problem bodies. */
+const char *config_audience_name(enum audience_kind kind);
+
+#endif

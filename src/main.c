@@ -1,0 +1,267 @@
+/*
+ * main.c - command line, start-up and shutdown of s2s-proxy.
+ *
+ * Threads: main (signals and orchestration), the token engine thread, and
+ * N workers. Signals are blocked in every thread and taken synchronously by
+ * main with sigtimedwait(), so no handler ever runs inside library code.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "config.h"
+#include "log.h"
+#include "tlsca.h"
+#include "token.h"
+#include "worker.h"
+
+#ifndef S2S_VERSION
+#define S2S_VERSION "0.0.0"
+#endif
+#define MAX_WORKERS 16
+
+static struct worker workers[MAX_WORKERS];
+static int n_workers;
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: s2s-proxy -c FILE         run the proxy\n"
+		     "       s2s-proxy -t -c FILE      check the configuration and exit (0 valid, 1 invalid)\n"
+		     "       s2s-proxy --version | --help\n"
+		     "\n"
+		     "A reverse proxy that obtains Microsoft Entra ID client-credentials tokens and attaches\n"
+		     "them to requests for Dynamics 365 services. Signals: TERM/INT stop gracefully (a second\n"
+		     "one stops at once).\n");
+}
+
+/* Token engine -> every worker (called on the engine thread). */
+static void on_token_change(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < n_workers; i++)
+		worker_token_changed(&workers[i]);
+}
+
+/* Bind one listening socket with SO_REUSEPORT, so every worker can have its
+ * own and the kernel spreads connections. Returns the fd or -1 (logged). */
+static int listen_socket(const char *host, unsigned port, unsigned *bound_port)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+	struct addrinfo *ai = NULL;
+	char portstr[8];
+	int fd = -1, one = 1;
+	snprintf(portstr, sizeof portstr, "%u", port);
+	int rc = getaddrinfo(host, portstr, &hints, &ai);
+	if (rc != 0) {
+		log_msg(LOG_ERROR, "listen_failed", "listen %s:%u: %s", host, port, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+		goto fail;
+	if (ai->ai_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
+		goto fail;
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 511) < 0)
+		goto fail;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		goto fail;
+	*bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						     : ((struct sockaddr_in *)&ss)->sin_port);
+	freeaddrinfo(ai);
+	return fd;
+fail:
+	log_msg(LOG_ERROR, "listen_failed", "listen %s:%u: %s", host, port, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(ai);
+	return -1;
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int worker_count(const struct config *cfg)
+{
+	long n = cfg->proxy.workers;
+	if (n <= 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return n > MAX_WORKERS ? MAX_WORKERS : (int)n;
+}
+
+static int start_workers(const struct config *cfg, struct token_engine *te, unsigned *port)
+{
+	unsigned want = cfg->proxy.listen_port;
+	int n = worker_count(cfg);
+	for (int i = 0; i < n; i++) {
+		int fd = listen_socket(cfg->proxy.listen_host, want, port);
+		if (fd < 0)
+			return -1;
+		want = *port; /* port 0: the first bind chose it, the others share it */
+		if (worker_init(&workers[i], i, cfg, te, fd) < 0) {
+			close(fd);
+			return -1;
+		}
+		n_workers = i + 1;
+	}
+	for (int i = 0; i < n_workers; i++)
+		if (worker_start(&workers[i]) < 0)
+			return -1;
+	return 0;
+}
+
+static void log_listening(const struct config *cfg, unsigned port)
+{
+	struct log_line l;
+	log_begin(&l, LOG_INFO, "listening");
+	log_str(&l, "address", cfg->proxy.listen_host);
+	log_int(&l, "port", port);
+	log_int(&l, "workers", n_workers);
+	log_int(&l, "routes", (long long)cfg->n_routes);
+	log_str(&l, "version", S2S_VERSION);
+	log_end(&l);
+	for (size_t i = 0; i < cfg->n_routes; i++) {
+		const struct route_cfg *r = &cfg->routes[i];
+		const struct token_source_cfg *ts = &cfg->token_sources[r->token_source];
+		log_begin(&l, LOG_INFO, "route");
+		log_str(&l, "route", r->name);
+		log_str(&l, "match_host", r->match_host);
+		log_str(&l, "match_path", r->match_path);
+		log_str(&l, "upstream", r->upstream.origin);
+		log_str(&l, "audience", ts->resource);
+		log_str(&l, "credential", cfg->credentials[ts->credential].name);
+		log_end(&l);
+	}
+}
+
+/* Wait for TERM/INT, then drain; a second signal or the deadline cuts. */
+static void serve_until_signal(const struct config *cfg, const sigset_t *set)
+{
+	int sig;
+	for (;;) {
+		sig = sigwaitinfo(set, NULL);
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (sig == SIGHUP)
+			log_msg(LOG_WARN, "reload_unsupported", "SIGHUP: configuration reload is not supported yet");
+	}
+	log_msg(LOG_INFO, "shutdown", "signal %d: draining in-flight requests (up to %lds)", sig,
+		cfg->proxy.shutdown_timeout_s);
+	for (int i = 0; i < n_workers; i++)
+		worker_request_stop(&workers[i], false);
+	/* A second signal while draining stops at once. */
+	struct timespec tick = {.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000};
+	for (;;) {
+		int live = 0;
+		for (int i = 0; i < n_workers; i++)
+			live += !atomic_load(&workers[i].finished);
+		if (!live)
+			break;
+		sig = sigtimedwait(set, NULL, &tick);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_msg(LOG_WARN, "shutdown", "second signal: stopping now");
+			for (int i = 0; i < n_workers; i++)
+				worker_request_stop(&workers[i], true);
+		}
+	}
+}
+
+static int run(const struct config *cfg)
+{
+	int rc = 1;
+	struct token_engine *te = NULL;
+	unsigned port = 0;
+	sigset_t set;
+	char err[256];
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread created below */
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_msg(LOG_ERROR, "startup_failed", "libcurl initialisation failed");
+		return 1;
+	}
+	if (cfg->proxy.ca_file && tlsca_load(cfg->proxy.ca_file, err, sizeof err) < 0) {
+		log_msg(LOG_ERROR, "startup_failed", "ca_file: %s", err);
+		goto out;
+	}
+	te = token_engine_new(cfg, on_token_change, NULL);
+	if (!te || start_workers(cfg, te, &port) < 0 || token_engine_start(te) < 0)
+		goto out;
+	log_listening(cfg, port);
+	serve_until_signal(cfg, &set);
+	rc = 0;
+out:
+	for (int i = 0; i < n_workers; i++)
+		worker_request_stop(&workers[i], true);
+	for (int i = 0; i < n_workers; i++)
+		worker_join(&workers[i]);
+	n_workers = 0;
+	token_engine_free(te);
+	tlsca_free();
+	curl_global_cleanup();
+	log_msg(LOG_INFO, "stopped", "s2s-proxy stopped");
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+		{"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = NULL;
+	bool test_only = false;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 't': test_only = true; break;
+		case 'V': printf("s2s-proxy %s\n", S2S_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	struct config *cfg = config_load(path, stderr);
+	if (!cfg)
+		return 1;
+	if (test_only) {
+		printf("%s: configuration ok (%zu routes, %zu credentials)\n", path, cfg->n_routes, cfg->n_credentials);
+		config_free(cfg);
+		return 0;
+	}
+	log_setup(cfg->proxy.log_level, cfg->proxy.log_format, 2);
+	int rc = run(cfg);
+	config_free(cfg);
+	return rc;
+}

@@ -1,0 +1,576 @@
+/*
+ * proxy.c - the inbound side of a request, as libmicrohttpd sees it.
+ *
+ * MHD calls the access handler several times per request: once when the
+ * headers are in (state RQ_NEW), once per chunk of body, and once more
+ * with *upload_data_size == 0 when the body is complete. A request with a
+ * body is never suspended in that first call, so a later call with no data
+ * always means "body complete" (after a suspension MHD would call again
+ * from the header stage). Whenever the proxy cannot answer yet it
+ * suspends; whatever unblocks it resumes (request_resume is a no-op for a
+ * connection that is not suspended), and the handler looks again.
+ */
+#include "proxy.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "diag.h"
+#include "log.h"
+#include "problem.h"
+#include "relay.h"
+#include "request.h"
+#include "worker.h"
+
+#define BODY_BLOCK (16 * 1024)
+
+/* ---- lists --------------------------------------------------------------- */
+
+static void park_link(struct worker *w, struct request *rq)
+{
+	rq->park_prev = NULL;
+	rq->park_next = w->parked;
+	if (w->parked)
+		w->parked->park_prev = rq;
+	w->parked = rq;
+	rq->parked_linked = true;
+}
+
+static void park_unlink(struct worker *w, struct request *rq)
+{
+	if (!rq->parked_linked)
+		return;
+	if (rq->park_prev)
+		rq->park_prev->park_next = rq->park_next;
+	else
+		w->parked = rq->park_next;
+	if (rq->park_next)
+		rq->park_next->park_prev = rq->park_prev;
+	rq->park_prev = rq->park_next = NULL;
+	rq->parked_linked = false;
+}
+
+static void all_link(struct worker *w, struct request *rq)
+{
+	rq->all_next = w->all;
+	if (w->all)
+		w->all->all_prev = rq;
+	w->all = rq;
+}
+
+static void all_unlink(struct worker *w, struct request *rq)
+{
+	if (rq->all_prev)
+		rq->all_prev->all_next = rq->all_next;
+	else
+		w->all = rq->all_next;
+	if (rq->all_next)
+		rq->all_next->all_prev = rq->all_prev;
+	rq->all_prev = rq->all_next = NULL;
+}
+
+/* ---- local answers -------------------------------------------------------- */
+
+/* Copy src into dst (cap bytes), cutting it if needed; always terminated. */
+static void copy_cut(char *dst, size_t cap, const char *src)
+{
+	size_t n = strnlen(src, cap - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+static void set_local(struct request *rq, int status, const char *code, const char *title, const char *detail)
+{
+	rq->local.set = true;
+	rq->local.status = status;
+	rq->local.code = code;
+	rq->local.title = title;
+	copy_cut(rq->local.detail, sizeof rq->local.detail, detail ? detail : "");
+}
+
+static void set_local_from_failure(struct request *rq, const struct token_failure *f, long long now)
+{
+	struct diagnosis d;
+	diag_token_failure(f, &d);
+	set_local(rq, d.status, d.code, d.title, f->detail[0] ? f->detail : f->err.description);
+	rq->local.has_failure = true;
+	rq->local.failure = *f;
+	if (d.retry_after) {
+		long long s = (f->retry_at_ms - now + 999) / 1000;
+		rq->local.retry_after_s = s < 1 ? 1 : s;
+	}
+}
+
+static bool add_header(struct MHD_Response *r, const char *name, const char *value)
+{
+	if (MHD_add_response_header(r, name, value) == MHD_YES)
+		return true;
+	log_msg(LOG_WARN, "response_header_dropped", "cannot add response header %s", name);
+	return false;
+}
+
+static enum MHD_Result queue_local(struct request *rq)
+{
+	struct diagnosis d = {0};
+	struct problem p = {
+		.status = rq->local.status,
+		.code = rq->local.code,
+		.title = rq->local.title,
+		.detail = rq->local.detail[0] ? rq->local.detail : NULL,
+		.request_id = rq->request_id,
+	};
+	if (rq->route) {
+		const struct config *cfg = rq->w->cfg;
+		const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
+		p.route = rq->route->name;
+		p.audience = ts->resource;
+		p.client_id = cfg->credentials[ts->credential].client_id;
+	}
+	if (rq->local.has_failure) {
+		p.token_failure = &rq->local.failure;
+		diag_token_failure(&rq->local.failure, &d);
+		p.remediation = d.remediation;
+	}
+	size_t len = 0;
+	char *body = problem_render(&p, &len);
+	struct MHD_Response *r = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+				      : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	if (!r) {
+		free(body);
+		return MHD_NO; /* MHD closes the connection */
+	}
+	add_header(r, "Content-Type", "application/problem+json");
+	add_header(r, "Cache-Control", "no-store");
+	if (rq->local.retry_after_s > 0) {
+		char ra[24];
+		snprintf(ra, sizeof ra, "%ld", rq->local.retry_after_s);
+		add_header(r, "Retry-After", ra);
+	}
+	if (rq->local.close || rq->w->draining)
+		add_header(r, "Connection", "close");
+	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->local.status, r);
+	MHD_destroy_response(r);
+	rq->state = RQ_RESPONDED;
+	rq->final_status = rq->local.status;
+	return ret;
+}
+
+/* ---- streaming the upstream response --------------------------------------- */
+
+static ssize_t on_body_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct request *rq = cls;
+	(void)pos;
+	size_t n = rbuf_read(&rq->down, buf, max);
+	if (n == 0) {
+		relay_unpause(rq); /* may deliver synchronously into the ring */
+		n = rbuf_read(&rq->down, buf, max);
+	}
+	if (n > 0) {
+		rq->bytes_out += n;
+		relay_unpause(rq);
+		return (ssize_t)n;
+	}
+	if (rq->upstream_done)
+		return rq->upstream_result == CURLE_OK ? MHD_CONTENT_READER_END_OF_STREAM
+						       : MHD_CONTENT_READER_END_WITH_ERROR;
+	request_suspend(rq); /* on_write or relay_done resumes (never return 0 unsuspended, B.7 #4) */
+	return 0;
+}
+
+static void on_body_free(void *cls)
+{
+	request_unref(cls);
+}
+
+static bool status_has_body(long status)
+{
+	return status != 204 && status != 304 && !(status >= 100 && status < 200);
+}
+
+static enum MHD_Result queue_upstream(struct request *rq)
+{
+	struct MHD_Response *r;
+	bool body = status_has_body(rq->up_status) && !rq->is_head;
+	if (body || rq->is_head) {
+		uint64_t size = rq->resp_length >= 0 ? (uint64_t)rq->resp_length : MHD_SIZE_UNKNOWN;
+		r = MHD_create_response_from_callback(size, BODY_BLOCK, on_body_read, rq, on_body_free);
+		if (r)
+			request_ref(rq); /* the response's reference, dropped in on_body_free */
+	} else {
+		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	}
+	if (!r)
+		return MHD_NO;
+	const char *conn_hdr = NULL;
+	for (unsigned i = 0; i < rq->n_rh; i++)
+		if (strcasecmp(rq->rh_buf + rq->rh[i].name, "Connection") == 0)
+			conn_hdr = rq->rh_buf + rq->rh[i].value;
+	for (unsigned i = 0; i < rq->n_rh; i++) {
+		const char *name = rq->rh_buf + rq->rh[i].name, *value = rq->rh_buf + rq->rh[i].value;
+		if (!hdr_response_forwardable(name, conn_hdr))
+			continue;
+		if (!*value || !hdr_value_ok(value, strlen(value)))
+			continue; /* MHD cannot send empty values (B.3.5) */
+		add_header(r, name, value);
+	}
+	if (rq->w->draining)
+		add_header(r, "Connection", "close");
+	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->up_status, r);
+	MHD_destroy_response(r);
+	rq->state = RQ_RESPONDED;
+	rq->final_status = (int)rq->up_status;
+	return ret;
+}
+
+static void set_local_from_upstream(struct request *rq)
+{
+	char detail[384];
+	const struct route_cfg *rt = rq->route;
+	if (rq->rh_overflow && rq->headers_ready) {
+		set_local(rq, 502, "upstream_bad_response", "Upstream response headers could not be forwarded",
+			  "the upstream sent a malformed or oversized header block");
+		return;
+	}
+	snprintf(detail, sizeof detail, "%s: %s", rt->upstream.origin,
+		 rq->curl_err[0] ? rq->curl_err : curl_easy_strerror(rq->upstream_result));
+	if (rq->upstream_result == CURLE_OPERATION_TIMEDOUT)
+		set_local(rq, 504, "upstream_timeout", "The upstream did not answer in time", detail);
+	else
+		set_local(rq, 502, "upstream_unavailable", "The upstream could not be reached", detail);
+}
+
+/* Answer now if possible, else suspend until something changes. */
+static enum MHD_Result advance(struct request *rq)
+{
+	if (rq->state == RQ_RESPONDED)
+		return MHD_YES;
+	if (!rq->local.set && rq->state == RQ_FORWARDING) {
+		if (rq->headers_ready && !rq->rh_overflow)
+			return queue_upstream(rq);
+		if (rq->upstream_done || rq->rh_overflow)
+			set_local_from_upstream(rq);
+	}
+	if (rq->local.set)
+		return queue_local(rq);
+	request_suspend(rq);
+	return MHD_YES;
+}
+
+/* ---- starting a request ------------------------------------------------------ */
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *name, const char *value)
+{
+	struct request *rq = cls;
+	(void)kind;
+	if (!value)
+		value = "";
+	hdr_framing_add(&rq->framing, name, value);
+	if (strcasecmp(name, "Connection") == 0) {
+		size_t have = strlen(rq->conn_tokens), add = strlen(value);
+		if (have + add + 2 > sizeof rq->conn_tokens) {
+			rq->conn_tokens_overflow = true;
+		} else {
+			if (have)
+				rq->conn_tokens[have++] = ',';
+			memcpy(rq->conn_tokens + have, value, add + 1);
+		}
+	} else if (strcasecmp(name, "Accept") == 0) {
+		rq->client_sent_accept = true;
+	}
+	return MHD_YES;
+}
+
+static void client_address(struct request *rq)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	snprintf(rq->client_ip, sizeof rq->client_ip, "unknown");
+	if (!ci || !ci->client_addr)
+		return;
+	const struct sockaddr *sa = ci->client_addr;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, rq->client_ip,
+			  sizeof rq->client_ip);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, rq->client_ip,
+			  sizeof rq->client_ip);
+}
+
+static const int route_status[] = {
+	[ROUTE_OK] = 200,         [ROUTE_NO_MATCH] = 404,       [ROUTE_BAD_TARGET] = 400,
+	[ROUTE_FOREIGN_HOST] = 400, [ROUTE_PATH_TRAVERSAL] = 400, [ROUTE_TOO_LONG] = 414,
+};
+static const char *const route_code[] = {
+	[ROUTE_OK] = "ok",
+	[ROUTE_NO_MATCH] = "no_route",
+	[ROUTE_BAD_TARGET] = "bad_target",
+	[ROUTE_FOREIGN_HOST] = "foreign_host",
+	[ROUTE_PATH_TRAVERSAL] = "path_traversal",
+	[ROUTE_TOO_LONG] = "uri_too_long",
+};
+
+/* Validate framing and pick the route. Returns false with rq->local set. */
+static bool classify(struct request *rq, const char *method)
+{
+	if (strlen(method) >= sizeof rq->method) {
+		set_local(rq, 501, "method_not_supported", "Method not supported", NULL);
+		return false;
+	}
+	copy_cut(rq->method, sizeof rq->method, method);
+	rq->is_head = strcmp(method, "HEAD") == 0;
+	if (strcmp(method, "CONNECT") == 0) {
+		set_local(rq, 405, "connect_refused", "CONNECT is not supported", "this is a reverse proxy, not a tunnel");
+		rq->local.close = true;
+		return false;
+	}
+	hdr_framing_init(&rq->framing);
+	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, scan_header, rq);
+	enum hdr_framing_verdict fv = hdr_framing_check(&rq->framing);
+	if (fv != FRAMING_OK) {
+		set_local(rq, 400, "bad_framing", "Request framing refused", hdr_framing_reason(fv));
+		rq->local.close = true; /* the body boundary is unknowable: never reuse (RFC 9112 6.3) */
+		return false;
+	}
+	if (rq->conn_tokens_overflow) {
+		set_local(rq, 400, "bad_request", "Connection header too long", NULL);
+		rq->local.close = true;
+		return false;
+	}
+	rq->has_body = hdr_framing_has_body(&rq->framing);
+	rq->body_len = hdr_framing_body_length(&rq->framing);
+
+	struct route_request rr = {
+		.target = rq->target,
+		.host = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Host"),
+	};
+	enum route_verdict v = strlen(rq->target) > ROUTE_MAX_TARGET ? ROUTE_TOO_LONG
+									: route_select(rq->w->cfg, &rr, &rq->match);
+	copy_cut(rq->host, sizeof rq->host, rq->match.host);
+	if (v != ROUTE_OK) {
+		set_local(rq, route_status[v], route_code[v], route_verdict_reason(v), NULL);
+		rq->local.close = rq->has_body;
+		return false;
+	}
+	rq->route = rq->match.route;
+	return true;
+}
+
+static void start_with_token(struct request *rq, long long now)
+{
+	struct worker *w = rq->w;
+	struct token_failure fail;
+	enum token_state st = token_lookup(w->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr,
+					   NULL, &fail);
+	if (st == TOKEN_VALID) {
+		if (rq->state == RQ_PARKED)
+			rq->t_parked_ms = now - rq->park_deadline_ms + w->cfg->proxy.token_wait_ms;
+		rq->state = RQ_FORWARDING;
+		if (relay_start(rq, w->token_hdr) < 0)
+			rq->local.set = true;
+		explicit_bzero(w->token_hdr, sizeof w->token_hdr);
+	} else if (st == TOKEN_PENDING) {
+		if (rq->state != RQ_PARKED) {
+			rq->state = RQ_PARKED;
+			rq->park_deadline_ms = now + w->cfg->proxy.token_wait_ms;
+			park_link(w, rq);
+		}
+	} else {
+		set_local_from_failure(rq, &fail, now);
+	}
+}
+
+static enum MHD_Result first_call(struct request *rq, const char *method)
+{
+	long long now = worker_now_ms();
+	client_address(rq);
+	if (classify(rq, method)) {
+		if (rq->has_body && rbuf_init(&rq->up, rq->w->cfg->proxy.buffer_bytes) < 0)
+			set_local(rq, 503, "overloaded", "Out of memory", NULL);
+		else
+			start_with_token(rq, now);
+	}
+	if (rq->local.set) {
+		if (rq->has_body)
+			rq->local.close = true; /* the unread body must not be taken for the next request */
+		return queue_local(rq);
+	}
+	if (rq->has_body)
+		return MHD_YES; /* never suspend here: MHD must go on reading the body */
+	return advance(rq);
+}
+
+/* A piece of request body. */
+static enum MHD_Result body_call(struct request *rq, const char *data, size_t *size)
+{
+	if (rq->local.set || rq->upstream_done || rq->state == RQ_RESPONDED) {
+		rq->bytes_in += *size; /* the answer is decided: drain and discard */
+		*size = 0;
+		return MHD_YES;
+	}
+	size_t n = rbuf_write(&rq->up, data, *size);
+	rq->bytes_in += n;
+	*size -= n;
+	relay_unpause(rq);
+	if (*size > 0)
+		request_suspend(rq); /* on_read resumes once curl took bytes (backpressure) */
+	return MHD_YES;
+}
+
+enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				 const char *version, const char *upload_data, size_t *upload_data_size,
+				 void **con_cls)
+{
+	struct request *rq = *con_cls;
+	(void)cls;
+	(void)url;
+	(void)version;
+	if (!rq || rq->magic != REQUEST_MAGIC)
+		return MHD_NO;
+	if (rq->state == RQ_NEW) {
+		rq->conn = conn;
+		return first_call(rq, method);
+	}
+	if (*upload_data_size > 0)
+		return body_call(rq, upload_data, upload_data_size);
+	if (rq->has_body && !rq->up_eof) {
+		rq->up_eof = true; /* the final call: the body is complete */
+		relay_unpause(rq);
+	}
+	return advance(rq);
+}
+
+/* ---- MHD bookkeeping ------------------------------------------------------------ */
+
+static void new_request_id(struct worker *w, char *out, size_t cap)
+{
+	uint64_t a, b;
+	w->rng ^= w->rng << 13, w->rng ^= w->rng >> 7, w->rng ^= w->rng << 17;
+	a = w->rng;
+	w->rng ^= w->rng << 13, w->rng ^= w->rng >> 7, w->rng ^= w->rng << 17;
+	b = w->rng;
+	snprintf(out, cap, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
+		 (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000, (unsigned long long)(b & 0xffffffffffffull));
+}
+
+void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct worker *w = cls;
+	struct request *rq = request_new(w, uri ? uri : "");
+	(void)conn;
+	if (!rq)
+		return NULL; /* the access handler answers MHD_NO: connection closed */
+	rq->t_start_ms = worker_now_ms();
+	new_request_id(w, rq->request_id, sizeof rq->request_id);
+	all_link(w, rq);
+	w->inflight++;
+	return rq;
+}
+
+static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
+{
+	struct log_line l;
+	long long now = worker_now_ms();
+	log_begin(&l, LOG_INFO, "request");
+	log_str(&l, "request_id", rq->request_id);
+	log_str(&l, "client", rq->client_ip);
+	log_str(&l, "method", rq->method);
+	log_strn(&l, "path", rq->target, strcspn(rq->target, "?")); /* the query may carry data: not logged */
+	log_str(&l, "route", rq->route ? rq->route->name : NULL);
+	log_int(&l, "status", rq->final_status);
+	if (rq->up_status)
+		log_int(&l, "upstream_status", rq->up_status);
+	if (rq->local.set && rq->local.code)
+		log_str(&l, "error", rq->local.code);
+	log_int(&l, "duration_ms", now - rq->t_start_ms);
+	log_int(&l, "token_wait_ms", rq->t_parked_ms);
+	log_int(&l, "bytes_in", (long long)rq->bytes_in);
+	log_int(&l, "bytes_out", (long long)rq->bytes_out);
+	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		log_str(&l, "termination", toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "client_timeout"
+					   : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? "client_abort"
+					   : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
+											      : "error");
+	if (rq->upstream_done && rq->upstream_result != CURLE_OK && rq->headers_ready)
+		log_str(&l, "upstream_error", rq->curl_err[0] ? rq->curl_err : curl_easy_strerror(rq->upstream_result));
+	log_end(&l);
+}
+
+void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct worker *w = cls;
+	struct request *rq = *con_cls;
+	(void)conn;
+	if (!rq || rq->magic != REQUEST_MAGIC)
+		return;
+	*con_cls = NULL;
+	rq->client_gone = true;
+	park_unlink(w, rq);
+	relay_abort(rq); /* client gone mid-transfer: stop the upstream side too */
+	log_request(rq, toe);
+	all_unlink(w, rq);
+	w->inflight--;
+	request_unref(rq); /* the MHD side's reference */
+}
+
+/* ---- token events and deadlines ---------------------------------------------------- */
+
+void proxy_token_event(struct worker *w)
+{
+	long long now = worker_now_ms();
+	struct request *rq = w->parked, *next;
+	for (; rq; rq = next) {
+		next = rq->park_next;
+		start_with_token(rq, now);
+		if (rq->state != RQ_PARKED || rq->local.set) {
+			park_unlink(w, rq);
+			proxy_upstream_progress(rq);
+		}
+	}
+}
+
+void proxy_check_deadlines(struct worker *w, long long now_ms)
+{
+	struct request *rq = w->parked, *next;
+	for (; rq; rq = next) {
+		next = rq->park_next;
+		if (rq->park_deadline_ms > now_ms)
+			continue;
+		park_unlink(w, rq);
+		rq->t_parked_ms = w->cfg->proxy.token_wait_ms;
+		set_local(rq, 503, "token_wait_timeout", "No token from Microsoft Entra ID in time",
+			  "the first token for this route is still being requested");
+		rq->local.retry_after_s = 1;
+		proxy_upstream_progress(rq);
+	}
+}
+
+long long proxy_next_deadline(const struct worker *w)
+{
+	long long best = 0;
+	for (const struct request *rq = w->parked; rq; rq = rq->park_next)
+		if (!best || rq->park_deadline_ms < best)
+			best = rq->park_deadline_ms;
+	return best;
+}
+
+void proxy_abort_all(struct worker *w)
+{
+	for (struct request *rq = w->all; rq; rq = rq->all_next) {
+		park_unlink(w, rq);
+		relay_abort(rq);
+		if (rq->state != RQ_RESPONDED && !rq->local.set) {
+			set_local(rq, 503, "shutting_down", "The proxy is shutting down", NULL);
+			rq->local.close = true;
+		}
+		request_resume(rq);
+	}
+}
+
+void proxy_upstream_progress(struct request *rq)
+{
+	if (!rq->client_gone)
+		request_resume(rq);
+}

@@ -1,0 +1,63 @@
+/*
+ * request.c - lifetime of a proxied request (see request.h for the
+ * reference-counting rules).
+ */
+#include "request.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker.h"
+
+struct request *request_new(struct worker *w, const char *target)
+{
+	struct request *rq = calloc(1, sizeof *rq);
+	if (!rq)
+		return NULL;
+	size_t n = strnlen(target, ROUTE_MAX_TARGET + 1);
+	rq->target = strndup(target, n); /* a longer target is cut here and refused as too long */
+	if (!rq->target) {
+		free(rq);
+		return NULL;
+	}
+	rq->magic = REQUEST_MAGIC;
+	rq->refs = 1; /* the MHD side's */
+	rq->w = w;
+	rq->body_len = -1;
+	rq->resp_length = -1;
+	return rq;
+}
+
+void request_ref(struct request *rq)
+{
+	rq->refs++;
+}
+
+void request_unref(struct request *rq)
+{
+	if (--rq->refs > 0)
+		return;
+	rbuf_free(&rq->up);
+	rbuf_free(&rq->down);
+	free(rq->rh_buf);
+	free(rq->target);
+	rq->magic = 0;
+	free(rq);
+}
+
+void request_resume(struct request *rq)
+{
+	if (!rq->mhd_suspended || rq->client_gone)
+		return;
+	rq->mhd_suspended = false;
+	MHD_resume_connection(rq->conn);
+	rq->w->mhd_dirty = true; /* external mode: MHD must run again (B.7 #2) */
+}
+
+void request_suspend(struct request *rq)
+{
+	if (rq->mhd_suspended)
+		return;
+	rq->mhd_suspended = true;
+	MHD_suspend_connection(rq->conn);
+}

@@ -1,0 +1,133 @@
+/*
+ * request.h - one proxied request, shared by the inbound side (proxy.c,
+ * libmicrohttpd callbacks) and the upstream side (relay.c, libcurl
+ * callbacks). Both run on the owning worker's thread only, so there are no
+ * locks; lifetime is a plain reference count:
+ *   - the MHD side holds one from the URI callback to NOTIFY_COMPLETED,
+ *   - the curl side holds one while the easy handle is in the multi,
+ *   - a queued streaming response holds one until MHD frees it.
+ * Whoever drops the last reference frees (request_unref); nothing frees a
+ * request from inside its own callback.
+ */
+#ifndef S2S_REQUEST_H
+#define S2S_REQUEST_H
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hdr.h"
+#include "rbuf.h"
+#include "route.h"
+#include "token.h"
+
+#define REQUEST_MAGIC 0x52455131u /* "REQ1" */
+#define RESP_HEADERS_MAX (64 * 1024) /* upstream response header block cap */
+#define RESP_HEADERS_COUNT 256
+
+struct worker;
+
+enum rq_state {
+	RQ_NEW = 0,    /* URI seen, headers not yet examined */
+	RQ_PARKED,     /* waiting for a first token */
+	RQ_FORWARDING, /* upstream transfer running */
+	RQ_RESPONDED,  /* a response is queued with MHD */
+};
+
+/* A local answer decided before (or instead of) the upstream's. */
+struct local_answer {
+	bool set;
+	int status;
+	const char *code;
+	const char *title;
+	char detail[384];
+	long retry_after_s; /* 0 = no Retry-After header */
+	bool close;         /* add Connection: close */
+	bool has_failure;
+	struct token_failure failure;
+};
+
+struct resp_header {
+	uint32_t name;  /* offsets into request.rh_buf */
+	uint32_t value;
+};
+
+struct request {
+	unsigned magic;
+	int refs;
+	struct worker *w;
+	struct MHD_Connection *conn;
+	enum rq_state state;
+	char *target; /* raw request-target, owned */
+	char method[16];
+	bool is_head;
+	char request_id[40];
+	char client_ip[64];
+	char host[256]; /* effective host (for X-Forwarded-Host and logs) */
+	long long t_start_ms;
+	long long t_parked_ms; /* time spent waiting for a token */
+	long long park_deadline_ms;
+
+	const struct route_cfg *route;
+	struct route_match match;
+
+	/* request body: client -> upstream */
+	struct hdr_framing framing;
+	char conn_tokens[512]; /* the client's Connection header value(s), joined */
+	bool conn_tokens_overflow;
+	bool client_sent_accept;
+	bool has_body;
+	int64_t body_len; /* -1 = chunked */
+	struct rbuf up;
+	bool up_eof;      /* the client's body is complete */
+	uint64_t up_sent; /* bytes handed to curl */
+	uint64_t bytes_in;
+
+	/* upstream transfer */
+	CURL *easy;
+	bool in_multi;
+	struct curl_slist *up_headers;
+	unsigned pause_bits; /* CURLPAUSE_SEND / CURLPAUSE_RECV currently set */
+	bool upstream_done;
+	CURLcode upstream_result;
+	char curl_err[CURL_ERROR_SIZE];
+
+	/* response: upstream -> client */
+	long up_status;
+	bool headers_ready;
+	bool in_body; /* final headers seen; later header lines are trailers */
+	char *rh_buf; /* grows up to RESP_HEADERS_MAX */
+	size_t rh_len;
+	size_t rh_cap;
+	struct resp_header rh[RESP_HEADERS_COUNT];
+	unsigned n_rh;
+	bool rh_overflow;
+	int64_t resp_length; /* upstream Content-Length, -1 unknown */
+	struct rbuf down;
+	uint64_t bytes_out;
+	int final_status; /* what the client was answered */
+
+	struct local_answer local;
+
+	/* MHD side */
+	bool mhd_suspended;
+	bool client_gone;
+
+	/* worker lists */
+	struct request *park_prev, *park_next;
+	struct request *all_prev, *all_next;
+	bool parked_linked;
+};
+
+struct request *request_new(struct worker *w, const char *target);
+void request_ref(struct request *rq);
+/* Drop one reference; frees at zero. */
+void request_unref(struct request *rq);
+
+/* Resume the MHD connection if (and only if) it is suspended. */
+void request_resume(struct request *rq);
+/* Suspend the MHD connection (from an MHD callback only). */
+void request_suspend(struct request *rq);
+
+#endif

@@ -1,0 +1,223 @@
+/*
+ * route.c - route selection and upstream URL construction.
+ *
+ * The request-target is used as received (RFC 9112 3.2): origin-form
+ * "/path?query" or absolute-form "http://host/path?query". Absolute-form
+ * only selects among the configured routes (its authority stands in for the
+ * Host header, RFC 9112 3.2.2); it never chooses where the request goes.
+ */
+#include "route.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const verdict_reasons[] = {
+	[ROUTE_OK] = "ok",
+	[ROUTE_NO_MATCH] = "no route matches this host and path",
+	[ROUTE_BAD_TARGET] = "the request-target is not a valid origin-form or absolute-form target",
+	[ROUTE_FOREIGN_HOST] = "absolute-form target names a host this proxy does not serve",
+	[ROUTE_PATH_TRAVERSAL] = "the path contains dot segments that could leave the route's prefix",
+	[ROUTE_TOO_LONG] = "the request-target is too long",
+};
+
+const char *route_verdict_reason(enum route_verdict v)
+{
+	if ((size_t)v < sizeof verdict_reasons / sizeof verdict_reasons[0] && verdict_reasons[v])
+		return verdict_reasons[v];
+	return "unknown";
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Is seg[0..n) "." or ".."? */
+static bool is_dot_segment(const char *seg, size_t n)
+{
+	return (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.');
+}
+
+int route_path_traversal(const char *path, size_t len)
+{
+	char seg[3]; /* only short segments can be dot segments */
+	size_t seglen = 0;
+	bool long_seg = false;
+
+	for (size_t i = 0; i <= len; i++) {
+		int c;
+		if (i == len) {
+			c = '/';
+		} else if (path[i] == '%') {
+			if (i + 2 >= len)
+				return -1; /* '%' without two hex digits */
+			int h = hexval((unsigned char)path[i + 1]), l = hexval((unsigned char)path[i + 2]);
+			if (h < 0 || l < 0)
+				return -1;
+			c = h * 16 + l;
+			if (c == 0)
+				return -1;
+			i += 2;
+		} else {
+			c = (unsigned char)path[i];
+		}
+		if (c == '/' || c == '\\') {
+			if (!long_seg && is_dot_segment(seg, seglen))
+				return 1;
+			seglen = 0;
+			long_seg = false;
+		} else if (seglen < sizeof seg) {
+			seg[seglen++] = (char)c;
+		} else {
+			long_seg = true;
+		}
+	}
+	return 0;
+}
+
+/* Copy the host part of a Host value or authority (strip port, brackets,
+ * lowercase) into out. Returns false if it does not fit or is empty. */
+static bool host_only(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t end = n;
+	if (n > 0 && s[0] == '[') {
+		const char *rb = memchr(s, ']', n);
+		if (!rb)
+			return false;
+		s++;
+		end = (size_t)(rb - s);
+	} else {
+		const char *colon = memchr(s, ':', n);
+		if (colon)
+			end = (size_t)(colon - s);
+	}
+	if (end == 0 || end >= cap)
+		return false;
+	for (size_t i = 0; i < end; i++)
+		out[i] = (char)tolower((unsigned char)s[i]);
+	out[end] = '\0';
+	if (end > 1 && out[end - 1] == '.') /* "host." names the same host */
+		out[end - 1] = '\0';
+	return true;
+}
+
+/* Does path[0..len) fall under prefix? "/a/" covers "/a/..." and "/a";
+ * "/a" covers "/a", "/a/..." but not "/ab". */
+static bool prefix_covers(const char *prefix, const char *path, size_t len)
+{
+	size_t pl = strlen(prefix);
+	if (pl > 1 && prefix[pl - 1] == '/' && len == pl - 1 && memcmp(path, prefix, len) == 0)
+		return true;
+	if (len < pl || memcmp(path, prefix, pl) != 0)
+		return false;
+	return prefix[pl - 1] == '/' || len == pl || path[pl] == '/';
+}
+
+/* Split an absolute-form target into host and path; false if malformed. */
+static bool split_absolute(const char *t, char *host, size_t cap, const char **path)
+{
+	size_t skip;
+	if (strncasecmp(t, "http://", 7) == 0)
+		skip = 7;
+	else if (strncasecmp(t, "https://", 8) == 0)
+		skip = 8;
+	else
+		return false;
+	const char *auth = t + skip;
+	size_t alen = strcspn(auth, "/?#");
+	if (memchr(auth, '@', alen)) /* userinfo is never acceptable */
+		return false;
+	if (!host_only(auth, alen, host, cap))
+		return false;
+	*path = auth[alen] == '/' ? auth + alen : NULL;
+	return *path != NULL;
+}
+
+/* True when some route serves `host` (by match_host or its upstream host). */
+static bool host_served(const struct config *cfg, const char *host)
+{
+	for (size_t i = 0; i < cfg->n_routes; i++) {
+		const struct route_cfg *r = &cfg->routes[i];
+		if ((r->match_host && strcmp(r->match_host, host) == 0) || strcmp(r->upstream.host, host) == 0)
+			return true;
+	}
+	return false;
+}
+
+enum route_verdict route_select(const struct config *cfg, const struct route_request *rq, struct route_match *m)
+{
+	const char *t = rq->target;
+	memset(m, 0, sizeof *m);
+	if (!t || !*t)
+		return ROUTE_BAD_TARGET;
+	if (strlen(t) > ROUTE_MAX_TARGET)
+		return ROUTE_TOO_LONG;
+	if (t[0] == '/') {
+		m->path = t;
+		if (rq->host && !host_only(rq->host, strlen(rq->host), m->host, sizeof m->host))
+			return ROUTE_BAD_TARGET;
+	} else {
+		if (!split_absolute(t, m->host, sizeof m->host, &m->path))
+			return ROUTE_BAD_TARGET;
+		if (!host_served(cfg, m->host))
+			return ROUTE_FOREIGN_HOST;
+	}
+	m->path_len = strcspn(m->path, "?#");
+	if (m->path[m->path_len] == '#')
+		return ROUTE_BAD_TARGET;
+	int trav = route_path_traversal(m->path, m->path_len);
+	if (trav < 0)
+		return ROUTE_BAD_TARGET;
+	if (trav > 0)
+		return ROUTE_PATH_TRAVERSAL;
+
+	size_t best_len = 0;
+	for (size_t i = 0; i < cfg->n_routes; i++) {
+		const struct route_cfg *r = &cfg->routes[i];
+		if (r->match_host && strcmp(r->match_host, m->host) != 0)
+			continue;
+		if (!prefix_covers(r->match_path, m->path, m->path_len))
+			continue;
+		size_t pl = strlen(r->match_path);
+		if (!m->route || pl > best_len) {
+			m->route = r;
+			m->index = i;
+			best_len = pl;
+		}
+	}
+	return m->route ? ROUTE_OK : ROUTE_NO_MATCH;
+}
+
+long route_upstream_url(const struct route_match *m, char *out, size_t cap)
+{
+	const struct route_cfg *r = m->route;
+	const char *rest = m->path;
+	size_t rest_len = m->path_len;
+	if (r->strip_prefix) {
+		size_t pl = strlen(r->match_path);
+		if (pl > 0 && r->match_path[pl - 1] == '/')
+			pl--; /* keep the slash that starts the remainder */
+		if (pl > rest_len)
+			pl = rest_len;
+		rest += pl;
+		rest_len -= pl;
+	}
+	const char *query = m->path + m->path_len; /* "" or "?..." */
+	const char *lead = rest_len == 0 ? "/" : "";
+	size_t need = strlen(r->upstream.origin) + strlen(r->upstream.path) + strlen(lead) + rest_len + strlen(query);
+	if (need + 1 > cap)
+		return -1;
+	size_t n = 0;
+	n += (size_t)snprintf(out + n, cap - n, "%s%s%s", r->upstream.origin, r->upstream.path, lead);
+	memcpy(out + n, rest, rest_len);
+	n += rest_len;
+	memcpy(out + n, query, strlen(query) + 1);
+	return (long)(n + strlen(query));
+}

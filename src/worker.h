@@ -1,0 +1,63 @@
+/*
+ * worker.h - a worker thread: one libmicrohttpd daemon in external epoll
+ * mode and one libcurl multi handle driven by a single loop, so every
+ * callback of a request runs on one thread (c-style-and-design.md B.3).
+ * Workers share nothing on the request path; the token engine wakes them
+ * with curl_multi_wakeup().
+ */
+#ifndef S2S_WORKER_H
+#define S2S_WORKER_H
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "token.h"
+
+struct request;
+
+struct worker {
+	int id;
+	const struct config *cfg;
+	struct token_engine *tokens;
+	pthread_t thread;
+	bool started;
+	int listen_fd;
+	struct MHD_Daemon *mhd;
+	int mhd_epfd;
+	CURLM *multi;
+	struct curl_slist *connect_to;
+	bool mhd_dirty;  /* a connection was resumed: run MHD before sleeping */
+	bool curl_dirty; /* a transfer was added or unpaused: run curl before sleeping */
+	atomic_int token_event;
+	atomic_int stop; /* 0 run, 1 drain, 2 stop now */
+	atomic_bool finished; /* the loop has ended */
+	bool draining;
+	long long drain_deadline_ms;
+	struct request *parked; /* waiting for a token */
+	struct request *all;    /* every live request */
+	unsigned inflight;
+	uint64_t rng;
+	char token_hdr[TOKEN_HEADER_MAX]; /* scratch for token_lookup */
+};
+
+/*
+ * Create worker `id` serving `listen_fd` (ownership passes to the worker
+ * on success; on failure the caller still owns it). Returns 0 or -1 (logged).
+ */
+int worker_init(struct worker *w, int id, const struct config *cfg, struct token_engine *tokens, int listen_fd);
+int worker_start(struct worker *w);
+/* Ask to stop: drain (in-flight requests finish until shutdown_timeout) or now. */
+void worker_request_stop(struct worker *w, bool now);
+/* Wake the worker because a token changed (any thread). */
+void worker_token_changed(struct worker *w);
+/* Join and free. NULL-safe, idempotent. */
+void worker_join(struct worker *w);
+
+/* Monotonic-ish wall clock in ms, as the token engine uses. */
+long long worker_now_ms(void);
+
+#endif

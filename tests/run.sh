@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Run the whole suite: unit tests and integration tests, against the release
+# build and again against the ASan+UBSan build. Every test prints one line,
+# "ok NAME" or "FAIL NAME: why"; this script counts them and ends with the
+# summary line "N passed, N failed". Exit status 1 on any failure.
+#
+# TESTS selects phases (default: all): unit unit-asan integration integration-asan
+# Extra arguments are passed to the integration runner (test module names).
+set -u
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3
+PHASES=${TESTS:-"unit unit-asan integration integration-asan"}
+OUT=tests/.work/results
+mkdir -p "$OUT"
+: >"$OUT/all.txt"
+status=0
+
+run_phase() { # name, command...
+	local name=$1
+	shift
+	echo "== $name"
+	"$@" 2>&1 | tee "$OUT/$name.txt" | grep -E '^(FAIL|ok) |^  |^==|passed|failed|error' | grep -v '^ok ' || true
+	local rc=${PIPESTATUS[0]}
+	sed -e "s/^ok /ok $name:/" -e "s/^FAIL /FAIL $name:/" "$OUT/$name.txt" | grep -E '^(ok|FAIL) ' >>"$OUT/all.txt"
+	local p f
+	p=$(grep -c '^ok ' "$OUT/$name.txt")
+	f=$(grep -c '^FAIL ' "$OUT/$name.txt")
+	echo "$name: $p passed, $f failed"
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "FAIL $name: runner exited with status $rc" | tee -a "$OUT/all.txt"
+	fi
+	[ "$rc" -eq 0 ] || status=1
+}
+
+unit_tests() { # dir
+	local rc=0
+	for t in "$1"/tests/test_*; do
+		[ -x "$t" ] || continue
+		"$t" || { rc=1; echo "FAIL $(basename "$t"): exited non-zero"; }
+	done
+	return $rc
+}
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:exitcode=99"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+for phase in $PHASES; do
+	case $phase in
+	unit) run_phase unit unit_tests build ;;
+	unit-asan) run_phase unit-asan unit_tests build/asan ;;
+	integration) S2S_PROXY_BIN=build/s2s-proxy run_phase integration $PY tests/integration/run.py "$@" ;;
+	integration-asan) S2S_PROXY_BIN=build/asan/s2s-proxy S2S_SANITIZED=1 run_phase integration-asan $PY tests/integration/run.py "$@" ;;
+	*) echo "unknown phase $phase" && status=1 ;;
+	esac
+done
+
+passed=$(grep -c '^ok ' "$OUT/all.txt")
+failed=$(grep -c '^FAIL ' "$OUT/all.txt")
+if [ "$failed" -gt 0 ]; then
+	echo
+	echo "Failures:"
+	grep '^FAIL ' "$OUT/all.txt"
+	status=1
+fi
+echo
+echo "$passed passed, $failed failed"
+exit $status

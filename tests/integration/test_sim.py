@@ -291,6 +291,11 @@ def test_upstream_rejects_wrong_aud():
         eq((r.status, r.body), (401, b""), "fo aud %s" % aud)
     r = SIM.request(FO, "GET", "/data/Customers", bearer(SIM.access_token(FO_URL)))
     eq(r.status, 200, "fo with exact aud")
+    ss = "securityservice.operations365.dynamics.com"
+    r = SIM.request(ss, "GET", "/_test/echo", bearer(dv_tok))
+    eq((r.status, r.json()), (400, {"error": "invalid_client", "error_description": "Expected aud https://%s but "
+                                    "found %s." % (ss, DATAVERSE_URL)}), "security service")
+    eq(SIM.request(ss, "GET", "/_test/echo", bearer(SIM.access_token("https://" + ss))).status, 200, "ss ok")
     # Dataverse: trailing slash accepted; the .api. host accepts the org token
     eq(SIM.request(DV, "GET", "/api/data/v9.2/WhoAmI", bearer(SIM.access_token(DATAVERSE_URL + "/"))).status,
        200, "dv trailing slash")

@@ -54,7 +54,7 @@ FO_URL = "https://contoso.operations.dynamics.com"
 ENTRA_HOSTS = ["login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn"]
 UPSTREAM_HOSTS = ["contoso.crm4.dynamics.com", "contoso.api.crm4.dynamics.com", "contoso.crm.dynamics.com",
                   "api.businesscentral.dynamics.com", "contoso.operations.dynamics.com",
-                  "contoso.sandbox.operations.dynamics.com"]
+                  "contoso.sandbox.operations.dynamics.com", "securityservice.operations365.dynamics.com"]
 ROLES = ("entra", "dataverse", "bc", "fo")
 
 
@@ -609,6 +609,7 @@ class Proxy:
         self.proc = None
         self.port = None
         self.stop_timed_out = False
+        self._log_offset = 0
 
     @property
     def pid(self):
@@ -620,6 +621,10 @@ class Proxy:
             raise AssertionError("proxy binary %s not found (run make, or set S2S_PROXY_BIN)" % b)
         env = dict(os.environ)
         env.update(self.env or {})
+        try:  # log_text()/events() cover this run only (the file is appended to)
+            self._log_offset = os.path.getsize(self.log_path)
+        except OSError:
+            self._log_offset = 0
         with open(self.log_path, "ab") as log, open(self.out_path, "ab") as out:
             self.proc = spawn([b, "-c", self.ini_path] + self.args, stdout=out, stderr=log,
                               stdin=subprocess.DEVNULL, env=env)
@@ -636,9 +641,12 @@ class Proxy:
         self.kill()
         raise AssertionError("proxy not listening after %ss:\n%s" % (timeout, _tail(self.log_path)))
 
-    def log_text(self):
+    def log_text(self, all_runs=False):
+        """stderr of the proxy since the last start() (all_runs: whole file)."""
         try:
             with open(self.log_path, "rb") as f:
+                if not all_runs:
+                    f.seek(self._log_offset)
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""

@@ -100,7 +100,7 @@ KNOWN_RESOURCES = [
     re.compile(r"^https://securityservice\.operations365\.dynamics\.com/?$", re.I),
     # first-party resource app ids (tokens get the GUID as aud; upstreams reject it)
     re.compile(r"^(00000007-0000-0000-c000-000000000000|00000015-0000-0000-c000-000000000000|"
-               r"996def3d-b36c-4153-8607-a6fd3c01b89f)$", re.I),
+               r"996def3d-b36c-4153-8607-a6fd3c01b89f|0cdb527f-a8d1-4bf8-9436-b352c68682b2)$", re.I),
 ]
 
 FAULT_MODES = ("ok", "slow", "429", "500", "503", "garbage", "notoken", "html", "reset")
@@ -126,21 +126,25 @@ class Faults:
         self.nbf_offset = 0       # added to the JWT nbf only (token not yet valid)
 
     def set(self, d):
+        """Apply a change atomically (a bad field changes nothing)."""
+        new = self.state()
+        if "mode" in d:
+            m = str(d["mode"])
+            if m not in FAULT_MODES:
+                raise HTTPError(400, "unknown mode %r (one of %s)" % (m, ", ".join(FAULT_MODES)))
+            new["mode"] = m
+            new["count"] = int(d.get("count", -1))
+            if new["count"] == 0:
+                new["mode"], new["count"] = "ok", -1
+        for k in ("delay_ms", "retry_after", "exp_offset", "nbf_offset"):
+            if k in d:
+                new[k] = int(d[k]) if d[k] is not None else 0
+        for k in ("lifetime", "refresh_in"):
+            if k in d:
+                new[k] = None if d[k] is None else int(d[k])
         with self.lock:
-            if "mode" in d:
-                m = str(d["mode"])
-                if m not in FAULT_MODES:
-                    raise HTTPError(400, "unknown mode %r (one of %s)" % (m, ", ".join(FAULT_MODES)))
-                self.mode = m
-                self.count = int(d.get("count", -1))
-                if self.count == 0:
-                    self.mode = "ok"
-            for k in ("delay_ms", "retry_after", "exp_offset", "nbf_offset"):
-                if k in d:
-                    setattr(self, k, int(d[k]) if d[k] is not None else 0)
-            for k in ("lifetime", "refresh_in"):
-                if k in d:
-                    setattr(self, k, None if d[k] is None else int(d[k]))
+            for k, v in new.items():
+                setattr(self, k, v)
             return self.state()
 
     def state(self):

@@ -7,6 +7,8 @@ aud matches the host:
              .api. host also accepts the org's plain host)
   bc         api.businesscentral.dynamics.com: https://api.businesscentral.dynamics.com
   fo         *.operations.dynamics.com: exactly https://<host>
+             (the fo role also serves securityservice.operations365.dynamics.com:
+             /_test/* only; a bad token gets 400 invalid_client "Expected aud ...")
 and, when env_tenants pins the host to a tenant, whose tid is that tenant.
 Rejections use each service's real shape. Apps may carry
 upstream_errors {"dataverse": "not_member"|"restricted"|"privilege"|"throttle"
@@ -30,6 +32,7 @@ from httpcore import AbortConnection, HTTPError
 DV_HOST_RE = re.compile(r"^([a-z0-9-]+)(\.api)?\.(crm\d*)\.dynamics\.com$")
 FO_HOST_RE = re.compile(r"^[a-z0-9-]+(\.sandbox)?\.operations\.dynamics\.com$")
 BC_HOST = "api.businesscentral.dynamics.com"
+SS_HOST = "securityservice.operations365.dynamics.com"
 ODATA_JSON = "application/json; odata.metadata=minimal"
 DEFAULT_TENANT = "00000000-0000-0000-0000-00000000c0de"
 
@@ -49,8 +52,8 @@ def host_kind(host):
         return "dataverse"
     if host == BC_HOST:
         return "bc"
-    if FO_HOST_RE.match(host):
-        return "fo"
+    if FO_HOST_RE.match(host) or host == SS_HOST:
+        return "fo"  # the F&O role also serves the Microsoft security service host
     return None
 
 
@@ -67,7 +70,7 @@ def aud_ok(kind, host, aud):
     if kind == "bc":
         return aud.lower() in ("https://" + BC_HOST, "https://" + BC_HOST + "/")
     if kind == "fo":
-        return aud == "https://" + host
+        return aud == "https://" + host or (host == SS_HOST and aud == "https://" + host + "/")
     return False
 
 
@@ -100,6 +103,9 @@ class Upstreams:
             if req.path.startswith("/_test/"):
                 return self.test_endpoint(req, kind)
             return getattr(self, kind)(req, claims)
+        except HTTPError as e:
+            req.status = req.status or e.status
+            raise
         finally:
             rec["status"] = req.status
             with st.lock:
@@ -157,6 +163,10 @@ class Upstreams:
                            ("REQ_ID", guid()), ("x-ms-service-request-id", guid())], b"")
         elif kind == "bc":
             self.bc_invalid_credentials(req)
+        elif req.host == SS_HOST:
+            # as quoted in Microsoft's CHE troubleshooting article
+            req.send_json(400, {"error": "invalid_client", "error_description": "Expected aud https://%s but "
+                                "found %s." % (SS_HOST, (claims or {}).get("aud", ""))})
         else:
             req.send(401, [("x-ms-request-id", guid())], b"")
 
@@ -295,6 +305,8 @@ class Upstreams:
 
     def fo(self, req, claims):
         path = urllib.parse.unquote(req.path)
+        if req.host == SS_HOST:
+            return req.send_json(404, {"error": "not_found"})
         base = "https://%s/data/" % req.host
         if path == "/data/$metadata" and req.method in ("GET", "HEAD"):
             xml = ('<?xml version="1.0" encoding="utf-8"?><edmx:Edmx Version="4.0" '

@@ -777,13 +777,13 @@ def proxy_ini(sim_entra, sim_up=None, ca=None, routes=None, credentials=None, ex
     ca = ca or sim_entra.work.ca
     ca_path = ca["ca"] if isinstance(ca, dict) else ca
     connect = sim_entra.connect_to(ENTRA_HOSTS) + sim_up.connect_to(UPSTREAM_HOSTS)
-    proxy = {"listen": "127.0.0.1:0", "ca_file": ca_path, "log_format": "json", "log_level": "info",
-             "connect_to": ", ".join(connect)}
-    extra_text = ""
+    proxy = {"listen": "127.0.0.1:0", "ca_file": ca_path, "log_format": "json", "log_level": "info"}
+    # one connect_to line per entry: the key repeats, and INI lines are capped at 200 characters
+    extra_text = "".join("connect_to = %s\n" % c for c in connect)
     if isinstance(extra_proxy, dict):
         proxy.update(extra_proxy)
     elif extra_proxy:
-        extra_text = extra_proxy.rstrip("\n") + "\n"
+        extra_text += extra_proxy.rstrip("\n") + "\n"
     out = [_section("proxy", proxy) + extra_text]
     creds = default_credentials() if credentials is None else credentials
     for name, keys in creds.items():

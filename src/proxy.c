@@ -3,12 +3,14 @@
  *
  * MHD calls the access handler several times per request: once when the
  * headers are in (state RQ_NEW), once per chunk of body, and once more
- * with *upload_data_size == 0 when the body is complete. A request with a
- * body is never suspended in that first call, so a later call with no data
- * always means "body complete" (after a suspension MHD would call again
- * from the header stage). Whenever the proxy cannot answer yet it
- * suspends; whatever unblocks it resumes (request_resume is a no-op for a
- * connection that is not suspended), and the handler looks again.
+ * with *upload_data_size == 0 when the request is complete. The first call
+ * never suspends and (but for refusing a body) never answers, so a later
+ * call with no data always means "request complete": suspending there
+ * would make MHD call again from the header stage, and answering there
+ * would make MHD close the connection afterwards. Whenever the proxy
+ * cannot answer yet it suspends; whatever unblocks it resumes
+ * (request_resume is a no-op for a connection that is not suspended), and
+ * the handler looks again.
  */
 #include "proxy.h"
 
@@ -268,6 +270,8 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	(void)kind;
 	if (!value)
 		value = "";
+	if (!hdr_name_ok(name, strlen(name)))
+		rq->bad_header_name = true; /* RFC 9112 5.1: answer 400 */
 	hdr_framing_add(&rq->framing, name, value);
 	if (strcasecmp(name, "Connection") == 0) {
 		size_t have = strlen(rq->conn_tokens), add = strlen(value);
@@ -334,6 +338,11 @@ static bool classify(struct request *rq, const char *method)
 		rq->local.close = true; /* the body boundary is unknowable: never reuse (RFC 9112 6.3) */
 		return false;
 	}
+	if (rq->bad_header_name) {
+		set_local(rq, 400, "bad_request", "Invalid header field name", NULL);
+		rq->local.close = true;
+		return false;
+	}
 	if (rq->conn_tokens_overflow) {
 		set_local(rq, 400, "bad_request", "Connection header too long", NULL);
 		rq->local.close = true;
@@ -392,14 +401,17 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 		else
 			start_with_token(rq, now);
 	}
-	if (rq->local.set) {
-		if (rq->has_body)
-			rq->local.close = true; /* the unread body must not be taken for the next request */
+	if (rq->local.set && (rq->has_body || rq->local.close)) {
+		/* Refuse now, body unread (or its framing unknowable), and close: the
+		 * rest of the stream must not be taken for a next request. */
+		rq->local.close = true;
 		return queue_local(rq);
 	}
-	if (rq->has_body)
-		return MHD_YES; /* never suspend here: MHD must go on reading the body */
-	return advance(rq);
+	/* Neither answer nor suspend here: MHD treats a response queued before
+	 * the request is complete as "early" and closes the connection after
+	 * it, and a body must keep flowing. The final call (*upload_data_size
+	 * == 0 once the request is complete) answers. */
+	return MHD_YES;
 }
 
 /* A piece of request body. */
@@ -429,7 +441,7 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const c
 	(void)version;
 	if (!rq || rq->magic != REQUEST_MAGIC)
 		return MHD_NO;
-	if (rq->state == RQ_NEW) {
+	if (!rq->conn) {
 		rq->conn = conn;
 		return first_call(rq, method);
 	}

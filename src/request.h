@@ -76,6 +76,7 @@ struct request {
 	struct hdr_framing framing;
 	char conn_tokens[512]; /* the client's Connection header value(s), joined */
 	bool conn_tokens_overflow;
+	bool bad_header_name;
 	bool client_sent_accept;
 	bool has_body;
 	int64_t body_len; /* -1 = chunked */

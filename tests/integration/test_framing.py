@@ -31,8 +31,8 @@ def send(head, body=b"", follow=FOLLOW):
     return parse_responses(data)
 
 
-def refused(head, body=b"", status=400, code=None):
-    rs = send(head, body)
+def refused(head, body=b"", status=400, code=None, follow=FOLLOW):
+    rs = send(head, body, follow)
     assert len(rs) == 1, "expected exactly one response, got %d: %r" % (len(rs), rs)
     assert rs[0].status == status, "%r -> %d %r" % (head, rs[0].status, rs[0].body[:200])
     if code:

@@ -142,12 +142,14 @@ def test_keepalive_reuse_many_requests():
         for i in range(50):
             r = c.request("GET", "/dataverse/_test/bytes?n=%d" % (i * 37))
             eq((r.status, harness.sha256(r.body)), (200, harness.pattern_sha256(i * 37)), "request %d" % i)
+            eq(r.header("Connection"), None, "Connection header on response %d (keep-alive)" % i)
     finally:
         c.close()
 
 
 def test_unmatched_gets_404_problem():
     r = PX.request("GET", "/nowhere/x")
+    eq(r.header("Connection"), None, "404 keeps the connection")
     eq(r.status, 404, "status")
     eq(r.header("Content-Type"), "application/problem+json", "content type")
     p = r.json()

@@ -31,7 +31,7 @@ struct oauth_token {
 
 /* Evidence from an error response (all fields optional, "" / 0 when absent). */
 struct oauth_error {
-	char error[64];           /* OAuth error value: invalid_client, ... */
+	char error[64];              /* OAuth error value: invalid_client, ... */
 	long codes[OAUTH_MAX_CODES]; /* error_codes, else AADSTS numbers found in the text */
 	size_t n_codes;
 	char trace_id[64];
@@ -71,8 +71,8 @@ void oauth_token_clear(struct oauth_token *tok);
  * Returns the length, or -1 if it does not fit. The result contains the
  * secret: wipe `out` after use.
  */
-long oauth_form_body(char *out, size_t cap, enum token_version ver, enum auth_method method,
-		     const char *client_id, const char *secret, const char *scope_or_resource);
+long oauth_form_body(char *out, size_t cap, enum token_version ver, enum auth_method method, const char *client_id,
+		     const char *secret, const char *scope_or_resource);
 
 /*
  * Build "Basic base64(urlencode(id):urlencode(secret))" (RFC 6749 2.3.1)

@@ -31,20 +31,20 @@ enum token_state {
 
 enum token_failure_kind {
 	TF_NONE = 0,
-	TF_UNREACHABLE,   /* connect error, TLS error, timeout: transient */
-	TF_THROTTLED,     /* 429 (or AADSTS50196/90055): transient */
-	TF_SERVER_ERROR,  /* 5xx: transient */
-	TF_REJECTED,      /* 4xx OAuth error: credential/config problem, cached 60 s */
-	TF_BAD_RESPONSE,  /* 2xx without a usable token */
-	TF_LOCAL,         /* secret file unreadable, etc. */
+	TF_UNREACHABLE,  /* connect error, TLS error, timeout: transient */
+	TF_THROTTLED,    /* 429 (or AADSTS50196/90055): transient */
+	TF_SERVER_ERROR, /* 5xx: transient */
+	TF_REJECTED,     /* 4xx OAuth error: credential/config problem, cached 60 s */
+	TF_BAD_RESPONSE, /* 2xx without a usable token */
+	TF_LOCAL,        /* secret file unreadable, etc. */
 };
 
 struct token_failure {
 	enum token_failure_kind kind;
-	long http_status;        /* 0 when no HTTP answer */
-	struct oauth_error err;  /* evidence from the body */
-	char detail[256];        /* curl error text or local reason */
-	long long retry_at_ms;   /* when the engine will try again (unix ms) */
+	long http_status;       /* 0 when no HTTP answer */
+	struct oauth_error err; /* evidence from the body */
+	char detail[256];       /* curl error text or local reason */
+	long long retry_at_ms;  /* when the engine will try again (unix ms) */
 };
 
 /* Clock used by the engine: unix time in milliseconds. Tests inject one. */
@@ -57,6 +57,10 @@ typedef long long (*token_clock_fn)(void);
  * Returns NULL on failure (logged).
  */
 struct token_engine *token_engine_new(const struct config *cfg, void (*notify)(void *), void *arg);
+
+/* Replace the engine clock (default: CLOCK_REALTIME in ms). Call before
+ * token_engine_start. For tests. */
+void token_engine_set_clock(struct token_engine *te, token_clock_fn clock);
 
 /* Start the engine thread; every source is fetched at once. 0 or -1. */
 int token_engine_start(struct token_engine *te);
@@ -76,6 +80,9 @@ enum token_state token_lookup(struct token_engine *te, size_t idx, long long now
 
 /* Ask for an early refresh of source idx (after an upstream 401); rate-limited. */
 void token_request_refresh(struct token_engine *te, size_t idx);
+
+/* Stable lowercase name of a failure kind ("unreachable", "rejected", ...), for logs and problem bodies. */
+const char *token_failure_name(enum token_failure_kind kind);
 
 /* Total token requests sent (all sources), for tests and metrics. */
 unsigned long token_engine_requests(const struct token_engine *te);

@@ -13,9 +13,9 @@
 
 #include "log.h"
 
-#define CONFIG_MAX_ROUTES 256
+#define CONFIG_MAX_ROUTES      256
 #define CONFIG_MAX_CREDENTIALS 64
-#define CONFIG_MAX_CONNECT_TO 32
+#define CONFIG_MAX_CONNECT_TO  32
 
 enum token_version { TOKEN_V2 = 0, TOKEN_V1 };
 enum auth_method { AUTH_POST = 0, AUTH_BASIC };
@@ -30,11 +30,11 @@ enum audience_kind {
 
 /* A parsed absolute http(s) URL. All strings owned by the struct. */
 struct url {
-	char *scheme;   /* "https" (or "http" for loopback hosts only) */
-	char *host;     /* lowercase; IPv6 without brackets */
-	unsigned port;  /* explicit or the scheme's default */
-	char *origin;   /* scheme://host[:port], lowercase, port only if not default */
-	char *path;     /* base path without trailing slash, "" when none */
+	char *scheme;  /* "https" (or "http" for loopback hosts only) */
+	char *host;    /* lowercase; IPv6 without brackets */
+	unsigned port; /* explicit or the scheme's default */
+	char *origin;  /* scheme://host[:port], lowercase, port only if not default */
+	char *path;    /* base path without trailing slash, "" when none */
 };
 
 struct credential_cfg {
@@ -65,11 +65,11 @@ struct token_source_cfg {
 
 struct route_cfg {
 	char *name;
-	char *match_host;  /* lowercase, no port; NULL = any host */
-	char *match_path;  /* path prefix beginning with '/'; "/" = all */
+	char *match_host; /* lowercase, no port; NULL = any host */
+	char *match_path; /* path prefix beginning with '/'; "/" = all */
 	bool strip_prefix;
 	struct url upstream;
-	size_t credential;   /* index into config.credentials */
+	size_t credential; /* index into config.credentials */
 	enum audience_kind audience_kind;
 	size_t token_source; /* index into config.token_sources */
 	long connect_timeout_ms;
@@ -89,14 +89,14 @@ struct proxy_cfg {
 	char *ca_file; /* extra trust anchors, NULL = system store only */
 	enum log_level log_level;
 	enum log_format log_format;
-	int workers;                /* 0 = number of CPUs (max 16) */
-	int max_connections;        /* inbound, across all workers */
-	long client_timeout_s;      /* idle/slow inbound connections are closed */
-	long token_wait_ms;         /* how long a request may wait for a first token */
-	long token_timeout_ms;      /* one token request, end to end */
-	long token_retry_max_ms;    /* cap of the retry backoff for transient failures */
-	long shutdown_timeout_s;    /* in-flight requests get this long after SIGTERM */
-	size_t buffer_bytes;        /* per direction, per request */
+	int workers;             /* 0 = number of CPUs (max 16) */
+	int max_connections;     /* inbound, across all workers */
+	long client_timeout_s;   /* idle/slow inbound connections are closed */
+	long token_wait_ms;      /* how long a request may wait for a first token */
+	long token_timeout_ms;   /* one token request, end to end */
+	long token_retry_max_ms; /* cap of the retry backoff for transient failures */
+	long shutdown_timeout_s; /* in-flight requests get this long after SIGTERM */
+	size_t buffer_bytes;     /* per direction, per request */
 	struct connect_to_cfg connect_to[CONFIG_MAX_CONNECT_TO];
 	size_t n_connect_to;
 };
@@ -116,11 +116,21 @@ struct config {
  * Parse and validate `path`. On success returns a config the caller owns
  * (free with config_free) and writes nothing to `errors`. On failure returns
  * NULL after writing every problem found to `errors`, one per line, as
- * "FILE:LINE: message" (line 0 for problems not tied to a line). Warnings
+ * "FILE:LINE: message" (line 0 for problems not tied to a line), for a key
+ * "t.ini:7: [route:x] upstream: must be an https:// URL", for a section
+ * "t.ini:5: [route:x] duplicate section (first on line 2)"; a missing
+ * required key is reported on its section header's line. Warnings
  * (such as an inline client_secret) go to the log, not to `errors`.
  * Reads the AZURE_* environment variables for the credential "default".
  */
 struct config *config_load(const char *path, FILE *errors);
+
+/*
+ * Same as config_load, reading from an open stream (not closed here); `name`
+ * is the FILE part of messages and becomes config.path. For tests and the
+ * fuzzer (fmemopen).
+ */
+struct config *config_load_stream(FILE *in, const char *name, FILE *errors);
 
 /* NULL-safe. Wipes secrets before freeing. */
 void config_free(struct config *cfg);

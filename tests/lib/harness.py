@@ -32,7 +32,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ca import make_ca  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-WORK_ROOT = os.path.join(REPO, "tests", ".work")
+# One directory per test run (the runner's pid), so two runs on one machine
+# never share certificates or state; directories of dead runs are removed.
+WORK_BASE = os.path.join(REPO, "tests", ".work")
+WORK_ROOT = os.path.join(WORK_BASE, "run-%d" % os.getpid())
+
+
+def _remove_stale_runs():
+    try:
+        names = os.listdir(WORK_BASE)
+    except OSError:
+        return
+    for n in names:
+        if n.startswith("run-") and n[4:].isdigit() and not os.path.exists("/proc/" + n[4:]):
+            shutil.rmtree(os.path.join(WORK_BASE, n), ignore_errors=True)
 SIM_SCRIPT = os.path.join(REPO, "tests", "sim", "mscloud.py")
 PYTHON = "/usr/bin/python3"
 
@@ -131,9 +144,11 @@ def _tail(path, n=40):
 # work directories
 
 class Work:
-    """A fresh directory tests/.work/<name> (removed and recreated)."""
+    """A fresh directory tests/.work/run-<pid>/<name> (removed and recreated)."""
 
     def __init__(self, name):
+        if not os.path.isdir(WORK_ROOT):
+            _remove_stale_runs()
         self.name = name
         self.dir = os.path.join(WORK_ROOT, name)
         shutil.rmtree(self.dir, ignore_errors=True)

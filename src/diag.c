@@ -16,20 +16,21 @@ struct kind_row {
 };
 
 static const struct kind_row kind_rows[] = {
-	{TF_UNREACHABLE, 503, "idp_unavailable", "Microsoft Entra ID is unreachable",
-	 "Check network access from the proxy to the authority host (DNS, firewall, outbound proxy) and its TLS trust.",
-	 true},
-	{TF_SERVER_ERROR, 503, "idp_unavailable", "Microsoft Entra ID answered with a server error",
-	 "Transient on Microsoft's side; the proxy retries with backoff.", true},
-	{TF_THROTTLED, 503, "throttled", "Microsoft Entra ID is throttling token requests",
-	 "The proxy honours Retry-After; check for other clients of the same app registration hammering the token endpoint.",
-	 true},
-	{TF_REJECTED, 502, "credential_rejected", "Microsoft Entra ID rejected the credential",
-	 "Check the tenant, client ID and secret of this credential against the app registration.", false},
-	{TF_BAD_RESPONSE, 502, "idp_bad_response", "Microsoft Entra ID answered without a usable token",
-	 "The authority URL may point at something other than a Microsoft Entra token endpoint.", true},
-	{TF_LOCAL, 502, "credential_unavailable", "The credential could not be read",
-	 "Check that the secret file exists, is readable by the proxy's user and is not empty.", true},
+    {TF_UNREACHABLE, 503, "idp_unavailable", "Microsoft Entra ID is unreachable",
+     "Check network access from the proxy to the authority host (DNS, firewall, outbound proxy) and its TLS trust.",
+     true},
+    {TF_SERVER_ERROR, 503, "idp_unavailable", "Microsoft Entra ID answered with a server error",
+     "Transient on Microsoft's side; the proxy retries with backoff.", true},
+    {TF_THROTTLED, 503, "throttled", "Microsoft Entra ID is throttling token requests",
+     "The proxy honours Retry-After; check for other clients of the same app registration hammering the token "
+     "endpoint.",
+     true},
+    {TF_REJECTED, 502, "credential_rejected", "Microsoft Entra ID rejected the credential",
+     "Check the tenant, client ID and secret of this credential against the app registration.", false},
+    {TF_BAD_RESPONSE, 502, "idp_bad_response", "Microsoft Entra ID answered without a usable token",
+     "The authority URL may point at something other than a Microsoft Entra token endpoint.", true},
+    {TF_LOCAL, 502, "credential_unavailable", "The credential could not be read",
+     "Check that the secret file exists, is readable by the proxy's user and is not empty.", true},
 };
 
 void diag_token_failure(const struct token_failure *f, struct diagnosis *out)

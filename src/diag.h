@@ -9,8 +9,8 @@
 #include "token.h"
 
 struct diagnosis {
-	int status;              /* answer to the client: 502 or 503 */
-	const char *code;        /* e.g. "idp_unavailable" */
+	int status;       /* answer to the client: 502 or 503 */
+	const char *code; /* e.g. "idp_unavailable" */
 	const char *title;
 	const char *remediation; /* may be NULL */
 	bool retry_after;        /* add Retry-After (transient) */

@@ -40,11 +40,11 @@ bool hdr_name_ok(const char *name, size_t len);
 
 /* Request framing, accumulated header by header (RFC 9112 section 6). */
 struct hdr_framing {
-	unsigned n_content_length;   /* Content-Length header lines seen */
+	unsigned n_content_length; /* Content-Length header lines seen */
 	unsigned n_transfer_encoding;
-	bool cl_invalid;             /* a value that is not a decimal number */
-	bool cl_conflict;            /* two different values */
-	bool te_not_chunked;         /* any coding other than a single "chunked" */
+	bool cl_invalid;     /* a value that is not a decimal number */
+	bool cl_conflict;    /* two different values */
+	bool te_not_chunked; /* any coding other than a single "chunked" */
 	uint64_t content_length;
 };
 

@@ -47,7 +47,6 @@ void log_dbl(struct log_line *l, const char *key, double value);
 void log_end(struct log_line *l);
 
 /* One-shot: an event with a printf-formatted "msg" field. */
-void log_msg(enum log_level level, const char *event, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+void log_msg(enum log_level level, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -12,14 +12,14 @@
 
 struct problem {
 	int status;
-	const char *code;  /* stable machine code, e.g. "no_route", "idp_unavailable" */
-	const char *title; /* short, constant English text */
-	const char *detail; /* may be NULL */
-	const char *route;  /* may be NULL */
-	const char *audience; /* may be NULL */
-	const char *client_id; /* may be NULL */
-	const char *remediation; /* may be NULL */
-	const char *request_id; /* may be NULL */
+	const char *code;                          /* stable machine code, e.g. "no_route", "idp_unavailable" */
+	const char *title;                         /* short, constant English text */
+	const char *detail;                        /* may be NULL */
+	const char *route;                         /* may be NULL */
+	const char *audience;                      /* may be NULL */
+	const char *client_id;                     /* may be NULL */
+	const char *remediation;                   /* may be NULL */
+	const char *request_id;                    /* may be NULL */
 	const struct token_failure *token_failure; /* Entra evidence, may be NULL */
 };
 

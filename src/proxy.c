@@ -118,11 +118,11 @@ static enum MHD_Result queue_local(struct request *rq)
 {
 	struct diagnosis d = {0};
 	struct problem p = {
-		.status = rq->local.status,
-		.code = rq->local.code,
-		.title = rq->local.title,
-		.detail = rq->local.detail[0] ? rq->local.detail : NULL,
-		.request_id = rq->request_id,
+	    .status = rq->local.status,
+	    .code = rq->local.code,
+	    .title = rq->local.title,
+	    .detail = rq->local.detail[0] ? rq->local.detail : NULL,
+	    .request_id = rq->request_id,
 	};
 	if (rq->route) {
 		const struct config *cfg = rq->w->cfg;
@@ -304,16 +304,16 @@ static void client_address(struct request *rq)
 }
 
 static const int route_status[] = {
-	[ROUTE_OK] = 200,         [ROUTE_NO_MATCH] = 404,       [ROUTE_BAD_TARGET] = 400,
-	[ROUTE_FOREIGN_HOST] = 400, [ROUTE_PATH_TRAVERSAL] = 400, [ROUTE_TOO_LONG] = 414,
+    [ROUTE_OK] = 200,           [ROUTE_NO_MATCH] = 404,       [ROUTE_BAD_TARGET] = 400,
+    [ROUTE_FOREIGN_HOST] = 400, [ROUTE_PATH_TRAVERSAL] = 400, [ROUTE_TOO_LONG] = 414,
 };
 static const char *const route_code[] = {
-	[ROUTE_OK] = "ok",
-	[ROUTE_NO_MATCH] = "no_route",
-	[ROUTE_BAD_TARGET] = "bad_target",
-	[ROUTE_FOREIGN_HOST] = "foreign_host",
-	[ROUTE_PATH_TRAVERSAL] = "path_traversal",
-	[ROUTE_TOO_LONG] = "uri_too_long",
+    [ROUTE_OK] = "ok",
+    [ROUTE_NO_MATCH] = "no_route",
+    [ROUTE_BAD_TARGET] = "bad_target",
+    [ROUTE_FOREIGN_HOST] = "foreign_host",
+    [ROUTE_PATH_TRAVERSAL] = "path_traversal",
+    [ROUTE_TOO_LONG] = "uri_too_long",
 };
 
 /* Validate framing and pick the route. Returns false with rq->local set. */
@@ -326,7 +326,8 @@ static bool classify(struct request *rq, const char *method)
 	copy_cut(rq->method, sizeof rq->method, method);
 	rq->is_head = strcmp(method, "HEAD") == 0;
 	if (strcmp(method, "CONNECT") == 0) {
-		set_local(rq, 405, "connect_refused", "CONNECT is not supported", "this is a reverse proxy, not a tunnel");
+		set_local(rq, 405, "connect_refused", "CONNECT is not supported",
+			  "this is a reverse proxy, not a tunnel");
 		rq->local.close = true;
 		return false;
 	}
@@ -352,11 +353,11 @@ static bool classify(struct request *rq, const char *method)
 	rq->body_len = hdr_framing_body_length(&rq->framing);
 
 	struct route_request rr = {
-		.target = rq->target,
-		.host = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Host"),
+	    .target = rq->target,
+	    .host = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Host"),
 	};
-	enum route_verdict v = strlen(rq->target) > ROUTE_MAX_TARGET ? ROUTE_TOO_LONG
-									: route_select(rq->w->cfg, &rr, &rq->match);
+	enum route_verdict v =
+	    strlen(rq->target) > ROUTE_MAX_TARGET ? ROUTE_TOO_LONG : route_select(rq->w->cfg, &rr, &rq->match);
 	copy_cut(rq->host, sizeof rq->host, rq->match.host);
 	if (v != ROUTE_OK) {
 		set_local(rq, route_status[v], route_code[v], route_verdict_reason(v), NULL);
@@ -371,8 +372,8 @@ static void start_with_token(struct request *rq, long long now)
 {
 	struct worker *w = rq->w;
 	struct token_failure fail;
-	enum token_state st = token_lookup(w->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr,
-					   NULL, &fail);
+	enum token_state st =
+	    token_lookup(w->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr, NULL, &fail);
 	if (st == TOKEN_VALID) {
 		if (rq->state == RQ_PARKED)
 			rq->t_parked_ms = now - rq->park_deadline_ms + w->cfg->proxy.token_wait_ms;
@@ -432,8 +433,7 @@ static enum MHD_Result body_call(struct request *rq, const char *data, size_t *s
 }
 
 enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-				 const char *version, const char *upload_data, size_t *upload_data_size,
-				 void **con_cls)
+				 const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
 	struct request *rq = *con_cls;
 	(void)cls;
@@ -464,7 +464,8 @@ static void new_request_id(struct worker *w, char *out, size_t cap)
 	w->rng ^= w->rng << 13, w->rng ^= w->rng >> 7, w->rng ^= w->rng << 17;
 	b = w->rng;
 	snprintf(out, cap, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
-		 (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000, (unsigned long long)(b & 0xffffffffffffull));
+		 (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
+		 (unsigned long long)(b & 0xffffffffffffull));
 }
 
 void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -501,10 +502,11 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 	log_int(&l, "bytes_in", (long long)rq->bytes_in);
 	log_int(&l, "bytes_out", (long long)rq->bytes_out);
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
-		log_str(&l, "termination", toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "client_timeout"
-					   : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? "client_abort"
-					   : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
-											      : "error");
+		log_str(&l, "termination",
+			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED   ? "client_timeout"
+			: toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT    ? "client_abort"
+			: toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
+									: "error");
 	if (rq->upstream_done && rq->upstream_result != CURLE_OK && rq->headers_ready)
 		log_str(&l, "upstream_error", rq->curl_err[0] ? rq->curl_err : curl_easy_strerror(rq->upstream_result));
 	log_end(&l);

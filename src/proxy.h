@@ -18,8 +18,7 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const c
 				 const char *version, const char *upload_data, size_t *upload_data_size,
 				 void **con_cls);
 /* MHD_OPTION_NOTIFY_COMPLETED (cls = worker). */
-void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-			enum MHD_RequestTerminationCode toe);
+void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe);
 
 /* A token changed: start or fail the requests parked for one. */
 void proxy_token_event(struct worker *w);

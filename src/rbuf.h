@@ -22,7 +22,13 @@ void rbuf_free(struct rbuf *rb);
 size_t rbuf_write(struct rbuf *rb, const void *src, size_t n);
 /* Copy out at most `n` bytes; returns how many were read. */
 size_t rbuf_read(struct rbuf *rb, void *dst, size_t n);
-static inline size_t rbuf_len(const struct rbuf *rb) { return rb->len; }
-static inline size_t rbuf_space(const struct rbuf *rb) { return rb->cap - rb->len; }
+static inline size_t rbuf_len(const struct rbuf *rb)
+{
+	return rb->len;
+}
+static inline size_t rbuf_space(const struct rbuf *rb)
+{
+	return rb->cap - rb->len;
+}
 
 #endif

@@ -249,10 +249,10 @@ static bool method_wants_body(const char *m)
 	return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
 }
 
-#define SETOPT(h, opt, val)                                                                                           \
-	do {                                                                                                          \
-		if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK)                                                  \
-			goto fail;                                                                                    \
+#define SETOPT(h, opt, val)                                                                                            \
+	do {                                                                                                           \
+		if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK)                                                   \
+			goto fail;                                                                                     \
 	} while (0)
 
 static int setup_easy(struct request *rq, CURL *h, const char *url)
@@ -318,7 +318,8 @@ int relay_start(struct request *rq, const char *auth_header)
 {
 	char url[URL_MAX];
 	if (route_upstream_url(&rq->match, url, sizeof url) < 0) {
-		local_fail(rq, 414, "uri_too_long", "Request-target too long", "the upstream URL would exceed the limit");
+		local_fail(rq, 414, "uri_too_long", "Request-target too long",
+			   "the upstream URL would exceed the limit");
 		return -1;
 	}
 	size_t cap = rq->w->cfg->proxy.buffer_bytes;

@@ -22,8 +22,8 @@
 #include "route.h"
 #include "token.h"
 
-#define REQUEST_MAGIC 0x52455131u /* "REQ1" */
-#define RESP_HEADERS_MAX (64 * 1024) /* upstream response header block cap */
+#define REQUEST_MAGIC      0x52455131u /* "REQ1" */
+#define RESP_HEADERS_MAX   (64 * 1024) /* upstream response header block cap */
 #define RESP_HEADERS_COUNT 256
 
 struct worker;
@@ -49,7 +49,7 @@ struct local_answer {
 };
 
 struct resp_header {
-	uint32_t name;  /* offsets into request.rh_buf */
+	uint32_t name; /* offsets into request.rh_buf */
 	uint32_t value;
 };
 

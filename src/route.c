@@ -14,12 +14,12 @@
 #include <strings.h>
 
 static const char *const verdict_reasons[] = {
-	[ROUTE_OK] = "ok",
-	[ROUTE_NO_MATCH] = "no route matches this host and path",
-	[ROUTE_BAD_TARGET] = "the request-target is not a valid origin-form or absolute-form target",
-	[ROUTE_FOREIGN_HOST] = "absolute-form target names a host this proxy does not serve",
-	[ROUTE_PATH_TRAVERSAL] = "the path contains dot segments that could leave the route's prefix",
-	[ROUTE_TOO_LONG] = "the request-target is too long",
+    [ROUTE_OK] = "ok",
+    [ROUTE_NO_MATCH] = "no route matches this host and path",
+    [ROUTE_BAD_TARGET] = "the request-target is not a valid origin-form or absolute-form target",
+    [ROUTE_FOREIGN_HOST] = "absolute-form target names a host this proxy does not serve",
+    [ROUTE_PATH_TRAVERSAL] = "the path contains dot segments that could leave the route's prefix",
+    [ROUTE_TOO_LONG] = "the request-target is too long",
 };
 
 const char *route_verdict_reason(enum route_verdict v)

@@ -31,9 +31,9 @@ struct route_request {
 struct route_match {
 	const struct route_cfg *route;
 	size_t index;
-	char host[256];       /* effective host, lowercase, no port */
-	size_t path_len;      /* length of the path part of target (before '?') */
-	const char *path;     /* points into the target (after any absolute-form authority) */
+	char host[256];   /* effective host, lowercase, no port */
+	size_t path_len;  /* length of the path part of target (before '?') */
+	const char *path; /* points into the target (after any absolute-form authority) */
 };
 
 /*

@@ -21,7 +21,7 @@
 #include "proxy.h"
 #include "relay.h"
 
-#define MHD_POOL_BYTES (128 * 1024) /* request headers + response header block */
+#define MHD_POOL_BYTES    (128 * 1024) /* request headers + response header block */
 #define LOOP_MAX_SLEEP_MS 1000
 
 long long worker_now_ms(void)
@@ -48,16 +48,16 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 static int start_mhd(struct worker *w)
 {
-	unsigned limit = (unsigned)(w->cfg->proxy.max_connections / (w->cfg->proxy.workers > 0 ? w->cfg->proxy.workers : 1));
+	unsigned limit =
+	    (unsigned)(w->cfg->proxy.max_connections / (w->cfg->proxy.workers > 0 ? w->cfg->proxy.workers : 1));
 	if (limit < 1)
 		limit = 1;
-	w->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-				  proxy_on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
-				  MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT,
-				  (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-				  (size_t)MHD_POOL_BYTES, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_URI_LOG_CALLBACK,
-				  proxy_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, w,
-				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_END);
+	w->mhd = MHD_start_daemon(
+	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, proxy_on_request, w,
+	    MHD_OPTION_LISTEN_SOCKET, w->listen_fd, MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MHD_POOL_BYTES,
+	    MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED,
+	    proxy_on_completed, w, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_END);
 	if (!w->mhd) {
 		log_msg(LOG_ERROR, "worker_failed", "worker %d: cannot start the HTTP server", w->id);
 		return -1;

@@ -33,7 +33,7 @@ struct worker {
 	bool mhd_dirty;  /* a connection was resumed: run MHD before sleeping */
 	bool curl_dirty; /* a transfer was added or unpaused: run curl before sleeping */
 	atomic_int token_event;
-	atomic_int stop; /* 0 run, 1 drain, 2 stop now */
+	atomic_int stop;      /* 0 run, 1 drain, 2 stop now */
 	atomic_bool finished; /* the loop has ended */
 	bool draining;
 	long long drain_deadline_ms;

@@ -10,18 +10,27 @@ static struct config cfg;
 static void setup(void)
 {
 	static char *o1 = "https://contoso.crm4.dynamics.com", *o2 = "https://api.businesscentral.dynamics.com";
-	routes[0] = (struct route_cfg){.name = "dv", .match_host = NULL, .match_path = "/dataverse/", .strip_prefix = true,
-				       .upstream = {.scheme = "https", .host = "contoso.crm4.dynamics.com", .origin = o1,
-						    .path = ""}};
-	routes[1] = (struct route_cfg){.name = "dv-api", .match_path = "/dataverse/api/", .strip_prefix = false,
-				       .upstream = {.scheme = "https", .host = "contoso.crm4.dynamics.com", .origin = o1,
-						    .path = "/base"}};
-	routes[2] = (struct route_cfg){.name = "bc", .match_host = "bc.local", .match_path = "/",
-				       .upstream = {.scheme = "https", .host = "api.businesscentral.dynamics.com",
-						    .origin = o2, .path = ""}};
-	routes[3] = (struct route_cfg){.name = "exact", .match_path = "/x", .strip_prefix = true,
-				       .upstream = {.scheme = "https", .host = "contoso.crm4.dynamics.com", .origin = o1,
-						    .path = ""}};
+	routes[0] = (struct route_cfg){
+	    .name = "dv",
+	    .match_host = NULL,
+	    .match_path = "/dataverse/",
+	    .strip_prefix = true,
+	    .upstream = {.scheme = "https", .host = "contoso.crm4.dynamics.com", .origin = o1, .path = ""}};
+	routes[1] = (struct route_cfg){
+	    .name = "dv-api",
+	    .match_path = "/dataverse/api/",
+	    .strip_prefix = false,
+	    .upstream = {.scheme = "https", .host = "contoso.crm4.dynamics.com", .origin = o1, .path = "/base"}};
+	routes[2] = (struct route_cfg){
+	    .name = "bc",
+	    .match_host = "bc.local",
+	    .match_path = "/",
+	    .upstream = {.scheme = "https", .host = "api.businesscentral.dynamics.com", .origin = o2, .path = ""}};
+	routes[3] = (struct route_cfg){
+	    .name = "exact",
+	    .match_path = "/x",
+	    .strip_prefix = true,
+	    .upstream = {.scheme = "https", .host = "contoso.crm4.dynamics.com", .origin = o1, .path = ""}};
 	cfg.routes = routes;
 	cfg.n_routes = 4;
 }
@@ -82,7 +91,7 @@ static void test_upstream_url(void)
 static void test_traversal_refused(void)
 {
 	enum route_verdict v;
-	const char *bad[] = {"/dataverse/../etc",    "/dataverse/%2e%2e/x", "/dataverse/.%2E/x",
+	const char *bad[] = {"/dataverse/../etc",      "/dataverse/%2e%2e/x", "/dataverse/.%2E/x",
 			     "/dataverse/..%2f..%2fx", "/dataverse/a/..",     "/dataverse/..\\x",
 			     "/dataverse/%2E%2e%5cx",  "/dataverse/./x"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -701,9 +701,29 @@ class Proxy:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer")
+
+    def sanitizer_report(self):
+        """The first sanitizer finding in this run's log, or None."""
+        text = self.log_text()
+        for mark in self.SANITIZER_MARKS:
+            i = text.find(mark)
+            if i >= 0:
+                return text[max(0, i - 200):i + 3000]
+        return None
+
     def stop(self, sig=signal.SIGTERM, timeout=15):
         """Send sig, wait up to timeout -> exit code (negative = killed by a
-        signal; if it had to be SIGKILLed, stop_timed_out is set)."""
+        signal; if it had to be SIGKILLed, stop_timed_out is set). Raises if
+        the proxy's log holds a sanitizer report (ASan, LSan, UBSan)."""
+        rc = self._stop(sig, timeout)
+        report = self.sanitizer_report()
+        if report:
+            raise AssertionError("sanitizer report from the proxy (%s):\n%s" % (self.name, report))
+        return rc
+
+    def _stop(self, sig, timeout):
         if self.proc is None:
             return None
         if self.proc.poll() is None:

@@ -20,7 +20,7 @@ LIB_SRC  := $(filter-out src/main.c,$(SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
-.PHONY: all asan test test-unit test-integration demo deps deps-build clean format format-check fuzz help install bench
+.PHONY: all asan test test-unit test-integration demo deps deps-build clean format format-check fuzz fuzz-build help install bench
 
 all: build/s2s-proxy
 
@@ -61,7 +61,7 @@ UNIT_BINS      := $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
 UNIT_BINS_ASAN := $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
 
 test: deps
-	@$(MAKE) --no-print-directory build/s2s-proxy build/asan/s2s-proxy $(UNIT_BINS) $(UNIT_BINS_ASAN)
+	@$(MAKE) --no-print-directory -j2 build/s2s-proxy build/asan/s2s-proxy $(UNIT_BINS) $(UNIT_BINS_ASAN) $(FUZZ_BINS)
 	@$(MAKE) --no-print-directory format-check
 	@tests/run.sh
 
@@ -88,18 +88,24 @@ format-check:
 	else echo "format-check: clang-format not installed, skipped"; fi
 
 FUZZ_SECONDS ?= 20
-FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -DS2S_VERSION='"$(VERSION)"' -g -O1 -fsanitize=fuzzer,address,undefined \
-              -Isrc $(shell pkg-config --cflags $(PKGS))
-build/fuzz/%: fuzz/%.c $(LIB_SRC) $(wildcard src/*.h)
-	@mkdir -p build/fuzz
-	clang $(FUZZ_CFLAGS) $< $(LIB_SRC) $(LIBS) -o $@
-fuzz: deps $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
-	@for f in $(patsubst fuzz/%.c,%,$(FUZZ_SRC)); do \
-		mkdir -p build/fuzz/corpus-$$f; \
-		echo "fuzz: $$f for $(FUZZ_SECONDS)s"; \
-		build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus-$$f fuzz/corpus/$$f >build/fuzz/$$f.log 2>&1 \
-			|| { tail -40 build/fuzz/$$f.log; exit 1; }; \
-	done; echo "fuzz: all targets clean"
+# libFuzzer: the library is built once with clang (coverage + ASan + UBSan), each
+# target links it with the fuzzer driver.
+FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -DS2S_VERSION='"$(VERSION)"' -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+              -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_BINS = $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+build/fuzz/obj/%.o: src/%.c $(wildcard src/*.h) | build/fuzz/obj
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+build/fuzz/libs2s.a: $(patsubst src/%.c,build/fuzz/obj/%.o,$(LIB_SRC))
+	ar rcs $@ $^
+build/fuzz/%: fuzz/%.c build/fuzz/libs2s.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< build/fuzz/libs2s.a $(LIBS) -o $@
+build/fuzz/obj:
+	mkdir -p $@
+fuzz-build: $(FUZZ_BINS)
+# `make fuzz` runs every target for FUZZ_SECONDS on a scratch copy of its committed corpus.
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz_smoke.sh
 
 install: build/s2s-proxy
 	install -D -m 0755 build/s2s-proxy $(DESTDIR)$(PREFIX)/bin/s2s-proxy

@@ -4,12 +4,12 @@
 # "ok NAME" or "FAIL NAME: why"; this script counts them and ends with the
 # summary line "N passed, N failed". Exit status 1 on any failure.
 #
-# TESTS selects phases (default: all): unit unit-asan integration integration-asan
+# TESTS selects phases (default: all): unit unit-asan fuzz integration integration-asan
 # Extra arguments are passed to the integration runner (test module names).
 set -u
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
-PHASES=${TESTS:-"unit unit-asan integration integration-asan"}
+PHASES=${TESTS:-"unit unit-asan fuzz integration integration-asan"}
 OUT=tests/.work/results
 mkdir -p "$OUT"
 : >"$OUT/all.txt"
@@ -47,6 +47,7 @@ for phase in $PHASES; do
 	case $phase in
 	unit) run_phase unit unit_tests build ;;
 	unit-asan) run_phase unit-asan unit_tests build/asan ;;
+	fuzz) run_phase fuzz tests/fuzz_smoke.sh ;;
 	integration) S2S_PROXY_BIN=build/s2s-proxy run_phase integration $PY tests/integration/run.py "$@" ;;
 	integration-asan) S2S_PROXY_BIN=build/asan/s2s-proxy S2S_SANITIZED=1 run_phase integration-asan $PY tests/integration/run.py "$@" ;;
 	*) echo "unknown phase $phase" && status=1 ;;

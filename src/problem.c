@@ -13,6 +13,7 @@
  * serialised; cJSON escapes quotes and control characters itself.
  */
 #include "problem.h"
+#include "utf8.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,32 +23,6 @@
 
 #define PROBLEM_TYPE_PREFIX "urn:s2s-proxy:problem:"
 #define PROBLEM_STR_MAX     2048 /* bytes per member value, after repair */
-
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629 section 4), 0 if none. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	unsigned char lo = 0x80, hi = 0xBF;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF)
-		len = 2;
-	else if (c >= 0xE0 && c <= 0xEF)
-		len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-	else if (c >= 0xF0 && c <= 0xF4)
-		len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-	else
-		return 0;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++) {
-		if (s[i] < 0x80 || s[i] > 0xBF)
-			return 0;
-	}
-	return len;
-}
 
 /* Copy s[0..n) into out (PROBLEM_STR_MAX), each invalid byte replaced by
  * U+FFFD, cut at a character boundary when it does not fit. */

@@ -380,7 +380,7 @@ static void start_with_token(struct request *rq, long long now)
 		rq->state = RQ_FORWARDING;
 		if (relay_start(rq, w->token_hdr) < 0)
 			rq->local.set = true;
-		explicit_bzero(w->token_hdr, sizeof w->token_hdr);
+		explicit_bzero(w->token_hdr, strnlen(w->token_hdr, sizeof w->token_hdr));
 	} else if (st == TOKEN_PENDING) {
 		if (rq->state != RQ_PARKED) {
 			rq->state = RQ_PARKED;

@@ -147,6 +147,17 @@ def test_keepalive_reuse_many_requests():
         c.close()
 
 
+def test_upstream_connections_are_reused():
+    c = harness.Client(PX.port)
+    try:
+        for i in range(20):
+            eq(c.request("GET", "/dataverse/_test/echo?reuse=%d" % i).status, 200, "request %d" % i)
+    finally:
+        c.close()
+    peers = {r["peer"] for r in SIM.requests(200) if r["target"].startswith("/_test/echo?reuse=")}
+    eq(len(peers), 1, "upstream TCP connections used for 20 sequential requests")
+
+
 def test_unmatched_gets_404_problem():
     r = PX.request("GET", "/nowhere/x")
     eq(r.header("Connection"), None, "404 keeps the connection")

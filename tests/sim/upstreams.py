@@ -90,7 +90,8 @@ class Upstreams:
         rec = {"time": time.time(), "method": req.method, "host": req.host, "target": req.target,
                "headers": [[k, v] for k, v in req.headers], "kind": kind,
                "aud": claims.get("aud") if claims else None,
-               "appid": claims.get("appid") if claims else None, "auth": reason or "ok", "status": None}
+               "appid": claims.get("appid") if claims else None, "auth": reason or "ok", "status": None,
+               "peer": "%s:%d" % tuple(req.h.client_address[:2])}
         try:
             if reason:
                 with st.lock:

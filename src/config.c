@@ -177,6 +177,7 @@ static void route_cfg_free(struct route_cfg *r)
 static void proxy_cfg_free(struct proxy_cfg *p)
 {
 	free(p->listen_host);
+	free(p->admin_host);
 	free(p->ca_file);
 	for (size_t i = 0; i < p->n_connect_to; i++)
 		free(p->connect_to[i].entry);

@@ -48,7 +48,8 @@ struct credential_cfg {
 	char *authority;          /* https://login.microsoftonline.com, no trailing slash */
 	enum token_version token_version;
 	enum auth_method auth_method;
-	int line; /* where the section starts, for messages */
+	long long secret_expires; /* client_secret_expires as unix seconds, 0 = unknown (metrics only) */
+	int line;                 /* where the section starts, for messages */
 };
 
 /*
@@ -75,6 +76,7 @@ struct route_cfg {
 	long connect_timeout_ms;
 	long idle_timeout_ms;  /* upstream silent this long -> 504 / cut */
 	long total_timeout_ms; /* 0 = no cap on the whole exchange */
+	bool access_log;       /* write the per-request "request" log line */
 	int line;
 };
 
@@ -97,6 +99,8 @@ struct proxy_cfg {
 	long token_retry_max_ms; /* cap of the retry backoff for transient failures */
 	long shutdown_timeout_s; /* in-flight requests get this long after SIGTERM */
 	size_t buffer_bytes;     /* per direction, per request */
+	char *admin_host;        /* admin listener (health, metrics); NULL = off */
+	unsigned admin_port;
 	struct connect_to_cfg connect_to[CONFIG_MAX_CONNECT_TO];
 	size_t n_connect_to;
 };

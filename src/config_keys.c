@@ -215,6 +215,51 @@ static int p_listen(struct pv *pv, const char *v)
 	return 0;
 }
 
+/* The admin listener serves health and metrics, never credentials, but its
+ * readiness body names routes and failures: a non-loopback address is
+ * allowed (container probes need it) and warned about. */
+static int p_admin_listen(struct pv *pv, const char *v)
+{
+	struct proxy_cfg *p = pv->sec->obj;
+	char host[64];
+
+	if (config_parse_listen(v, host, sizeof host, &p->admin_port, pv->msg, sizeof pv->msg) < 0 ||
+	    set_str(pv, &p->admin_host, host, false) < 0)
+		return -1;
+	if (!config_is_loopback(host))
+		config_warn_at(pv->ld, "config_admin_exposed", pv->line,
+			       "admin_listen = %s is not a loopback address: health and metrics are visible to every "
+			       "client that can reach it",
+			       v);
+	return 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
+static long long days_from_civil(long long y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	long long era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (long long)doe - 719468;
+}
+
+/* client_secret_expires: YYYY-MM-DD as the portal shows it (the secret ends
+ * at the start of that day, UTC); only used for the expiry metric. */
+static int p_date(struct pv *pv, const char *v)
+{
+	static const unsigned mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	unsigned long long y, m, d;
+
+	if (strlen(v) != 10 || v[4] != '-' || v[7] != '-' || config_parse_uint(v, 4, 9999, &y) < 0 ||
+	    config_parse_uint(v + 5, 2, 12, &m) < 0 || config_parse_uint(v + 8, 2, 31, &d) < 0 || y < 1970 || m < 1 ||
+	    d < 1 || d > mdays[m - 1] || (m == 2 && d == 29 && (y % 4 || (y % 100 == 0 && y % 400))))
+		return pv_fail(pv, "must be a date YYYY-MM-DD");
+	*FIELD(pv, long long) = days_from_civil((long long)y, (unsigned)m, (unsigned)d) * 86400;
+	return 0;
+}
+
 static int p_connect_to(struct pv *pv, const char *v)
 {
 	struct proxy_cfg *p = pv->sec->obj;
@@ -436,6 +481,7 @@ const struct key_row config_key_rows[] = {
     {PROXY("shutdown_timeout", shutdown_timeout_s), .parse = p_duration_s, .def = "30s", .min = 0, .max = HOURS(1)},
     {PROXY("buffer_size", buffer_bytes), .parse = p_size, .def = "64k", .min = 4096, .max = 16 << 20},
     {PROXY("connect_to", connect_to), .parse = p_connect_to, .repeat = true},
+    {PROXY("admin_listen", admin_host), .parse = p_admin_listen},
 
     {CRED("tenant", tenant), .parse = p_tenant, .required = true},
     {CRED("client_id", client_id), .parse = p_guid, .required = true},
@@ -445,6 +491,7 @@ const struct key_row config_key_rows[] = {
     {CRED("authority", authority), .parse = p_authority, .def = "https://login.microsoftonline.com"},
     {CRED("token_version", token_version), .parse = p_enum, .def = "v2", .names = token_versions},
     {CRED("auth_method", auth_method), .parse = p_enum, .def = "post", .names = auth_methods},
+    {CRED("client_secret_expires", secret_expires), .parse = p_date},
 
     {ROUTE("match_host", r.match_host), .parse = p_match_host},
     {ROUTE("match_path", r.match_path), .parse = p_match_path, .def = "/"},
@@ -457,6 +504,7 @@ const struct key_row config_key_rows[] = {
      .max = MINUTES(10)},
     {ROUTE("idle_timeout", r.idle_timeout_ms), .parse = p_duration_ms, .def = "120s", .min = SECS(1), .max = HOURS(24)},
     {ROUTE("timeout", r.total_timeout_ms), .parse = p_duration_ms, .def = "0", .min = 0, .max = HOURS(24)},
+    {ROUTE("access_log", r.access_log), .parse = p_bool, .def = "true"},
 };
 const size_t config_n_key_rows = ARRAY_LEN(config_key_rows);
 _Static_assert(ARRAY_LEN(config_key_rows) <= 64, "section.seen is a 64-bit mask");

@@ -19,8 +19,10 @@
 
 #include <curl/curl.h>
 
+#include "admin.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "tlsca.h"
 #include "token.h"
 #include "worker.h"
@@ -169,6 +171,7 @@ static void serve_until_signal(const struct config *cfg, const sigset_t *set)
 	}
 	log_msg(LOG_INFO, "shutdown", "signal %d: draining in-flight requests (up to %lds)", sig,
 		cfg->proxy.shutdown_timeout_s);
+	admin_set_draining();
 	for (int i = 0; i < n_workers; i++)
 		worker_request_stop(&workers[i], false);
 	/* A second signal while draining stops at once. */
@@ -212,18 +215,21 @@ static int run(const struct config *cfg)
 		goto out;
 	}
 	te = token_engine_new(cfg, on_token_change, NULL);
-	if (!te || start_workers(cfg, te, &port) < 0 || token_engine_start(te) < 0)
+	if (!te || metrics_init(cfg) < 0 || start_workers(cfg, te, &port) < 0 || token_engine_start(te) < 0 ||
+	    admin_start(cfg, te) < 0)
 		goto out;
 	log_listening(cfg, port);
 	serve_until_signal(cfg, &set);
 	rc = 0;
 out:
+	admin_stop(); /* before the engine and metrics it reads */
 	for (int i = 0; i < n_workers; i++)
 		worker_request_stop(&workers[i], true);
 	for (int i = 0; i < n_workers; i++)
 		worker_join(&workers[i]);
 	n_workers = 0;
 	token_engine_free(te);
+	metrics_free();
 	tlsca_free();
 	curl_global_cleanup();
 	log_msg(LOG_INFO, "stopped", "s2s-proxy stopped");

@@ -22,6 +22,7 @@
 
 #include "diag.h"
 #include "log.h"
+#include "metrics.h"
 #include "problem.h"
 #include "relay.h"
 #include "request.h"
@@ -285,6 +286,12 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	} else if (strcasecmp(name, "Accept") == 0) {
 		rq->client_sent_accept = true;
 	}
+	static const char *const corr[REQUEST_N_CORR] = REQUEST_CORR_HEADERS;
+	for (unsigned i = 0; i < REQUEST_N_CORR; i++)
+		if (strcasecmp(name, corr[i]) == 0 && *value) {
+			copy_cut(rq->corr[i], sizeof rq->corr[i], value);
+			rq->corr_generated &= ~(1u << i);
+		}
 	return MHD_YES;
 }
 
@@ -477,8 +484,12 @@ void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 		return NULL; /* the access handler answers MHD_NO: connection closed */
 	rq->t_start_ms = worker_now_ms();
 	new_request_id(w, rq->request_id, sizeof rq->request_id);
+	for (unsigned i = 0; i < REQUEST_N_CORR; i++) /* until scan_header finds the client's own */
+		copy_cut(rq->corr[i], sizeof rq->corr[i], rq->request_id);
+	rq->corr_generated = (1u << REQUEST_N_CORR) - 1;
 	all_link(w, rq);
 	w->inflight++;
+	metrics_inflight(1);
 	return rq;
 }
 
@@ -486,8 +497,15 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 {
 	struct log_line l;
 	long long now = worker_now_ms();
+	static const char *const corr_field[REQUEST_N_CORR] = REQUEST_CORR_FIELDS;
+	metrics_request_done(rq->route, rq->method, rq->final_status, rq->bytes_in, rq->bytes_out,
+			     rq->up_status || rq->upstream_done ? now - rq->t_start_ms - rq->t_parked_ms : -1);
+	if (rq->route && !rq->route->access_log)
+		return;
 	log_begin(&l, LOG_INFO, "request");
 	log_str(&l, "request_id", rq->request_id);
+	for (unsigned i = 0; i < REQUEST_N_CORR; i++)
+		log_str(&l, corr_field[i], rq->corr[i]);
 	log_str(&l, "client", rq->client_ip);
 	log_str(&l, "method", rq->method);
 	log_strn(&l, "path", rq->target, strcspn(rq->target, "?")); /* the query may carry data: not logged */
@@ -526,6 +544,7 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 	log_request(rq, toe);
 	all_unlink(w, rq);
 	w->inflight--;
+	metrics_inflight(-1);
 	request_unref(rq); /* the MHD side's reference */
 }
 

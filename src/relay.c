@@ -234,6 +234,12 @@ static struct curl_slist *build_headers(struct request *rq, const char *auth_hea
 		snprintf(line, sizeof line, "X-Forwarded-Host: %s", rq->host);
 		add_header(&b, line);
 	}
+	static const char *const corr[REQUEST_N_CORR] = REQUEST_CORR_HEADERS;
+	for (unsigned i = 0; i < REQUEST_N_CORR; i++) /* absent ones: the proxy's id, so both logs join */
+		if (rq->corr_generated & (1u << i)) {
+			snprintf(line, sizeof line, "%s: %s", corr[i], rq->corr[i]);
+			add_header(&b, line);
+		}
 	add_header(&b, "Expect:"); /* MHD answered 100-continue already (B.7 #11) */
 	if (!rq->client_sent_accept)
 		add_header(&b, "Accept:"); /* or curl invents Accept: star/star */

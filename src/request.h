@@ -26,6 +26,17 @@
 #define RESP_HEADERS_MAX   (64 * 1024) /* upstream response header block cap */
 #define RESP_HEADERS_COUNT 256
 
+/* Correlation ids Dynamics services log on their side, and the log field each goes to. */
+#define REQUEST_N_CORR 3
+#define REQUEST_CORR_HEADERS                                                                                           \
+	{                                                                                                              \
+		"x-ms-client-request-id", "x-ms-correlation-request-id", "request-id"                                  \
+	}
+#define REQUEST_CORR_FIELDS                                                                                            \
+	{                                                                                                              \
+		"client_request_id", "correlation_request_id", "ms_request_id"                                         \
+	}
+
 struct worker;
 
 enum rq_state {
@@ -63,6 +74,11 @@ struct request {
 	char method[16];
 	bool is_head;
 	char request_id[40];
+	/* Dynamics correlation headers (REQUEST_CORR_HEADERS order): the client's
+	 * value (cut for logs; forwarded untouched), or request_id when absent
+	 * (corr_generated bit set: relay.c adds the header upstream). */
+	char corr[REQUEST_N_CORR][80];
+	unsigned corr_generated;
 	char client_ip[64];
 	char host[256]; /* effective host (for X-Forwarded-Host and logs) */
 	long long t_start_ms;

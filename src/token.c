@@ -41,6 +41,7 @@
 
 #include "jwt.h"
 #include "log.h"
+#include "metrics.h"
 #include "tlsca.h"
 
 #ifndef S2S_VERSION
@@ -91,6 +92,7 @@ struct tsrc {
 	size_t hdr_len;
 	unsigned long gen;
 	long long usable_until_ms;
+	long long expires_at_ms;
 	long long last_start_ms; /* rate limit of token_request_refresh */
 	bool failed;             /* a failure happened since the last success */
 	struct token_failure fail;
@@ -310,6 +312,7 @@ static void record_failure(struct token_engine *te, struct tsrc *s, struct token
 	serving = s->hdr != NULL && now < s->usable_until_ms;
 	pthread_mutex_unlock(&s->mu);
 	log_failed(s, f, retry_ms, serving);
+	metrics_token_result(s->idx, f, f->kind == TF_LOCAL ? -1 : now - s->started_ms);
 	notify(te);
 }
 
@@ -360,6 +363,7 @@ static void store_token(struct token_engine *te, struct tsrc *s, struct oauth_to
 	s->hdr_len = hlen;
 	gen = ++s->gen;
 	s->usable_until_ms = t.usable_until_ms;
+	s->expires_at_ms = t.expires_at_ms;
 	s->failed = false;
 	memset(&s->fail, 0, sizeof(s->fail));
 	pthread_mutex_unlock(&s->mu);
@@ -369,6 +373,7 @@ static void store_token(struct token_engine *te, struct tsrc *s, struct oauth_to
 	s->next_due_ms = t.refresh_at_ms > now + MIN_REFETCH_MS ? t.refresh_at_ms : now + MIN_REFETCH_MS;
 	atomic_store(&s->refresh_wanted, false); /* the new token answers any pending request */
 	log_acquired(s, tok, &t, now, gen);
+	metrics_token_result(s->idx, NULL, now - s->started_ms);
 	notify(te);
 }
 
@@ -1007,6 +1012,30 @@ void token_request_refresh(struct token_engine *te, size_t idx)
 	if (curl_multi_wakeup(te->multi) != CURLM_OK)
 		log_msg(LOG_WARN, "token_internal", "curl_multi_wakeup failed");
 	log_msg(LOG_INFO, "token_refresh_requested", "early refresh of token source %zu", idx);
+}
+
+int token_status_get(struct token_engine *te, size_t idx, long long now_ms, struct token_status *out)
+{
+	struct tsrc *s;
+
+	memset(out, 0, sizeof(*out));
+	if (te == NULL || idx >= te->n)
+		return -1;
+	s = &te->src[idx];
+	if (pthread_mutex_lock(&s->mu) != 0)
+		abort();
+	out->state = s->hdr != NULL && now_ms < s->usable_until_ms ? TOKEN_VALID
+		     : s->failed                                   ? TOKEN_FAILED
+								   : TOKEN_PENDING;
+	if (s->hdr != NULL) {
+		out->usable_until_ms = s->usable_until_ms;
+		out->expires_at_ms = s->expires_at_ms;
+	}
+	out->has_failure = s->failed;
+	if (s->failed)
+		out->fail = s->fail;
+	pthread_mutex_unlock(&s->mu);
+	return 0;
 }
 
 unsigned long token_engine_requests(const struct token_engine *te)

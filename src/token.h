@@ -84,6 +84,22 @@ void token_request_refresh(struct token_engine *te, size_t idx);
 /* Stable lowercase name of a failure kind ("unreachable", "rejected", ...), for logs and problem bodies. */
 const char *token_failure_name(enum token_failure_kind kind);
 
+/* Read-only view of a source for health checks and metrics: times and the
+ * last failure, never token bytes. */
+struct token_status {
+	enum token_state state;    /* as token_lookup would answer at now_ms */
+	long long usable_until_ms; /* 0 before the first token */
+	long long expires_at_ms;   /* the token's own expiry, 0 before the first token */
+	bool has_failure;          /* fail holds the last failure since the last success */
+	struct token_failure fail;
+};
+/* Fill *out for source idx at now_ms. 0, or -1 for an unknown source. Any thread. */
+int token_status_get(struct token_engine *te, size_t idx, long long now_ms, struct token_status *out);
+
+/* notAfter (unix seconds) of credential `credential`'s certificate, 0 when
+ * it has none: for expiry metrics. */
+long long token_engine_cert_not_after(const struct token_engine *te, size_t credential);
+
 /* Total token requests sent (all sources), for tests and metrics. */
 unsigned long token_engine_requests(const struct token_engine *te);
 

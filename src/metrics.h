@@ -1,0 +1,46 @@
+/*
+ * metrics.h - counters for the admin listener's /metrics, in Prometheus
+ * text exposition format.
+ *
+ * Every counter is a relaxed atomic in arrays sized once from the
+ * configuration (per route, per token source), so the request path takes
+ * no lock and allocates nothing. metrics_init runs before any thread starts
+ * and metrics_free after every thread has stopped; until init (unit tests,
+ * `-t`) every update is a no-op.
+ */
+#ifndef S2S_METRICS_H
+#define S2S_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "token.h"
+
+/* Allocate the counters for cfg (which must outlive them). 0 or -1 (logged). */
+int metrics_init(const struct config *cfg);
+/* NULL-safe, idempotent. */
+void metrics_free(void);
+
+/* A request entered (+1) or left (-1) the proxy. */
+void metrics_inflight(int delta);
+
+/*
+ * A request finished: route may be NULL (no route matched), status is what
+ * the client was answered (0 = none), upstream_ms the time the upstream
+ * exchange took (-1 = the request never went upstream).
+ */
+void metrics_request_done(const struct route_cfg *route, const char *method, int status, uint64_t bytes_in,
+			  uint64_t bytes_out, long long upstream_ms);
+
+/* A token request of source `idx` ended: f NULL = success, else the
+ * failure; latency_ms -1 when no request was sent (local failure). */
+void metrics_token_result(size_t idx, const struct token_failure *f, long long latency_ms);
+
+/* The exposition text (malloc'd, *len bytes, NUL-terminated), or NULL. */
+char *metrics_render(struct token_engine *te, long long now_ms, size_t *len);
+
+/* "read" (GET, HEAD, OPTIONS), "write" (POST, PUT, PATCH, DELETE) or "other". */
+const char *metrics_method_class(const char *method);
+
+#endif

@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "diag.h"
+#include "diaglog.h"
 #include "log.h"
 #include "metrics.h"
 #include "problem.h"
@@ -94,13 +95,26 @@ static void set_local(struct request *rq, int status, const char *code, const ch
 	copy_cut(rq->local.detail, sizeof rq->local.detail, detail ? detail : "");
 }
 
+/* What the route expects, for diag_token_note. */
+static struct diag_context route_context(const struct request *rq)
+{
+	const struct config *cfg = rq->w->cfg;
+	const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
+	const struct credential_cfg *cr = &cfg->credentials[ts->credential];
+	struct diag_context ctx = {cr->client_id, cr->tenant, ts->resource, rq->route->audience_kind};
+	return ctx;
+}
+
 static void set_local_from_failure(struct request *rq, const struct token_failure *f, long long now)
 {
 	struct diagnosis d;
+	struct diag_context ctx = route_context(rq);
 	diag_token_failure(f, &d);
 	set_local(rq, d.status, d.code, d.title, f->detail[0] ? f->detail : f->err.description);
 	rq->local.has_failure = true;
 	rq->local.failure = *f;
+	diag_token_note(f, &ctx, rq->local.note, sizeof rq->local.note);
+	diaglog_token(now, rq->route->name, rq->request_id, &d, f, rq->local.note);
 	if (d.retry_after) {
 		long long s = (f->retry_at_ms - now + 999) / 1000;
 		rq->local.retry_after_s = s < 1 ? 1 : s;
@@ -132,10 +146,15 @@ static enum MHD_Result queue_local(struct request *rq)
 		p.audience = ts->resource;
 		p.client_id = cfg->credentials[ts->credential].client_id;
 	}
+	char remedy[1024];
 	if (rq->local.has_failure) {
 		p.token_failure = &rq->local.failure;
 		diag_token_failure(&rq->local.failure, &d);
 		p.remediation = d.remediation;
+		if (d.remediation && rq->local.note[0]) {
+			snprintf(remedy, sizeof remedy, "%s %s", d.remediation, rq->local.note);
+			p.remediation = remedy;
+		}
 	}
 	size_t len = 0;
 	char *body = problem_render(&p, &len);
@@ -194,9 +213,82 @@ static bool status_has_body(long status)
 	return status != 204 && status != 304 && !(status >= 100 && status < 200);
 }
 
+/* ---- diagnosing upstream refusals ------------------------------------------- */
+
+#define DIAG_PEEK_MAX (64 * 1024) /* body bytes examined for a diagnosis */
+
+/*
+ * Bytes of a 400/401/403 body to collect before answering. Below
+ * down.cap - CURL_MAX_WRITE_SIZE on_write never pauses, so collecting
+ * cannot stall the transfer; past it (or DIAG_PEEK_MAX) we diagnose on
+ * what we have.
+ */
+static size_t peek_limit(const struct request *rq)
+{
+	size_t cap = rq->down.cap > CURL_MAX_WRITE_SIZE ? rq->down.cap - CURL_MAX_WRITE_SIZE : 0;
+	return cap < DIAG_PEEK_MAX ? cap : DIAG_PEEK_MAX;
+}
+
+/* Hold the response back while its (small) error body is still arriving. */
+static bool holding_for_diagnosis(const struct request *rq)
+{
+	if (!diag_upstream_status_wanted(rq->up_status) || rq->is_head || rq->upstream_done)
+		return false;
+	if (rq->resp_length >= 0 && (int64_t)rbuf_len(&rq->down) >= rq->resp_length)
+		return false;
+	return rbuf_len(&rq->down) < peek_limit(rq);
+}
+
+/* Copy the unread ring contents (up to cap) without consuming them. */
+static size_t ring_peek(const struct rbuf *rb, char *out, size_t cap)
+{
+	size_t n = rb->len < cap ? rb->len : cap;
+	for (size_t i = 0; i < n;) {
+		size_t pos = (rb->head + i) % rb->cap;
+		size_t chunk = rb->cap - pos < n - i ? rb->cap - pos : n - i;
+		memcpy(out + i, rb->data + pos, chunk);
+		i += chunk;
+	}
+	return n;
+}
+
+static const char *upstream_header(const struct request *rq, const char *name)
+{
+	for (unsigned i = 0; i < rq->n_rh; i++)
+		if (strcasecmp(rq->rh_buf + rq->rh[i].name, name) == 0)
+			return rq->rh_buf + rq->rh[i].value;
+	return NULL;
+}
+
+/* Diagnose a 400/401/403 from its headers and the buffered body; after a
+ * 401 drop the rejected token so the next request gets a fresh one. */
+static void diagnose_upstream(struct request *rq)
+{
+	struct upstream_evidence ev;
+	struct diagnosis d;
+	char *body;
+	size_t n = 0;
+
+	if (!diag_upstream_status_wanted(rq->up_status) || !rq->route)
+		return;
+	body = malloc(DIAG_PEEK_MAX);
+	if (body && rq->down.data)
+		n = ring_peek(&rq->down, body, DIAG_PEEK_MAX);
+	bool hit = diag_upstream(rq->route->audience_kind, rq->route->upstream.host, rq->up_status, body, n,
+				 upstream_header(rq, "WWW-Authenticate"), rq->tok_claims.aud, &ev, &d);
+	free(body);
+	if (!hit)
+		return;
+	rq->diagnosis = d.code;
+	diaglog_upstream(worker_now_ms(), rq->route->name, rq->request_id, &d, &ev, &rq->tok_claims, rq->tok_fp);
+	if (rq->up_status == 401)
+		token_reject(rq->w->tokens, rq->route->token_source, rq->tok_gen);
+}
+
 static enum MHD_Result queue_upstream(struct request *rq)
 {
 	struct MHD_Response *r;
+	diagnose_upstream(rq);
 	bool body = status_has_body(rq->up_status) && !rq->is_head;
 	if (body || rq->is_head) {
 		uint64_t size = rq->resp_length >= 0 ? (uint64_t)rq->resp_length : MHD_SIZE_UNKNOWN;
@@ -220,6 +312,8 @@ static enum MHD_Result queue_upstream(struct request *rq)
 			continue; /* MHD cannot send empty values (B.3.5) */
 		add_header(r, name, value);
 	}
+	if (rq->diagnosis)
+		add_header(r, "S2S-Proxy-Diagnosis", rq->diagnosis);
 	if (rq->w->draining)
 		add_header(r, "Connection", "close");
 	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->up_status, r);
@@ -252,6 +346,10 @@ static enum MHD_Result advance(struct request *rq)
 	if (rq->state == RQ_RESPONDED)
 		return MHD_YES;
 	if (!rq->local.set && rq->state == RQ_FORWARDING) {
+		if (rq->headers_ready && !rq->rh_overflow && holding_for_diagnosis(rq)) {
+			request_suspend(rq); /* on_write / relay_done resume */
+			return MHD_YES;
+		}
 		if (rq->headers_ready && !rq->rh_overflow)
 			return queue_upstream(rq);
 		if (rq->upstream_done || rq->rh_overflow)
@@ -375,13 +473,27 @@ static bool classify(struct request *rq, const char *method)
 	return true;
 }
 
+/* Claims and fingerprint of the token about to be sent, for diagnoses. */
+static void remember_token(struct request *rq, const char *hdr)
+{
+	static const char prefix[] = "Authorization: Bearer ";
+	if (strncmp(hdr, prefix, sizeof prefix - 1) != 0)
+		return;
+	const char *tok = hdr + sizeof prefix - 1;
+	size_t n = strlen(tok);
+	if (jwt_decode_claims(tok, n, &rq->tok_claims) < 0)
+		memset(&rq->tok_claims, 0, sizeof rq->tok_claims);
+	jwt_fingerprint(tok, n, rq->tok_fp);
+}
+
 static void start_with_token(struct request *rq, long long now)
 {
 	struct worker *w = rq->w;
 	struct token_failure fail;
-	enum token_state st =
-	    token_lookup(w->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr, NULL, &fail);
+	enum token_state st = token_lookup(w->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr,
+					   &rq->tok_gen, &fail);
 	if (st == TOKEN_VALID) {
+		remember_token(rq, w->token_hdr);
 		if (rq->state == RQ_PARKED)
 			rq->t_parked_ms = now - rq->park_deadline_ms + w->cfg->proxy.token_wait_ms;
 		rq->state = RQ_FORWARDING;
@@ -515,6 +627,7 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 		log_int(&l, "upstream_status", rq->up_status);
 	if (rq->local.set && rq->local.code)
 		log_str(&l, "error", rq->local.code);
+	log_str(&l, "diagnosis", rq->diagnosis);
 	log_int(&l, "duration_ms", now - rq->t_start_ms);
 	log_int(&l, "token_wait_ms", rq->t_parked_ms);
 	log_int(&l, "bytes_in", (long long)rq->bytes_in);

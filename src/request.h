@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "hdr.h"
+#include "jwt.h"
 #include "rbuf.h"
 #include "route.h"
 #include "token.h"
@@ -57,6 +58,7 @@ struct local_answer {
 	bool close;         /* add Connection: close */
 	bool has_failure;
 	struct token_failure failure;
+	char note[256]; /* diag_token_note: context-specific hint, "" if none */
 };
 
 struct resp_header {
@@ -126,6 +128,13 @@ struct request {
 	int final_status; /* what the client was answered */
 
 	struct local_answer local;
+
+	/* diagnosis (diag.c): the token sent upstream, as claims and fingerprint
+	 * only (never the token), and the catalogue code of an upstream refusal */
+	struct jwt_claims tok_claims;
+	char tok_fp[JWT_FINGERPRINT_LEN];
+	unsigned long tok_gen;
+	const char *diagnosis; /* static string, NULL when none */
 
 	/* MHD side */
 	bool mhd_suspended;

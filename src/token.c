@@ -1038,6 +1038,42 @@ int token_status_get(struct token_engine *te, size_t idx, long long now_ms, stru
 	return 0;
 }
 
+long long token_engine_cert_not_after(const struct token_engine *te, size_t credential)
+{
+	if (te == NULL || te->creds == NULL || credential >= te->cfg->n_credentials)
+		return 0;
+	return cred_cert_not_after(te->creds[credential]);
+}
+
+bool token_reject(struct token_engine *te, size_t idx, unsigned long gen)
+{
+	long long now;
+	struct tsrc *s;
+	bool drop = false;
+
+	if (te == NULL || idx >= te->n)
+		return false;
+	s = &te->src[idx];
+	now = te->clock();
+	if (pthread_mutex_lock(&s->mu) != 0)
+		abort();
+	/* Same rate limit as token_request_refresh; only the generation that
+	 * was rejected, never a newer one fetched meanwhile. */
+	if (s->hdr != NULL && !s->failed && s->gen == gen && now - s->last_start_ms >= FORCED_REFRESH_MIN_MS) {
+		s->last_start_ms = now;
+		s->usable_until_ms = now;
+		drop = true;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (!drop)
+		return false;
+	atomic_store(&s->refresh_wanted, true);
+	if (curl_multi_wakeup(te->multi) != CURLM_OK)
+		log_msg(LOG_WARN, "token_internal", "curl_multi_wakeup failed");
+	log_msg(LOG_INFO, "token_dropped", "token of source %zu rejected upstream: dropped, refreshing", idx);
+	return true;
+}
+
 unsigned long token_engine_requests(const struct token_engine *te)
 {
 	return te != NULL ? atomic_load(&te->requests) : 0;

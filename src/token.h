@@ -81,6 +81,15 @@ enum token_state token_lookup(struct token_engine *te, size_t idx, long long now
 /* Ask for an early refresh of source idx (after an upstream 401); rate-limited. */
 void token_request_refresh(struct token_engine *te, size_t idx);
 
+/*
+ * An upstream answered 401 to the token of generation `gen` of source idx:
+ * when token_request_refresh's rate limit allows a refresh now, drop that
+ * token (token_lookup no longer hands it out; requests wait for the next
+ * one) and refresh. Otherwise keep it: a token fetched moments ago would
+ * only be fetched again unchanged. Returns true when it was dropped.
+ */
+bool token_reject(struct token_engine *te, size_t idx, unsigned long gen);
+
 /* Stable lowercase name of a failure kind ("unreachable", "rejected", ...), for logs and problem bodies. */
 const char *token_failure_name(enum token_failure_kind kind);
 

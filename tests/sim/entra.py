@@ -87,6 +87,10 @@ ERRORS = {
     50196: (400, "temporarily_unavailable", "The server terminated an operation because it encountered a client "
             "request loop. Please contact your app vendor.", None),
     90055: (429, "temporarily_unavailable", "There are too many incoming requests.", None),
+    50012: (401, "invalid_client", "Invalid client secret is provided.", None),
+    70021: (400, "invalid_request", "No matching federated identity record found for presented assertion.", None),
+    7002137: (400, "invalid_client", "The federated identity credential's audience does not match the presented "
+              "assertion's audience.", None),
     50000: (500, "server_error", "There was an error issuing a token or an issue with our sign-in service.", None),
     90033: (503, "temporarily_unavailable", "A transient error has occurred. Please try again.", None),
 }

@@ -1,0 +1,117 @@
+"""test_limits.py - request limits answer with the right status, problem+json
+and a log line: 431 (header block), 414 (request-target), 413 (body, by
+Content-Length and by chunked growth, [proxy] and per route); and the
+per-host upstream connection cap queues instead of failing."""
+
+import concurrent.futures
+import json
+import socket
+
+import harness
+from harness import Proxy, Sim, Work, parse_responses, pattern_gen, proxy_ini
+
+W = SIM = PX = None
+
+
+def setup_module():
+    global W, SIM, PX
+    W = Work("test_limits")
+    SIM = Sim(W).start()
+    routes = harness.default_routes()
+    routes["bc"] = dict(routes["bc"], max_body_bytes="1k")
+    PX = Proxy(W, proxy_ini(SIM, routes=routes, work=W,
+                            extra_proxy={"max_header_bytes": "4k", "max_url_bytes": "1024",
+                                         "max_body_bytes": "1m", "upstream_max_connections": "2"})).start()
+    PX.wait_event("token_acquired", 20)
+
+
+def teardown_module():
+    if PX:
+        PX.stop()
+    if SIM:
+        SIM.stop()
+
+
+def eq(got, want, what="value"):
+    assert got == want, "%s: expected %r, got %r" % (what, want, got)
+
+
+def problem(r, status, code):
+    eq(r.status, status, "status")
+    eq(r.header("Content-Type"), "application/problem+json", "content type")
+    eq(r.json()["code"], code, "code")
+
+
+def limit_logged(name):
+    PX.wait_event(lambda e: e.get("event") == "limit_exceeded" and e.get("limit") == name, 5)
+
+
+def test_header_block_431():
+    r = PX.request("GET", "/dataverse/_test/echo", [("X-Big-%d" % i, "v" * 200) for i in range(30)])
+    problem(r, 431, "headers_too_large")
+    limit_logged("max_header_bytes")
+    eq(PX.request("GET", "/dataverse/_test/echo", [("X-Big", "v" * 2000)]).status, 200, "under the limit")
+
+
+def test_request_target_414():
+    problem(PX.request("GET", "/dataverse/_test/echo?q=" + "a" * 1100), 414, "uri_too_long")
+    limit_logged("max_url_bytes")
+    eq(PX.request("GET", "/dataverse/_test/echo?q=" + "a" * 900).status, 200, "under the limit")
+
+
+def test_body_413_by_content_length():
+    before = SIM.stats()["upstream_requests"]
+    data = harness.raw(PX.port, b"POST /dataverse/_test/upload HTTP/1.1\r\nHost: p\r\nContent-Length: 2000000\r\n\r\n"
+                       + b"x" * 1000, timeout=5)
+    rs = parse_responses(data)
+    eq([r.status for r in rs], [413], "responses")
+    eq(json.loads(rs[0].body)["code"], "body_too_large", "code")
+    eq(rs[0].header("Connection"), "close", "Connection")
+    eq(SIM.stats()["upstream_requests"], before, "upstream requests")
+    limit_logged("max_body_bytes")
+
+
+def test_body_413_when_chunked_body_grows():
+    """The answer must be a 413 even though the client is still sending."""
+    sock = socket.create_connection(("127.0.0.1", PX.port), timeout=10)
+    sock.sendall(b"POST /dataverse/_test/upload HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n" % 65536 + b"z" * 65536 + b"\r\n"
+    try:
+        for _ in range(48):  # 3 MiB, well past the 1 MiB cap
+            sock.sendall(chunk)
+        sock.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass  # the proxy may close its side once it has answered
+    data = b""
+    try:
+        while True:
+            d = sock.recv(65536)
+            if not d:
+                break
+            data += d
+    except OSError:
+        pass
+    sock.close()
+    rs = parse_responses(data)
+    assert rs, "no response at all: %r" % data[:200]
+    eq(rs[0].status, 413, "status")
+    eq(json.loads(rs[0].body)["code"], "body_too_large", "code")
+
+
+def test_route_body_cap_is_lower():
+    problem(PX.request("POST", "/bc/v2.0/x/api/v2.0/companies", None, b"y" * 2000), 413, "body_too_large")
+    eq(PX.request("POST", "/dataverse/_test/upload", None, b"y" * 2000).json()["len"], 2000, "other route")
+
+
+def test_upstream_connection_cap_queues():
+    SIM.reset()
+
+    def one(i):
+        return PX.request("GET", "/dataverse/_test/slow?ms=300&i=%d" % i, timeout=30).status
+    with concurrent.futures.ThreadPoolExecutor(12) as ex:
+        statuses = list(ex.map(one, range(12)))
+    eq(statuses, [200] * 12, "statuses")
+    peers = {r["peer"] for r in SIM.requests(100) if r["target"].startswith("/_test/slow")}
+    workers = PX.wait_event("listening")["workers"]
+    assert len(peers) <= 2 * workers, "%d upstream connections for a cap of 2 per worker (%d workers)" % (
+        len(peers), workers)

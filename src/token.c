@@ -1038,13 +1038,6 @@ int token_status_get(struct token_engine *te, size_t idx, long long now_ms, stru
 	return 0;
 }
 
-long long token_engine_cert_not_after(const struct token_engine *te, size_t credential)
-{
-	if (te == NULL || te->creds == NULL || credential >= te->cfg->n_credentials)
-		return 0;
-	return cred_cert_not_after(te->creds[credential]);
-}
-
 bool token_reject(struct token_engine *te, size_t idx, unsigned long gen)
 {
 	long long now;

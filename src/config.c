@@ -162,6 +162,11 @@ static void credential_cfg_free(struct credential_cfg *c)
 	free(c->client_secret_env);
 	free(c->client_secret);
 	free(c->authority);
+	free(c->certificate_file);
+	free(c->private_key_file);
+	free(c->private_key_password_file);
+	free(c->pfx_file);
+	free(c->federated_token_file);
 	memset(c, 0, sizeof *c);
 }
 
@@ -414,7 +419,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
 
 static bool has_secret(const struct section *s)
 {
-	return seen(s, "client_secret_file") || seen(s, "client_secret_env") || seen(s, "client_secret");
+	return seen(s, "client_secret_file") || seen(s, "client_secret_env") || seen(s, "client_secret") ||
+	       seen(s, "certificate_file") || seen(s, "pfx_file") || seen(s, "federated_token_file");
 }
 
 /*
@@ -436,23 +442,34 @@ static void apply_env(struct load *ld)
 	struct section *s = find_section(ld, SEC_CREDENTIAL, "default");
 
 	if (!s) {
-		for (size_t i = 0; i < ARRAY_LEN(env); i++)
-			if (env[i].needed && (!getenv(env[i].var) || !*getenv(env[i].var)))
+		bool proof = false; /* a secret or a federated token */
+		for (size_t i = 0; i < ARRAY_LEN(env); i++) {
+			bool set = getenv(env[i].var) && *getenv(env[i].var);
+			if (i >= 3)
+				proof |= set;
+			else if (env[i].needed && !set)
 				return;
 		if (!(s = new_section(ld, SEC_CREDENTIAL, "credential:default", 0)))
 			return;
 	}
 	for (size_t i = 0; i < ARRAY_LEN(env); i++) {
 		const char *v = getenv(env[i].var);
-		bool is_secret = strcmp(env[i].key, "client_secret_env") == 0;
+		bool is_secret = i >= 3; /* the proof of identity: one kind only */
 		if (!v || !*v || (is_secret ? has_secret(s) : seen(s, env[i].key)))
+	    /* the AKS workload identity webhook convention */
+	    {"AZURE_FEDERATED_TOKEN_FILE", "federated_token_file", "federated_token_file (AZURE_FEDERATED_TOKEN_FILE)",
+	     true},
 			continue;
-		set_key(ld, s, env[i].key, is_secret ? env[i].var : v, s->line, env[i].label);
+		set_key(ld, s, env[i].key, strcmp(env[i].key, "client_secret_env") == 0 ? env[i].var : v, s->line,
+			env[i].label);
 	}
 }
 
 /* Defaults and required keys. */
 static void finish_section(struct load *ld, struct section *s)
+		}
+		if (!proof)
+			return;
 {
 	char msg[MSG_MAX];
 
@@ -467,30 +484,40 @@ static void finish_section(struct load *ld, struct section *s)
 	}
 }
 
-static void check_credential(struct load *ld, struct section *s)
+/* Exactly one way to prove the identity; sets c->kind. */
+static void check_proof(struct load *ld, struct section *s)
 {
-	static const char *const keys[] = {"client_secret_file", "client_secret_env", "client_secret"};
+	static const struct {
+		const char *key;
+		enum cred_kind kind;
+	} keys[] = {{"client_secret_file", CRED_SECRET}, {"client_secret_env", CRED_SECRET},
+		    {"client_secret", CRED_SECRET},      {"certificate_file", CRED_CERTIFICATE},
+		    {"pfx_file", CRED_CERTIFICATE},      {"federated_token_file", CRED_FEDERATED}};
 	struct credential_cfg *c = s->obj;
 	int n = 0, first = 0, last = 0;
 
 	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
-		int line = seen_line(s, keys[i]);
-		if (!seen(s, keys[i]))
+		int line = seen_line(s, keys[i].key);
+		if (!seen(s, keys[i].key))
 			continue;
 		if (n++ == 0 || line < first)
 			first = line;
 		last = line > last ? line : last;
 	}
 	if (n == 0)
-		sec_error(ld, s->line, s, NULL, "needs one of client_secret_file, client_secret_env or client_secret");
+		sec_error(ld, s->line, s, NULL,
+			  "needs one of client_secret_file, client_secret_env, client_secret, certificate_file, "
+			  "pfx_file or federated_token_file");
 	else if (n > 1)
 		sec_error(
 		    ld, last, s, NULL,
-		    "only one of client_secret_file, client_secret_env and client_secret may be set (also line %d)",
+		    "only one of client_secret_file, client_secret_env, client_secret, certificate_file, pfx_file "
+		    "and federated_token_file may be set (also line %d)",
 		    first);
 	for (size_t i = 0; i < ld->n_secs && c->tenant && c->client_id && c->authority; i++) {
 		struct section *o = ld->secs[i];
 		struct credential_cfg *oc = o->obj;
+		c->kind = keys[i].kind;
 		if (o == s)
 			break;
 		if (o->kind == SEC_CREDENTIAL && oc->tenant && oc->client_id && oc->authority &&
@@ -502,6 +529,23 @@ static void check_credential(struct load *ld, struct section *s)
 }
 
 static struct section *route_credential(struct load *ld, struct section *s)
+	if (c->kind != CRED_CERTIFICATE && (seen(s, "private_key_file") || seen(s, "private_key_password_file") ||
+					    seen(s, "send_x5c") || seen(s, "assertion_alg")))
+		sec_error(ld, s->line, s, NULL,
+			  "private_key_file, private_key_password_file, send_x5c and assertion_alg need "
+			  "certificate_file or pfx_file");
+	if (seen(s, "pfx_file") && seen(s, "private_key_file"))
+		sec_error(ld, seen_line(s, "private_key_file"), s, "private_key_file",
+			  "not with pfx_file (the key is inside the PKCS#12 file)");
+	if (c->kind != CRED_SECRET && c->auth_method == AUTH_BASIC && seen(s, "auth_method"))
+		sec_error(ld, seen_line(s, "auth_method"), s, "auth_method", "basic needs a client secret");
+}
+
+static void check_credential(struct load *ld, struct section *s)
+{
+	struct credential_cfg *c = s->obj;
+
+	check_proof(ld, s);
 {
 	struct route_sec *rs = s->obj;
 	struct section *only = NULL;

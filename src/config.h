@@ -23,6 +23,13 @@ enum secret_source { SECRET_NONE = 0, SECRET_FILE, SECRET_ENV, SECRET_INLINE };
 enum audience_kind {
 	AUD_DATAVERSE = 0,
 	AUD_BC,
+/* How a credential proves itself to Entra (exactly one per credential). */
+enum cred_kind {
+	CRED_SECRET = 0,  /* client_secret_* */
+	CRED_CERTIFICATE, /* certificate_file + private_key_file, or pfx_file: signed client assertion */
+	CRED_FEDERATED,   /* federated_token_file: its JWT is the client assertion */
+};
+enum assertion_alg { ASSERTION_PS256 = 0, ASSERTION_RS256 };
 	AUD_FO,
 	AUD_SECURITYSERVICE,
 	AUD_URL, /* an absolute URL given in the config */
@@ -49,6 +56,14 @@ struct credential_cfg {
 	enum token_version token_version;
 	enum auth_method auth_method;
 	long long secret_expires; /* client_secret_expires as unix seconds, 0 = unknown (metrics only) */
+	enum cred_kind kind;
+	char *certificate_file;          /* PEM: leaf first, then the chain */
+	char *private_key_file;          /* PEM; NULL = the key is in certificate_file */
+	char *private_key_password_file; /* passphrase of the key or of pfx_file */
+	char *pfx_file;                  /* PKCS#12 instead of the two PEM files */
+	enum assertion_alg assertion_alg;
+	bool send_x5c;
+	char *federated_token_file; /* re-read at every token request */
 	int line;                 /* where the section starts, for messages */
 };
 

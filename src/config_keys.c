@@ -88,7 +88,8 @@ static int p_enum(struct pv *pv, const char *v)
 	const char *const *n = pv->row->names;
 	char list[96] = "";
 
-	_Static_assert(sizeof(enum token_version) == sizeof(int) && sizeof(enum auth_method) == sizeof(int),
+	_Static_assert(sizeof(enum token_version) == sizeof(int) && sizeof(enum auth_method) == sizeof(int) &&
+			   sizeof(enum assertion_alg) == sizeof(int),
 		       "enums are stored as int");
 	for (int i = 0; n[i]; i++) {
 		if (strcasecmp(v, n[i]) == 0) {
@@ -516,3 +517,11 @@ const char *config_audience_name(enum audience_kind kind)
 			return config_audiences[i].name;
 	return "unknown";
 }
+static const char *const assertion_algs[] = {"PS256", "RS256", NULL};
+    {CRED("certificate_file", certificate_file), .parse = p_file},
+    {CRED("private_key_file", private_key_file), .parse = p_file},
+    {CRED("private_key_password_file", private_key_password_file), .parse = p_file},
+    {CRED("pfx_file", pfx_file), .parse = p_file},
+    {CRED("assertion_alg", assertion_alg), .parse = p_enum, .def = "PS256", .names = assertion_algs},
+    {CRED("send_x5c", send_x5c), .parse = p_bool, .def = "false"},
+    {CRED("federated_token_file", federated_token_file), .parse = p_file},

@@ -15,10 +15,12 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
+#include "assertion.h"
 #include "admin.h"
 #include "config.h"
 #include "log.h"
@@ -242,6 +244,24 @@ int main(int argc, char **argv)
 	    {"config", required_argument, NULL, 'c'},
 	    {"test", no_argument, NULL, 't'},
 	    {"version", no_argument, NULL, 'V'},
+/* -t: certificates and keys must be readable, matching and not expired. */
+static int check_certificates(const struct config *cfg)
+{
+	long long now = (long long)time(NULL);
+	int bad = 0;
+
+	for (size_t i = 0; i < cfg->n_credentials; i++) {
+		const struct credential_cfg *c = &cfg->credentials[i];
+		char why[512] = "";
+
+		if (c->kind == CRED_CERTIFICATE && assertion_check(c, now, why, sizeof why) != 0) {
+			fprintf(stderr, "%s:%d: [credential:%s] %s\n", cfg->path, c->line, c->name, why);
+			bad = 1;
+		}
+	}
+	return bad ? -1 : 0;
+}
+
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -280,6 +300,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_setup(cfg->proxy.log_level, cfg->proxy.log_format, 2);
+	if (test_only && check_certificates(cfg) != 0) {
+		config_free(cfg);
+		return 1;
+	}
 	int rc = run(cfg);
 	config_free(cfg);
 	return rc;

@@ -1,5 +1,5 @@
 # s2s-proxy build. `make` builds build/s2s-proxy; see `make help`.
-PKGS     := libmicrohttpd libcurl openssl libcjson inih
+PKGS     := libmicrohttpd libcurl openssl libcjson inih gnutls
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 CC       ?= cc
 PREFIX   ?= /usr/local
@@ -107,9 +107,19 @@ fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz_smoke.sh
 
+# `make install PREFIX=/usr DESTDIR=/tmp/pkg`: binary, man page, systemd unit (its
+# paths follow PREFIX), the example configurations. Never overwrites a live config.
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(SYSCONFDIR)/systemd/system
 install: build/s2s-proxy
 	install -D -m 0755 build/s2s-proxy $(DESTDIR)$(PREFIX)/bin/s2s-proxy
-	install -D -m 0644 config/s2s-proxy.ini $(DESTDIR)/etc/s2s-proxy/s2s-proxy.ini.example
+	install -D -m 0644 docs/s2s-proxy.8 $(DESTDIR)$(PREFIX)/share/man/man8/s2s-proxy.8
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/doc/s2s-proxy/examples
+	sed 's#/usr/local/bin/#$(PREFIX)/bin/#g; s#/etc/s2s-proxy/#$(SYSCONFDIR)/s2s-proxy/#g' config/s2s-proxy.service \
+		> $(DESTDIR)$(UNITDIR)/s2s-proxy.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/s2s-proxy.service
+	install -m 0644 config/examples/*.ini $(DESTDIR)$(PREFIX)/share/doc/s2s-proxy/examples/
+	install -D -m 0644 config/s2s-proxy.ini $(DESTDIR)$(SYSCONFDIR)/s2s-proxy/s2s-proxy.ini.example
 
 clean:
 	rm -rf build

@@ -176,6 +176,10 @@ static void route_cfg_free(struct route_cfg *r)
 	free(r->match_host);
 	free(r->match_path);
 	config_url_free(&r->upstream);
+	cidr_list_free(&r->allow_from);
+	if (r->inbound_key)
+		explicit_bzero(r->inbound_key, strlen(r->inbound_key));
+	free(r->inbound_key);
 	memset(r, 0, sizeof *r);
 }
 
@@ -184,6 +188,16 @@ static void proxy_cfg_free(struct proxy_cfg *p)
 	free(p->listen_host);
 	free(p->admin_host);
 	free(p->ca_file);
+	cidr_list_free(&p->allow_from);
+	if (p->inbound_key)
+		explicit_bzero(p->inbound_key, strlen(p->inbound_key));
+	free(p->inbound_key);
+	free(p->inbound_key_header);
+	for (size_t i = 0; i < p->n_tls_cert; i++)
+		free(p->tls_cert[i]);
+	for (size_t i = 0; i < p->n_tls_key; i++)
+		free(p->tls_key[i]);
+	free(p->tls_client_ca);
 	for (size_t i = 0; i < p->n_connect_to; i++)
 		free(p->connect_to[i].entry);
 	memset(p, 0, sizeof *p);
@@ -438,6 +452,9 @@ static void apply_env(struct load *ld)
 	    {"AZURE_CLIENT_ID", "client_id", "client_id (AZURE_CLIENT_ID)", true},
 	    {"AZURE_AUTHORITY_HOST", "authority", "authority (AZURE_AUTHORITY_HOST)", false},
 	    {"AZURE_CLIENT_SECRET", "client_secret_env", "client_secret_env (AZURE_CLIENT_SECRET)", true},
+	    /* the AKS workload identity webhook convention */
+	    {"AZURE_FEDERATED_TOKEN_FILE", "federated_token_file", "federated_token_file (AZURE_FEDERATED_TOKEN_FILE)",
+	     true},
 	};
 	struct section *s = find_section(ld, SEC_CREDENTIAL, "default");
 
@@ -449,6 +466,9 @@ static void apply_env(struct load *ld)
 				proof |= set;
 			else if (env[i].needed && !set)
 				return;
+		}
+		if (!proof)
+			return;
 		if (!(s = new_section(ld, SEC_CREDENTIAL, "credential:default", 0)))
 			return;
 	}
@@ -456,9 +476,6 @@ static void apply_env(struct load *ld)
 		const char *v = getenv(env[i].var);
 		bool is_secret = i >= 3; /* the proof of identity: one kind only */
 		if (!v || !*v || (is_secret ? has_secret(s) : seen(s, env[i].key)))
-	    /* the AKS workload identity webhook convention */
-	    {"AZURE_FEDERATED_TOKEN_FILE", "federated_token_file", "federated_token_file (AZURE_FEDERATED_TOKEN_FILE)",
-	     true},
 			continue;
 		set_key(ld, s, env[i].key, strcmp(env[i].key, "client_secret_env") == 0 ? env[i].var : v, s->line,
 			env[i].label);
@@ -467,9 +484,6 @@ static void apply_env(struct load *ld)
 
 /* Defaults and required keys. */
 static void finish_section(struct load *ld, struct section *s)
-		}
-		if (!proof)
-			return;
 {
 	char msg[MSG_MAX];
 
@@ -500,6 +514,7 @@ static void check_proof(struct load *ld, struct section *s)
 		int line = seen_line(s, keys[i].key);
 		if (!seen(s, keys[i].key))
 			continue;
+		c->kind = keys[i].kind;
 		if (n++ == 0 || line < first)
 			first = line;
 		last = line > last ? line : last;
@@ -514,21 +529,6 @@ static void check_proof(struct load *ld, struct section *s)
 		    "only one of client_secret_file, client_secret_env, client_secret, certificate_file, pfx_file "
 		    "and federated_token_file may be set (also line %d)",
 		    first);
-	for (size_t i = 0; i < ld->n_secs && c->tenant && c->client_id && c->authority; i++) {
-		struct section *o = ld->secs[i];
-		struct credential_cfg *oc = o->obj;
-		c->kind = keys[i].kind;
-		if (o == s)
-			break;
-		if (o->kind == SEC_CREDENTIAL && oc->tenant && oc->client_id && oc->authority &&
-		    strcmp(oc->tenant, c->tenant) == 0 && strcmp(oc->client_id, c->client_id) == 0 &&
-		    strcmp(oc->authority, c->authority) == 0)
-			sec_error(ld, s->line, s, NULL, "same authority, tenant and client_id as [%s] on line %d",
-				  o->title, o->line);
-	}
-}
-
-static struct section *route_credential(struct load *ld, struct section *s)
 	if (c->kind != CRED_CERTIFICATE && (seen(s, "private_key_file") || seen(s, "private_key_password_file") ||
 					    seen(s, "send_x5c") || seen(s, "assertion_alg")))
 		sec_error(ld, s->line, s, NULL,
@@ -546,6 +546,20 @@ static void check_credential(struct load *ld, struct section *s)
 	struct credential_cfg *c = s->obj;
 
 	check_proof(ld, s);
+	for (size_t i = 0; i < ld->n_secs && c->tenant && c->client_id && c->authority; i++) {
+		struct section *o = ld->secs[i];
+		struct credential_cfg *oc = o->obj;
+		if (o == s)
+			break;
+		if (o->kind == SEC_CREDENTIAL && oc->tenant && oc->client_id && oc->authority &&
+		    strcmp(oc->tenant, c->tenant) == 0 && strcmp(oc->client_id, c->client_id) == 0 &&
+		    strcmp(oc->authority, c->authority) == 0)
+			sec_error(ld, s->line, s, NULL, "same authority, tenant and client_id as [%s] on line %d",
+				  o->title, o->line);
+	}
+}
+
+static struct section *route_credential(struct load *ld, struct section *s)
 {
 	struct route_sec *rs = s->obj;
 	struct section *only = NULL;

@@ -9,20 +9,20 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
+#include "cidr.h"
 #include "log.h"
 
 #define CONFIG_MAX_ROUTES      256
 #define CONFIG_MAX_CREDENTIALS 64
 #define CONFIG_MAX_CONNECT_TO  32
+#define CONFIG_MAX_TLS_CERTS   16
 
 enum token_version { TOKEN_V2 = 0, TOKEN_V1 };
 enum auth_method { AUTH_POST = 0, AUTH_BASIC };
 enum secret_source { SECRET_NONE = 0, SECRET_FILE, SECRET_ENV, SECRET_INLINE };
-enum audience_kind {
-	AUD_DATAVERSE = 0,
-	AUD_BC,
 /* How a credential proves itself to Entra (exactly one per credential). */
 enum cred_kind {
 	CRED_SECRET = 0,  /* client_secret_* */
@@ -30,6 +30,9 @@ enum cred_kind {
 	CRED_FEDERATED,   /* federated_token_file: its JWT is the client assertion */
 };
 enum assertion_alg { ASSERTION_PS256 = 0, ASSERTION_RS256 };
+enum audience_kind {
+	AUD_DATAVERSE = 0,
+	AUD_BC,
 	AUD_FO,
 	AUD_SECURITYSERVICE,
 	AUD_URL, /* an absolute URL given in the config */
@@ -53,9 +56,6 @@ struct credential_cfg {
 	char *client_secret_env;  /* SECRET_ENV: name of the variable */
 	char *client_secret;      /* SECRET_INLINE or resolved from env at load; never logged */
 	char *authority;          /* https://login.microsoftonline.com, no trailing slash */
-	enum token_version token_version;
-	enum auth_method auth_method;
-	long long secret_expires; /* client_secret_expires as unix seconds, 0 = unknown (metrics only) */
 	enum cred_kind kind;
 	char *certificate_file;          /* PEM: leaf first, then the chain */
 	char *private_key_file;          /* PEM; NULL = the key is in certificate_file */
@@ -64,6 +64,9 @@ struct credential_cfg {
 	enum assertion_alg assertion_alg;
 	bool send_x5c;
 	char *federated_token_file; /* re-read at every token request */
+	enum token_version token_version;
+	enum auth_method auth_method;
+	long long secret_expires; /* client_secret_expires as unix seconds, 0 = unknown (metrics only) */
 	int line;                 /* where the section starts, for messages */
 };
 
@@ -89,9 +92,12 @@ struct route_cfg {
 	enum audience_kind audience_kind;
 	size_t token_source; /* index into config.token_sources */
 	long connect_timeout_ms;
-	long idle_timeout_ms;  /* upstream silent this long -> 504 / cut */
-	long total_timeout_ms; /* 0 = no cap on the whole exchange */
-	bool access_log;       /* write the per-request "request" log line */
+	long idle_timeout_ms;        /* upstream silent this long -> 504 / cut */
+	long total_timeout_ms;       /* 0 = no cap on the whole exchange */
+	struct cidr_list allow_from; /* empty = no route-level restriction */
+	char *inbound_key;           /* route-level key (from inbound_key_file), NULL = the global one */
+	uint64_t max_body_bytes;     /* 0 = the [proxy] value */
+	bool access_log;             /* write the per-request "request" log line */
 	int line;
 };
 
@@ -106,15 +112,27 @@ struct proxy_cfg {
 	char *ca_file; /* extra trust anchors, NULL = system store only */
 	enum log_level log_level;
 	enum log_format log_format;
-	int workers;             /* 0 = number of CPUs (max 16) */
-	int max_connections;     /* inbound, across all workers */
-	long client_timeout_s;   /* idle/slow inbound connections are closed */
-	long token_wait_ms;      /* how long a request may wait for a first token */
-	long token_timeout_ms;   /* one token request, end to end */
-	long token_retry_max_ms; /* cap of the retry backoff for transient failures */
-	long shutdown_timeout_s; /* in-flight requests get this long after SIGTERM */
-	size_t buffer_bytes;     /* per direction, per request */
-	char *admin_host;        /* admin listener (health, metrics); NULL = off */
+	int workers;                          /* 0 = number of CPUs (max 16) */
+	int max_connections;                  /* inbound, across all workers */
+	long client_timeout_s;                /* idle/slow inbound connections are closed */
+	long token_wait_ms;                   /* how long a request may wait for a first token */
+	long token_timeout_ms;                /* one token request, end to end */
+	long token_retry_max_ms;              /* cap of the retry backoff for transient failures */
+	long shutdown_timeout_s;              /* in-flight requests get this long after SIGTERM */
+	size_t buffer_bytes;                  /* per direction, per request */
+	struct cidr_list allow_from;          /* clients allowed; empty = anyone who reaches the listener */
+	char *inbound_key;                    /* from inbound_key_file: callers must present it; never logged */
+	char *inbound_key_header;             /* where callers send it (default S2S-Proxy-Key) */
+	size_t max_header_bytes;              /* request header block; over it: 431 */
+	long max_url_bytes;                   /* request-target; over it: 414 */
+	uint64_t max_body_bytes;              /* request body, 0 = no cap; over it: 413 (routes may lower it) */
+	long upstream_max_connections;        /* per upstream host and worker, 0 = no cap (requests queue) */
+	char *tls_cert[CONFIG_MAX_TLS_CERTS]; /* inbound TLS: PEM chains, chosen by SNI, the first by default */
+	size_t n_tls_cert;
+	char *tls_key[CONFIG_MAX_TLS_CERTS]; /* tls_key[i] belongs to tls_cert[i] */
+	size_t n_tls_key;
+	char *tls_client_ca; /* clients must present a certificate issued by this CA */
+	char *admin_host;    /* admin listener (health, metrics); NULL = off */
 	unsigned admin_port;
 	struct connect_to_cfg connect_to[CONFIG_MAX_CONNECT_TO];
 	size_t n_connect_to;

@@ -24,6 +24,8 @@
 
 #include "config_int.h"
 #include "config_syntax.h"
+#include "hdr.h"
+#include "route.h"
 #include "log.h"
 
 __attribute__((format(printf, 2, 3))) static int pv_fail(struct pv *pv, const char *fmt, ...)
@@ -159,6 +161,29 @@ static int p_size(struct pv *pv, const char *v)
 	return 0;
 }
 
+/* A byte count stored as uint64_t; the row's min/max are bytes. */
+static int p_size64(struct pv *pv, const char *v)
+{
+	unsigned long long n;
+
+	if (config_parse_size(v, &n) < 0 || n < (unsigned long long)pv->row->min ||
+	    n > (unsigned long long)pv->row->max)
+		return pv_fail(pv, "must be a size in bytes (k or m suffix allowed), at least %lld", pv->row->min);
+	*FIELD(pv, uint64_t) = n;
+	return 0;
+}
+
+static int p_long(struct pv *pv, const char *v)
+{
+	unsigned long long n;
+
+	if (config_parse_uint(v, strlen(v), (unsigned long long)pv->row->max, &n) < 0 ||
+	    n < (unsigned long long)pv->row->min)
+		return pv_fail(pv, "must be a number from %lld to %lld", pv->row->min, pv->row->max);
+	*FIELD(pv, long) = (long)n;
+	return 0;
+}
+
 static bool all_blank(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -197,6 +222,97 @@ static int check_file(struct pv *pv, const char *path)
 static int p_file(struct pv *pv, const char *v)
 {
 	return check_file(pv, v) < 0 ? -1 : p_str(pv, v);
+}
+
+/* allow_from: comma-separated networks; the key may repeat (lists add up). */
+static int p_allow_from(struct pv *pv, const char *v)
+{
+	struct cidr_list *l = FIELD(pv, struct cidr_list);
+
+	for (const char *e = v; *e;) {
+		char one[64];
+		size_t len = strcspn(e, ","), lead = strspn(e, " \t"), end = len;
+		while (end > lead && isspace((unsigned char)e[end - 1]))
+			end--;
+		if (lead >= end || end - lead >= sizeof one)
+			return pv_fail(pv, "'%.*s' is not an address or network (CIDR)", (int)len, e);
+		memcpy(one, e + lead, end - lead);
+		one[end - lead] = '\0';
+		struct cidr c;
+		if (cidr_parse(one, &c) < 0)
+			return pv_fail(pv, "'%s' is not an address or network (CIDR, e.g. 10.0.0.0/8 or fd00::/8)",
+				       one);
+		if (cidr_list_add(l, &c) < 0)
+			return pv_fail(pv, "out of memory");
+		e += len;
+		if (*e == ',')
+			e++;
+	}
+	return 0;
+}
+
+/* inbound_key_file: the key is read now (it is compared on every request);
+ * surrounding whitespace is not part of it. Never logged. */
+static int p_key_file(struct pv *pv, const char *v)
+{
+	char buf[512];
+	ssize_t n = -1;
+	int fd = open(v, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), rc = 0;
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		rc = pv_fail(pv, "cannot read %s: %s", v, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		rc = pv_fail(pv, "%s is not a regular file", v);
+	else if ((n = read(fd, buf, sizeof buf - 1)) < 0)
+		rc = pv_fail(pv, "cannot read %s: %s", v, strerror(errno));
+	else if ((size_t)n == sizeof buf - 1)
+		rc = pv_fail(pv, "%s: the key is longer than %zu bytes", v, sizeof buf - 2);
+	if (fd >= 0)
+		close(fd);
+	if (rc == 0) {
+		size_t a = 0, b = (size_t)n;
+		while (a < b && isspace((unsigned char)buf[a]))
+			a++;
+		while (b > a && isspace((unsigned char)buf[b - 1]))
+			b--;
+		if (b - a < 16)
+			rc = pv_fail(pv, "%s: the key must be at least 16 characters", v);
+		else if (!hdr_value_ok(buf + a, b - a))
+			rc = pv_fail(pv, "%s: the key must be printable (it travels in a header)", v);
+		else {
+			buf[b] = '\0';
+			rc = set_str(pv, FIELD(pv, char *), buf + a, false);
+		}
+	}
+	explicit_bzero(buf, sizeof buf);
+	return rc;
+}
+
+/* tls_cert / tls_key: readable files, the key repeats and the values pair up
+ * by position (checked when TLS is set up). */
+static int p_tls_file(struct pv *pv, const char *v)
+{
+	struct proxy_cfg *p = pv->sec->obj;
+	bool is_key = strcmp(pv->row->key, "tls_key") == 0;
+	char **slot = is_key ? p->tls_key : p->tls_cert;
+	size_t *n = is_key ? &p->n_tls_key : &p->n_tls_cert;
+
+	if (*n == CONFIG_MAX_TLS_CERTS)
+		return pv_fail(pv, "at most %d", CONFIG_MAX_TLS_CERTS);
+	if (check_file(pv, v) < 0)
+		return -1;
+	if (!(slot[*n] = strdup(v)))
+		return pv_fail(pv, "out of memory");
+	(*n)++;
+	return 0;
+}
+
+static int p_header_name(struct pv *pv, const char *v)
+{
+	if (!hdr_name_ok(v, strlen(v)))
+		return pv_fail(pv, "'%s' is not a valid header name", v);
+	return p_str(pv, v);
 }
 
 static int p_listen(struct pv *pv, const char *v)
@@ -465,6 +581,7 @@ static int p_scope(struct pv *pv, const char *v)
 
 static const char *const token_versions[] = {"v2", "v1", NULL};
 static const char *const auth_methods[] = {"post", "basic", NULL};
+static const char *const assertion_algs[] = {"PS256", "RS256", NULL};
 
 const struct key_row config_key_rows[] = {
     {PROXY("listen", listen_host), .parse = p_listen, .def = "127.0.0.1:8080"},
@@ -482,6 +599,16 @@ const struct key_row config_key_rows[] = {
     {PROXY("shutdown_timeout", shutdown_timeout_s), .parse = p_duration_s, .def = "30s", .min = 0, .max = HOURS(1)},
     {PROXY("buffer_size", buffer_bytes), .parse = p_size, .def = "64k", .min = 4096, .max = 16 << 20},
     {PROXY("connect_to", connect_to), .parse = p_connect_to, .repeat = true},
+    {PROXY("allow_from", allow_from), .parse = p_allow_from, .repeat = true},
+    {PROXY("inbound_key_file", inbound_key), .parse = p_key_file},
+    {PROXY("inbound_key_header", inbound_key_header), .parse = p_header_name, .def = "S2S-Proxy-Key"},
+    {PROXY("tls_cert", tls_cert), .parse = p_tls_file, .repeat = true},
+    {PROXY("tls_key", tls_key), .parse = p_tls_file, .repeat = true},
+    {PROXY("tls_client_ca", tls_client_ca), .parse = p_file},
+    {PROXY("max_header_bytes", max_header_bytes), .parse = p_size, .def = "32k", .min = 1024, .max = 1 << 20},
+    {PROXY("max_url_bytes", max_url_bytes), .parse = p_long, .def = "8192", .min = 256, .max = ROUTE_MAX_TARGET},
+    {PROXY("max_body_bytes", max_body_bytes), .parse = p_size64, .def = "0", .min = 0, .max = INT64_MAX},
+    {PROXY("upstream_max_connections", upstream_max_connections), .parse = p_long, .def = "0", .min = 0, .max = 100000},
     {PROXY("admin_listen", admin_host), .parse = p_admin_listen},
 
     {CRED("tenant", tenant), .parse = p_tenant, .required = true},
@@ -493,6 +620,13 @@ const struct key_row config_key_rows[] = {
     {CRED("token_version", token_version), .parse = p_enum, .def = "v2", .names = token_versions},
     {CRED("auth_method", auth_method), .parse = p_enum, .def = "post", .names = auth_methods},
     {CRED("client_secret_expires", secret_expires), .parse = p_date},
+    {CRED("certificate_file", certificate_file), .parse = p_file},
+    {CRED("private_key_file", private_key_file), .parse = p_file},
+    {CRED("private_key_password_file", private_key_password_file), .parse = p_file},
+    {CRED("pfx_file", pfx_file), .parse = p_file},
+    {CRED("assertion_alg", assertion_alg), .parse = p_enum, .def = "PS256", .names = assertion_algs},
+    {CRED("send_x5c", send_x5c), .parse = p_bool, .def = "false"},
+    {CRED("federated_token_file", federated_token_file), .parse = p_file},
 
     {ROUTE("match_host", r.match_host), .parse = p_match_host},
     {ROUTE("match_path", r.match_path), .parse = p_match_path, .def = "/"},
@@ -504,6 +638,9 @@ const struct key_row config_key_rows[] = {
     {ROUTE("connect_timeout", r.connect_timeout_ms), .parse = p_duration_ms, .def = "10s", .min = 1,
      .max = MINUTES(10)},
     {ROUTE("idle_timeout", r.idle_timeout_ms), .parse = p_duration_ms, .def = "120s", .min = SECS(1), .max = HOURS(24)},
+    {ROUTE("allow_from", r.allow_from), .parse = p_allow_from, .repeat = true},
+    {ROUTE("inbound_key_file", r.inbound_key), .parse = p_key_file},
+    {ROUTE("max_body_bytes", r.max_body_bytes), .parse = p_size64, .def = "0", .min = 0, .max = INT64_MAX},
     {ROUTE("timeout", r.total_timeout_ms), .parse = p_duration_ms, .def = "0", .min = 0, .max = HOURS(24)},
     {ROUTE("access_log", r.access_log), .parse = p_bool, .def = "true"},
 };
@@ -517,11 +654,3 @@ const char *config_audience_name(enum audience_kind kind)
 			return config_audiences[i].name;
 	return "unknown";
 }
-static const char *const assertion_algs[] = {"PS256", "RS256", NULL};
-    {CRED("certificate_file", certificate_file), .parse = p_file},
-    {CRED("private_key_file", private_key_file), .parse = p_file},
-    {CRED("private_key_password_file", private_key_password_file), .parse = p_file},
-    {CRED("pfx_file", pfx_file), .parse = p_file},
-    {CRED("assertion_alg", assertion_alg), .parse = p_enum, .def = "PS256", .names = assertion_algs},
-    {CRED("send_x5c", send_x5c), .parse = p_bool, .def = "false"},
-    {CRED("federated_token_file", federated_token_file), .parse = p_file},

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "tlsca.h"
+#include "tlsin.h"
 #include "token.h"
 #include "worker.h"
 
@@ -216,6 +217,10 @@ static int run(const struct config *cfg)
 		log_msg(LOG_ERROR, "startup_failed", "ca_file: %s", err);
 		goto out;
 	}
+	if (tlsin_load(&cfg->proxy, err, sizeof err) < 0) {
+		log_msg(LOG_ERROR, "startup_failed", "inbound TLS: %s", err);
+		goto out;
+	}
 	te = token_engine_new(cfg, on_token_change, NULL);
 	if (!te || metrics_init(cfg) < 0 || start_workers(cfg, te, &port) < 0 || token_engine_start(te) < 0 ||
 	    admin_start(cfg, te) < 0)
@@ -233,17 +238,12 @@ out:
 	token_engine_free(te);
 	metrics_free();
 	tlsca_free();
+	tlsin_free();
 	curl_global_cleanup();
 	log_msg(LOG_INFO, "stopped", "s2s-proxy stopped");
 	return rc;
 }
 
-int main(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"test", no_argument, NULL, 't'},
-	    {"version", no_argument, NULL, 'V'},
 /* -t: certificates and keys must be readable, matching and not expired. */
 static int check_certificates(const struct config *cfg)
 {
@@ -262,6 +262,12 @@ static int check_certificates(const struct config *cfg)
 	return bad ? -1 : 0;
 }
 
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"test", no_argument, NULL, 't'},
+	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -294,16 +300,23 @@ static int check_certificates(const struct config *cfg)
 	struct config *cfg = config_load(path, stderr);
 	if (!cfg)
 		return 1;
+	if (test_only && check_certificates(cfg) != 0) {
+		config_free(cfg);
+		return 1;
+	}
 	if (test_only) {
+		char err[256];
+		if (tlsin_load(&cfg->proxy, err, sizeof err) < 0) {
+			fprintf(stderr, "%s:0: [proxy] inbound TLS: %s\n", path, err);
+			config_free(cfg);
+			return 1;
+		}
+		tlsin_free();
 		printf("%s: configuration ok (%zu routes, %zu credentials)\n", path, cfg->n_routes, cfg->n_credentials);
 		config_free(cfg);
 		return 0;
 	}
 	log_setup(cfg->proxy.log_level, cfg->proxy.log_format, 2);
-	if (test_only && check_certificates(cfg) != 0) {
-		config_free(cfg);
-		return 1;
-	}
 	int rc = run(cfg);
 	config_free(cfg);
 	return rc;

@@ -15,6 +15,8 @@
 #include "proxy.h"
 
 #include <arpa/inet.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +28,12 @@
 #include "metrics.h"
 #include "problem.h"
 #include "relay.h"
+#include "tlsin.h"
 #include "request.h"
 #include "worker.h"
 
 #define BODY_BLOCK (16 * 1024)
+#define DRAIN_MAX  (8 * 1024 * 1024) /* body bytes read and discarded after a refusal */
 
 /* ---- lists --------------------------------------------------------------- */
 
@@ -369,6 +373,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	(void)kind;
 	if (!value)
 		value = "";
+	rq->header_bytes += strlen(name) + strlen(value) + 4; /* "name: value\r\n" */
 	if (!hdr_name_ok(name, strlen(name)))
 		rq->bad_header_name = true; /* RFC 9112 5.1: answer 400 */
 	hdr_framing_add(&rq->framing, name, value);
@@ -400,6 +405,8 @@ static void client_address(struct request *rq)
 	if (!ci || !ci->client_addr)
 		return;
 	const struct sockaddr *sa = ci->client_addr;
+	memcpy(&rq->client_sa, sa,
+	       sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	if (sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, rq->client_ip,
 			  sizeof rq->client_ip);
@@ -421,6 +428,78 @@ static const char *const route_code[] = {
     [ROUTE_TOO_LONG] = "uri_too_long",
 };
 
+/* Equal keys? Compares SHA-256 digests in constant time, so neither the
+ * key's bytes nor its length leak through timing. */
+static bool key_equal(const char *got, const char *want)
+{
+	unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *)got, strlen(got), a);
+	SHA256((const unsigned char *)want, strlen(want), b);
+	return CRYPTO_memcmp(a, b, sizeof a) == 0;
+}
+
+static void log_denied(const struct request *rq, const char *reason)
+{
+	struct log_line l;
+	log_begin(&l, LOG_WARN, "access_denied");
+	log_str(&l, "request_id", rq->request_id);
+	log_str(&l, "client", rq->client_ip);
+	log_str(&l, "route", rq->route ? rq->route->name : NULL);
+	log_str(&l, "reason", reason);
+	log_end(&l);
+}
+
+/* allow_from ([proxy], then the route's) and the inbound key. Returns false
+ * with rq->local set to a 403 when the caller may not use the route. */
+static bool admitted(struct request *rq)
+{
+	const struct proxy_cfg *pc = &rq->w->cfg->proxy;
+	const struct route_cfg *r = rq->route;
+	const struct sockaddr *sa = (const struct sockaddr *)&rq->client_sa;
+	const char *code = NULL, *why = NULL;
+
+	if ((pc->allow_from.n && !cidr_list_match(&pc->allow_from, sa)) ||
+	    (r && r->allow_from.n && !cidr_list_match(&r->allow_from, sa))) {
+		code = "client_not_allowed";
+		why = "the client address is not in allow_from";
+	} else if (r && (r->inbound_key || pc->inbound_key)) {
+		const char *got = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, pc->inbound_key_header);
+		if (!got) {
+			code = "inbound_key_missing";
+			why = "the request carries no inbound key header";
+		} else if (!key_equal(got, r->inbound_key ? r->inbound_key : pc->inbound_key)) {
+			code = "inbound_key_invalid";
+			why = "the inbound key does not match";
+		}
+	}
+	if (!code)
+		return true;
+	set_local(rq, 403, code, "Forbidden", why);
+	log_denied(rq, code);
+	return false;
+}
+
+static void log_limit(const struct request *rq, const char *limit, long long value)
+{
+	struct log_line l;
+	log_begin(&l, LOG_WARN, "limit_exceeded");
+	log_str(&l, "request_id", rq->request_id);
+	log_str(&l, "client", rq->client_ip);
+	log_str(&l, "route", rq->route ? rq->route->name : NULL);
+	log_str(&l, "limit", limit);
+	log_int(&l, "value", value);
+	log_end(&l);
+}
+
+/* The request body cap: the route's when it sets a lower one. 0 = none. */
+static uint64_t body_cap(const struct request *rq)
+{
+	uint64_t p = rq->w->cfg->proxy.max_body_bytes, r = rq->route ? rq->route->max_body_bytes : 0;
+	if (r && (!p || r < p))
+		return r;
+	return p;
+}
+
 /* Validate framing and pick the route. Returns false with rq->local set. */
 static bool classify(struct request *rq, const char *method)
 {
@@ -430,6 +509,15 @@ static bool classify(struct request *rq, const char *method)
 	}
 	copy_cut(rq->method, sizeof rq->method, method);
 	rq->is_head = strcmp(method, "HEAD") == 0;
+	if (!admitted(rq)) /* [proxy] allow_from, before anything else is looked at */
+		return false;
+	char why[160];
+	if (tlsin_check_client(rq->conn, why, sizeof why) < 0) {
+		set_local(rq, 403, "client_certificate_required", "Forbidden", why);
+		rq->local.close = true;
+		log_denied(rq, "client_certificate_required");
+		return false;
+	}
 	if (strcmp(method, "CONNECT") == 0) {
 		set_local(rq, 405, "connect_refused", "CONNECT is not supported",
 			  "this is a reverse proxy, not a tunnel");
@@ -442,6 +530,18 @@ static bool classify(struct request *rq, const char *method)
 	if (fv != FRAMING_OK) {
 		set_local(rq, 400, "bad_framing", "Request framing refused", hdr_framing_reason(fv));
 		rq->local.close = true; /* the body boundary is unknowable: never reuse (RFC 9112 6.3) */
+		return false;
+	}
+	if (rq->header_bytes > rq->w->cfg->proxy.max_header_bytes) {
+		set_local(rq, 431, "headers_too_large", "Request header fields too large", NULL);
+		rq->local.close = true;
+		log_limit(rq, "max_header_bytes", (long long)rq->header_bytes);
+		return false;
+	}
+	if ((long)strlen(rq->target) > rq->w->cfg->proxy.max_url_bytes) {
+		set_local(rq, 414, "uri_too_long", "Request-target too long", NULL);
+		rq->local.close = true;
+		log_limit(rq, "max_url_bytes", (long long)strlen(rq->target));
 		return false;
 	}
 	if (rq->bad_header_name) {
@@ -470,6 +570,14 @@ static bool classify(struct request *rq, const char *method)
 		return false;
 	}
 	rq->route = rq->match.route;
+	if (!admitted(rq))
+		return false;
+	uint64_t cap = body_cap(rq);
+	if (cap && rq->body_len >= 0 && (uint64_t)rq->body_len > cap) {
+		set_local(rq, 413, "body_too_large", "Request body too large", NULL);
+		log_limit(rq, "max_body_bytes", rq->body_len);
+		return false;
+	}
 	return true;
 }
 
@@ -540,7 +648,18 @@ static enum MHD_Result body_call(struct request *rq, const char *data, size_t *s
 	if (rq->local.set || rq->upstream_done || rq->state == RQ_RESPONDED) {
 		rq->bytes_in += *size; /* the answer is decided: drain and discard */
 		*size = 0;
+		/* Draining lets the client read the answer (closing on unread data
+		 * would reset the connection and lose it), but not forever. */
+		if (rq->local.set && rq->state != RQ_RESPONDED && rq->bytes_in - rq->up_sent > DRAIN_MAX)
+			return queue_local(rq);
 		return MHD_YES;
+	}
+	uint64_t cap = body_cap(rq);
+	if (cap && !rq->local.set && rq->bytes_in + *size > cap) { /* a chunked body outgrew the cap */
+		relay_abort(rq);
+		set_local(rq, 413, "body_too_large", "Request body too large", NULL);
+		rq->local.close = true;
+		log_limit(rq, "max_body_bytes", (long long)(rq->bytes_in + *size));
 	}
 	size_t n = rbuf_write(&rq->up, data, *size);
 	rq->bytes_in += n;

@@ -19,6 +19,7 @@
 #include "proxy.h"
 #include "request.h"
 #include "tlsca.h"
+#include "tlsin.h"
 #include "worker.h"
 
 #define URL_MAX (ROUTE_MAX_TARGET + 2048)
@@ -212,6 +213,8 @@ static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, co
 	(void)kind;
 	if (!value || !hdr_request_forwardable(name, b->rq->conn_tokens))
 		return MHD_YES;
+	if (strcasecmp(name, b->rq->w->cfg->proxy.inbound_key_header) == 0)
+		return MHD_YES; /* the caller's key for this proxy never goes upstream */
 	int n = *value ? snprintf(line, sizeof line, "%s: %s", name, value) : snprintf(line, sizeof line, "%s;", name);
 	if (n < 0 || (size_t)n >= sizeof line) {
 		b->failed = true; /* MHD's pool caps headers below this; cannot happen */
@@ -229,7 +232,7 @@ static struct curl_slist *build_headers(struct request *rq, const char *auth_hea
 	add_header(&b, auth_header);
 	snprintf(line, sizeof line, "X-Forwarded-For: %s", rq->client_ip);
 	add_header(&b, line);
-	add_header(&b, "X-Forwarded-Proto: http");
+	add_header(&b, tlsin_enabled() ? "X-Forwarded-Proto: https" : "X-Forwarded-Proto: http");
 	if (rq->host[0]) {
 		snprintf(line, sizeof line, "X-Forwarded-Host: %s", rq->host);
 		add_header(&b, line);

@@ -82,6 +82,7 @@ struct request {
 	char corr[REQUEST_N_CORR][80];
 	unsigned corr_generated;
 	char client_ip[64];
+	struct sockaddr_storage client_sa;
 	char host[256]; /* effective host (for X-Forwarded-Host and logs) */
 	long long t_start_ms;
 	long long t_parked_ms; /* time spent waiting for a token */
@@ -95,6 +96,7 @@ struct request {
 	char conn_tokens[512]; /* the client's Connection header value(s), joined */
 	bool conn_tokens_overflow;
 	bool bad_header_name;
+	size_t header_bytes; /* the request's header block, as received */
 	bool client_sent_accept;
 	bool has_body;
 	int64_t body_len; /* -1 = chunked */

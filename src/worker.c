@@ -20,6 +20,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "relay.h"
+#include "tlsin.h"
 
 #define MHD_POOL_BYTES    (128 * 1024) /* request headers + response header block */
 #define LOOP_MAX_SLEEP_MS 1000
@@ -46,18 +47,30 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_end(&l);
 }
 
+/* MHD's per-connection pool holds the request headers and the response
+ * header block (B.7 #8): room for max_header_bytes plus a margin. */
+static size_t pool_bytes(const struct config *cfg)
+{
+	size_t want = cfg->proxy.max_header_bytes + 64 * 1024;
+	return want < MHD_POOL_BYTES ? (size_t)MHD_POOL_BYTES : want;
+}
+
 static int start_mhd(struct worker *w)
 {
+	struct MHD_OptionItem tls_ops[4];
+	size_t n_tls = tlsin_mhd_options(tls_ops, 3);
+	tls_ops[n_tls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	unsigned limit =
 	    (unsigned)(w->cfg->proxy.max_connections / (w->cfg->proxy.workers > 0 ? w->cfg->proxy.workers : 1));
 	if (limit < 1)
 		limit = 1;
-	w->mhd = MHD_start_daemon(
-	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, proxy_on_request, w,
-	    MHD_OPTION_LISTEN_SOCKET, w->listen_fd, MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MHD_POOL_BYTES,
-	    MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED,
-	    proxy_on_completed, w, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_END);
+	w->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tlsin_mhd_flags(), 0,
+				  NULL, NULL, proxy_on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
+				  MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT,
+				  (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				  pool_bytes(w->cfg), MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_URI_LOG_CALLBACK,
+				  proxy_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, w,
+				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_ARRAY, tls_ops, MHD_OPTION_END);
 	if (!w->mhd) {
 		log_msg(LOG_ERROR, "worker_failed", "worker %d: cannot start the HTTP server", w->id);
 		return -1;
@@ -80,6 +93,11 @@ static int start_multi(struct worker *w)
 	 * buffer it without bound (B.3.6). */
 	if (curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING) != CURLM_OK ||
 	    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, 64L) != CURLM_OK)
+		return -1;
+	/* Per upstream host and per worker (each worker has its own connection
+	 * cache); beyond the cap, requests queue inside curl. */
+	long cap = w->cfg->proxy.upstream_max_connections;
+	if (cap > 0 && curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap) != CURLM_OK)
 		return -1;
 	for (size_t i = 0; i < w->cfg->proxy.n_connect_to; i++) {
 		struct curl_slist *n = curl_slist_append(w->connect_to, w->cfg->proxy.connect_to[i].entry);

@@ -204,6 +204,30 @@ long oauth_form_body(char *out, size_t cap, enum token_version ver, enum auth_me
 	return (long)pos;
 }
 
+long oauth_form_body_assertion(char *out, size_t cap, enum token_version ver, const char *client_id,
+			       const char *assertion, const char *scope_or_resource)
+{
+	size_t pos = 0;
+	bool ok;
+
+	if (out == NULL || cap == 0 || client_id == NULL || scope_or_resource == NULL || assertion == NULL)
+		return -1;
+	out[0] = '\0';
+	ok = append_raw(out, cap, &pos, "grant_type=client_credentials&client_id=") &&
+	     append_enc(out, cap, &pos, client_id) &&
+	     append_raw(out, cap, &pos, ver == TOKEN_V1 ? "&resource=" : "&scope=") &&
+	     append_enc(out, cap, &pos, scope_or_resource) &&
+	     append_raw(out, cap, &pos,
+			"&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+			"&client_assertion=") &&
+	     append_enc(out, cap, &pos, assertion);
+	if (!ok) {
+		explicit_bzero(out, cap);
+		return -1;
+	}
+	return (long)pos;
+}
+
 long oauth_basic_auth(char *out, size_t cap, const char *client_id, const char *secret)
 {
 	size_t pcap, pos = 0, need;

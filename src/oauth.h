@@ -75,6 +75,14 @@ long oauth_form_body(char *out, size_t cap, enum token_version ver, enum auth_me
 		     const char *secret, const char *scope_or_resource);
 
 /*
+ * Same for a client assertion (RFC 7523: certificate or federated token):
+ * grant_type, client_id, scope or resource, client_assertion_type,
+ * client_assertion. Returns the length or -1. Wipe `out` after use.
+ */
+long oauth_form_body_assertion(char *out, size_t cap, enum token_version ver, const char *client_id,
+			       const char *assertion, const char *scope_or_resource);
+
+/*
  * Build "Basic base64(urlencode(id):urlencode(secret))" (RFC 6749 2.3.1)
  * into out. Returns the length or -1 if it does not fit. Wipe after use.
  */

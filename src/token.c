@@ -14,10 +14,12 @@
  * it must not be used, and the last failure since the last success. Workers
  * copy from there in token_lookup() and never wait for the IdP.
  *
- * Secrets: the client secret (re-read from its file at every request), the
+ * Secrets: the proof of identity (cred.c: a client secret re-read from its
+ * file, a freshly signed client assertion or a re-read federated token), the
  * form body and the Basic header exist only while a request is in flight and
- * are wiped afterwards; tokens are wiped when replaced or freed. None of
- * them is ever logged: token_acquired logs decoded claims and a fingerprint.
+ * are wiped afterwards; private keys stay in assertion.c; tokens are wiped
+ * when replaced or freed. None of them is ever logged: token_acquired logs
+ * decoded claims and a fingerprint.
  */
 #include "token.h"
 
@@ -39,6 +41,7 @@
 #include <curl/curl.h>
 #include <openssl/rand.h>
 
+#include "cred.h"
 #include "jwt.h"
 #include "log.h"
 #include "metrics.h"
@@ -49,14 +52,12 @@
 #endif
 
 #define BODY_MAX              (64 * 1024) /* token response cap; more is a failure */
-#define SECRET_MAX            4096        /* client_secret_file cap */
 #define FORCED_REFRESH_MIN_MS 30000LL     /* token_request_refresh rate limit per source */
 #define THROTTLE_DEFAULT_MS   5000LL      /* 429 / throttling code without Retry-After (MSAL) */
 #define RETRY_AFTER_MAX_MS    3600000LL
 #define MIN_REFETCH_MS        1000LL /* floor between a token and the next fetch: no tight loops */
 #define POLL_MAX_MS           60000
 #define BEARER_PREFIX         "Authorization: Bearer "
-#define BASIC_PREFIX          "Authorization: "
 
 /* One token source. */
 struct tsrc {
@@ -64,8 +65,9 @@ struct tsrc {
 	size_t idx;
 	const struct token_source_cfg *cfg;
 	const struct credential_cfg *cred;
-	char host[256]; /* token endpoint host[:port], for logs */
-	CURL *easy;     /* owned; configured once, reused for every request */
+	struct cred *cr; /* borrowed from the engine: one per credential */
+	char host[256];  /* token endpoint host[:port], for logs */
+	CURL *easy;      /* owned; configured once, reused for every request */
 
 	/* Engine thread only. */
 	bool in_flight;
@@ -106,6 +108,7 @@ struct token_engine {
 	CURLM *multi;                  /* owned */
 	struct curl_slist *connect_to; /* owned, shared by every easy handle */
 	struct tsrc *src;              /* owned, n entries */
+	struct cred **creds;           /* owned, one per credential (NULL when no source uses it) */
 	size_t n;
 	pthread_t thread;
 	bool started;
@@ -379,85 +382,10 @@ static void store_token(struct token_engine *te, struct tsrc *s, struct oauth_to
 
 /* ---- one request ----------------------------------------------------------- */
 
-/* Read client_secret_file into buf (cap > SECRET_MAX), trailing whitespace
- * trimmed. 0, or -1 with a reason naming the file in why. */
-static int read_secret_file(const char *path, char *buf, size_t cap, char *why, size_t whycap)
-{
-	char eb[128]; /* GNU strerror_r: thread-safe, returns the text */
-	size_t len = 0;
-	struct stat st;
-	int fd, ret = -1;
-	ssize_t r;
-
-	/* O_NONBLOCK: a FIFO put there by mistake must not block the engine. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		snprintf(why, whycap, "cannot open client_secret_file %s: %s", path, strerror_r(errno, eb, sizeof(eb)));
-		return -1;
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		snprintf(why, whycap, "client_secret_file %s is not a readable regular file", path);
-		goto done;
-	}
-	while (len < cap - 1) {
-		r = read(fd, buf + len, cap - 1 - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			snprintf(why, whycap, "cannot read client_secret_file %s: %s", path,
-				 strerror_r(errno, eb, sizeof(eb)));
-			goto done;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
-	if (len > SECRET_MAX) {
-		snprintf(why, whycap, "client_secret_file %s is longer than %d bytes", path, SECRET_MAX);
-		goto done;
-	}
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' || buf[len - 1] == '\t'))
-		len--;
-	buf[len] = '\0';
-	if (len == 0) {
-		snprintf(why, whycap, "client_secret_file %s is empty", path);
-		goto done;
-	}
-	ret = 0;
-done:
-	close(fd);
-	return ret;
-}
-
-/* The secret for this request: from buf (file) or the config. */
-static const char *get_secret(const struct credential_cfg *c, char *buf, size_t cap, char *why, size_t whycap)
-{
-	switch (c->secret_source) {
-	case SECRET_FILE:
-		return read_secret_file(c->client_secret_file, buf, cap, why, whycap) == 0 ? buf : NULL;
-	case SECRET_ENV:
-	case SECRET_INLINE:
-		if (c->client_secret != NULL && c->client_secret[0] != '\0')
-			return c->client_secret;
-		if (c->client_secret_env != NULL)
-			snprintf(why, whycap, "credential %s has an empty client secret (environment variable %s)",
-				 c->name, c->client_secret_env);
-		else
-			snprintf(why, whycap, "credential %s has an empty client secret", c->name);
-		return NULL;
-	case SECRET_NONE:
-		break;
-	}
-	snprintf(why, whycap, "credential %s has no client secret configured", c->name);
-	return NULL;
-}
-
 /* Request headers; the Basic line (if any) is wiped with the list later. */
-static int build_headers(struct tsrc *s, const char *secret)
+static int build_headers(struct tsrc *s, const char *basic)
 {
-	char id_line[80], *basic = NULL;
-	size_t cap = 0;
-	int ret = -1;
+	char id_line[80];
 
 	uuid_v4(s->req_id);
 	snprintf(id_line, sizeof(id_line), "client-request-id: %s", s->req_id);
@@ -466,23 +394,10 @@ static int build_headers(struct tsrc *s, const char *secret)
 	    !add_header(&s->headers, "return-client-request-id: true") ||
 	    !add_header(&s->headers, "x-client-SKU: s2s-proxy") ||
 	    !add_header(&s->headers, "x-client-VER: " S2S_VERSION) || !add_header(&s->headers, "Expect:"))
-		goto done;
-	if (s->cred->auth_method == AUTH_BASIC) {
-		/* prefix + base64 of at most 3 * (id + secret) + 1 encoded bytes + NUL */
-		cap = sizeof(BASIC_PREFIX) + 8 + 4 * (3 * (strlen(s->cred->client_id) + strlen(secret)) + 3) / 3;
-		basic = malloc(cap);
-		if (basic == NULL)
-			goto done;
-		memcpy(basic, BASIC_PREFIX, sizeof(BASIC_PREFIX) - 1);
-		if (oauth_basic_auth(basic + sizeof(BASIC_PREFIX) - 1, cap - sizeof(BASIC_PREFIX) + 1,
-				     s->cred->client_id, secret) < 0 ||
-		    !add_header(&s->headers, basic))
-			goto done;
-	}
-	ret = 0;
-done:
-	wipe_free(basic, cap);
-	return ret;
+		return -1;
+	if (basic != NULL && !add_header(&s->headers, basic))
+		return -1;
+	return 0;
 }
 
 /* Drop everything a finished (or failed to start) request held. */
@@ -501,43 +416,37 @@ static void request_cleanup(struct tsrc *s)
 	s->body_len = 0;
 }
 
-/* Build the body and headers (secret read here, wiped before return). */
-static int prepare_request(struct tsrc *s, char *why, size_t whycap)
+/* Build the body and headers (the credential's proof is made in cred.c and
+ * wiped with the request). */
+static int prepare_request(struct tsrc *s, long long now, char *why, size_t whycap)
 {
-	char secret_buf[SECRET_MAX + 2];
-	const char *secret, *target;
+	struct cred_material m;
+	const char *target = s->cred->token_version == TOKEN_V1 ? s->cfg->resource : s->cfg->scope;
 	int ret = -1;
-	long n;
 
-	secret = get_secret(s->cred, secret_buf, sizeof(secret_buf), why, whycap);
-	if (secret == NULL)
-		goto done;
-	target = s->cred->token_version == TOKEN_V1 ? s->cfg->resource : s->cfg->scope;
 	if (target == NULL) {
 		snprintf(why, whycap, "token source has no %s",
 			 s->cred->token_version == TOKEN_V1 ? "resource" : "scope");
+		return -1;
+	}
+	if (cred_material(s->cr, s->cfg->token_endpoint, target, now / 1000, &m, why, whycap) != 0)
+		return -1;
+	s->form = m.form; /* ownership moves to the source: wiped in request_cleanup */
+	s->form_cap = m.form_cap;
+	m.form = NULL;
+	if (build_headers(s, m.basic) != 0) {
+		snprintf(why, whycap, "cannot build the token request (out of memory)");
 		goto done;
 	}
-	s->form_cap = 3 * (strlen(s->cred->client_id) + strlen(secret) + strlen(target)) + 96;
-	s->form = malloc(s->form_cap);
-	if (s->form == NULL)
-		goto nomem;
-	n = oauth_form_body(s->form, s->form_cap, s->cred->token_version, s->cred->auth_method, s->cred->client_id,
-			    secret, target);
-	if (n < 0 || build_headers(s, secret) != 0)
-		goto nomem;
 	if (curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, s->form) != CURLE_OK ||
-	    curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE, n) != CURLE_OK ||
+	    curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE, m.form_len) != CURLE_OK ||
 	    curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->headers) != CURLE_OK) {
 		snprintf(why, whycap, "cannot set up the token request");
 		goto done;
 	}
 	ret = 0;
-	goto done;
-nomem:
-	snprintf(why, whycap, "cannot build the token request (out of memory)");
 done:
-	explicit_bzero(secret_buf, sizeof(secret_buf));
+	cred_material_wipe(&m);
 	return ret;
 }
 
@@ -552,7 +461,7 @@ static void start_fetch(struct token_engine *te, struct tsrc *s, long long now, 
 	s->ms_req_id[0] = '\0';
 	s->req_id[0] = '\0';
 	s->started_ms = now;
-	if (prepare_request(s, why, sizeof(why)) != 0) {
+	if (prepare_request(s, now, why, sizeof(why)) != 0) {
 		request_cleanup(s);
 		fail_local(te, s, now, why);
 		return;
@@ -832,6 +741,30 @@ static void source_free(struct token_engine *te, struct tsrc *s)
 	pthread_mutex_destroy(&s->mu);
 }
 
+/* Load credential i once (its key, for a certificate); warn about expiry. */
+static int cred_for(struct token_engine *te, size_t i)
+{
+	const struct credential_cfg *c = &te->cfg->credentials[i];
+	long long now = te->clock() / 1000, na;
+	char why[512] = "";
+
+	if (te->creds[i] != NULL)
+		return 0;
+	te->creds[i] = cred_new(c, why, sizeof why);
+	if (te->creds[i] == NULL) {
+		log_msg(LOG_ERROR, "token_engine_failed", "[credential:%s] %s", c->name, why);
+		return -1;
+	}
+	na = cred_cert_not_after(te->creds[i]);
+	if (na != 0 && na <= now)
+		log_msg(LOG_ERROR, "certificate_expired", "[credential:%s] the certificate expired %lld days ago",
+			c->name, (now - na) / 86400);
+	else if (na != 0 && na - now < 30LL * 86400)
+		log_msg(LOG_WARN, "certificate_expiring", "[credential:%s] the certificate expires in %lld days",
+			c->name, (na - now) / 86400);
+	return 0;
+}
+
 static int source_init(struct token_engine *te, struct tsrc *s, size_t idx)
 {
 	const struct config *cfg = te->cfg;
@@ -847,6 +780,9 @@ static int source_init(struct token_engine *te, struct tsrc *s, size_t idx)
 		log_msg(LOG_ERROR, "token_engine_failed", "credential %s has no client_id", s->cred->name);
 		return -1;
 	}
+	if (cred_for(te, s->cfg->credential) != 0)
+		return -1;
+	s->cr = te->creds[s->cfg->credential];
 	url_host(s->cfg->token_endpoint, s->host, sizeof(s->host));
 	atomic_init(&s->refresh_wanted, false);
 	if (pthread_mutex_init(&s->mu, NULL) != 0)
@@ -881,7 +817,8 @@ struct token_engine *token_engine_new(const struct config *cfg, void (*notify_fn
 		if (!add_header(&te->connect_to, cfg->proxy.connect_to[i].entry))
 			goto fail;
 	te->src = calloc(cfg->n_token_sources ? cfg->n_token_sources : 1, sizeof(*te->src));
-	if (te->src == NULL)
+	te->creds = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof(*te->creds));
+	if (te->src == NULL || te->creds == NULL)
 		goto fail;
 	for (i = 0; i < cfg->n_token_sources; i++) {
 		te->n = i + 1; /* source_free must see a half-built source too */
@@ -940,6 +877,9 @@ void token_engine_free(struct token_engine *te)
 	for (i = 0; i < te->n; i++)
 		source_free(te, &te->src[i]);
 	free(te->src);
+	for (i = 0; te->creds != NULL && i < te->cfg->n_credentials; i++)
+		cred_free(te->creds[i]);
+	free(te->creds);
 	curl_slist_free_all(te->connect_to);
 	if (te->multi != NULL)
 		curl_multi_cleanup(te->multi);
@@ -1036,6 +976,13 @@ int token_status_get(struct token_engine *te, size_t idx, long long now_ms, stru
 		out->fail = s->fail;
 	pthread_mutex_unlock(&s->mu);
 	return 0;
+}
+
+long long token_engine_cert_not_after(const struct token_engine *te, size_t credential)
+{
+	if (te == NULL || te->creds == NULL || credential >= te->cfg->n_credentials)
+		return 0;
+	return cred_cert_not_after(te->creds[credential]);
 }
 
 bool token_reject(struct token_engine *te, size_t idx, unsigned long gen)

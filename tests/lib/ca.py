@@ -128,6 +128,83 @@ def make_ca(d):
     return paths
 
 
+# --------------------------------------------------------------------------
+# client credentials (certificate credentials and federated tokens)
+
+def make_client_cert(d, name, days=365, expired=False, password=None, pfx=False, chain=False):
+    """A self-signed RSA-2048 client certificate, as Entra app registrations
+    accept. Writes NAME.pem (certificate, followed by a second "intermediate"
+    certificate when chain) and NAME-key.pem (encrypted with password if
+    given), NAME.pfx (PKCS#12, password or "") when pfx, NAME-pass.txt.
+    Returns dict(cert, key, pfx, password_file, pem) (pem: certificate text)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    d = os.path.abspath(d)
+    os.makedirs(d, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start = now - datetime.timedelta(days=400 if expired else 1)
+    end = now - datetime.timedelta(days=2) if expired else now + datetime.timedelta(days=days)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = _name("s2s-proxy client " + name)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end).sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    out = {"cert": os.path.join(d, name + ".pem"), "key": os.path.join(d, name + "-key.pem"),
+           "pfx": None, "password_file": None, "pem": pem.decode()}
+    extra = b""
+    if chain:
+        extra = make_client_cert(d, name + "-int")["pem"].encode()
+    _write(out["cert"], pem + extra)
+    enc = (serialization.BestAvailableEncryption(password.encode()) if password
+           else serialization.NoEncryption())
+    _write(out["key"], key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc),
+           0o600)
+    if password is not None:
+        out["password_file"] = os.path.join(d, name + "-pass.txt")
+        _write(out["password_file"], password.encode() + b"\n", 0o600)
+    if pfx:
+        out["pfx"] = os.path.join(d, name + ".pfx")
+        _write(out["pfx"], pkcs12.serialize_key_and_certificates(
+            name.encode(), key, cert, None,
+            serialization.BestAvailableEncryption(password.encode()) if password
+            else serialization.NoEncryption()), 0o600)
+    return out
+
+
+class Issuer:
+    """An OIDC issuer of federated tokens (what AKS's service account issuer is)."""
+
+    def __init__(self, url="https://oidc.prod-aks.azure.com/00000000-0000-0000-0000-000000000001/"):
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        self.url = url
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.public_pem = self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def registration(self, subject, audiences=("api://AzureADTokenExchange",)):
+        """The federated identity credential to put in an app's "federated" list."""
+        return {"issuer": self.url, "subject": subject, "audiences": list(audiences),
+                "public_key": self.public_pem}
+
+    def token(self, subject, lifetime=3600, aud="api://AzureADTokenExchange", **claims):
+        """A signed RS256 service account token."""
+        import base64
+        import json
+        import time
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def b64(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        now = int(time.time())
+        body = {"aud": [aud], "iss": self.url, "sub": subject, "iat": now, "nbf": now, "exp": now + lifetime}
+        body.update(claims)
+        head = b64(json.dumps({"alg": "RS256", "kid": "k1", "typ": "JWT"}).encode())
+        data = "%s.%s" % (head, b64(json.dumps(body).encode()))
+        sig = self.key.sign(data.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return data + "." + b64(sig)
+
+
 if __name__ == "__main__":
     import sys
     print(make_ca(sys.argv[1] if len(sys.argv) > 1 else "."))

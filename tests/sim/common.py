@@ -336,6 +336,7 @@ class Stats:
             self.expired_tokens_seen = 0
             self.requests = collections.deque(maxlen=5000)
             self.token_log = collections.deque(maxlen=5000)
+            self.assertions = collections.deque(maxlen=5000)  # header + claims of accepted assertions
 
     def snapshot(self):
         with self.lock:
@@ -349,4 +350,5 @@ class Stats:
                 "upstream_requests": self.upstream_requests,
                 "upstream_rejected": self.upstream_rejected,
                 "expired_tokens_seen": self.expired_tokens_seen,
+                "assertions": list(self.assertions),
             }

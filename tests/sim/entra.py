@@ -5,8 +5,9 @@ aliases). Endpoints:
   POST /{tenant}/oauth2/v2.0/token   scope=<resource>/.default
   POST /{tenant}/oauth2/token        resource=<resource>  (v1: numbers as strings)
   GET  /{tenant}/discovery[/v2.0]/keys, /{tenant}[/v2.0]/.well-known/openid-configuration
-Client authentication: client_secret in the form body, or HTTP Basic with
-form-urlencoded id and secret (RFC 6749 2.3.1). Errors use Entra's real body
+Client authentication: client_secret in the form body, HTTP Basic with
+form-urlencoded id and secret (RFC 6749 2.3.1), or a client_assertion
+verified for real (assertion.py: certificates and federated credentials). Errors use Entra's real body
 shape; which AADSTS code, `error` value and HTTP status is data in ERRORS, so
 adding a code is one line. Apps may carry force_error (a code, or
 {"code": n, "retry_after": s}) to fail every request with that code.
@@ -23,6 +24,7 @@ import urllib.parse
 
 from common import (guid, is_guid, jdump, jwt_sign, log, stable_guid, utc_stamp)
 from httpcore import AbortConnection, HTTPError
+import assertion
 
 # code: (HTTP status, error, description template, extra body fields)
 ERRORS = {
@@ -57,7 +59,25 @@ ERRORS = {
               "{tenant_id}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119", None),
     700027: (401, "invalid_client", "The certificate with identifier used to sign the client assertion is not "
              "registered on application. [Reason - The key was not found.]", None),
-    700024: (401, "invalid_client", "Client assertion is not within its valid time range.", None),
+    700024: (401, "invalid_client", "Client assertion is not within its valid time range. Current time: "
+             "{now}, assertion valid from {nbf}, expiry time of assertion {exp}.", None),
+    7000274: (401, "invalid_client", "Key was found, but use of the key to verify the signature failed.", None),
+    700021: (401, "invalid_client", "Client assertion application identifier doesn't match 'client_id' parameter. "
+             "Review the documentation at https://docs.microsoft.com/en-us/azure/active-directory/develop/"
+             "active-directory-certificate-credentials .", None),
+    50027: (400, "invalid_request", "JWT token is invalid or malformed.", None),
+    50013: (401, "invalid_client", "Assertion audience does not match the Client app presenting the assertion. "
+            "The audience in the assertion was '{aud}' and the expected audience is '{expected}'.", None),
+    700211: (400, "invalid_client", "No matching federated identity record found for presented assertion issuer "
+             "'{iss}'. Please check your federated identity credential Subject, Audience and Issuer against the "
+             "presented assertion.", None),
+    700213: (400, "invalid_client", "No matching federated identity record found for presented assertion subject "
+             "'{sub}'. Please check your federated identity credential Subject, Audience and Issuer against the "
+             "presented assertion.", None),
+    700212: (400, "invalid_client", "No matching federated identity record found for presented assertion audience "
+             "'{aud}'. Please check your federated identity credential Subject, Audience and Issuer against the "
+             "presented assertion.", None),
+    700023: (400, "invalid_request", "Client assertion audience claim does not match Realm issuer.", None),
     650052: (401, "invalid_client", "The app is trying to access a service '{resource}'({app_name}) that your "
              "organization '{tenant_id}' lacks a service principal for. Contact your IT Admin to review the "
              "configuration of your service subscriptions or consent to the application in order to create the "
@@ -128,6 +148,7 @@ class Faults:
         self.refresh_in = None    # overrides/sets refresh_in while set
         self.exp_offset = 0       # added to the JWT exp only (token dies early)
         self.nbf_offset = 0       # added to the JWT nbf only (token not yet valid)
+        self.clock_offset = 0     # seconds added to Entra's clock when judging client assertions
 
     def set(self, d):
         """Apply a change atomically (a bad field changes nothing)."""
@@ -140,7 +161,7 @@ class Faults:
             new["count"] = int(d.get("count", -1))
             if new["count"] == 0:
                 new["mode"], new["count"] = "ok", -1
-        for k in ("delay_ms", "retry_after", "exp_offset", "nbf_offset"):
+        for k in ("delay_ms", "retry_after", "exp_offset", "nbf_offset", "clock_offset"):
             if k in d:
                 new[k] = int(d[k]) if d[k] is not None else 0
         for k in ("lifetime", "refresh_in"):
@@ -153,7 +174,7 @@ class Faults:
 
     def state(self):
         return {k: getattr(self, k) for k in ("mode", "count", "delay_ms", "retry_after", "lifetime",
-                                              "refresh_in", "exp_offset", "nbf_offset")}
+                                              "refresh_in", "exp_offset", "nbf_offset", "clock_offset")}
 
     def take(self):
         """The fault for this request (None = behave), counting it down."""
@@ -321,7 +342,8 @@ class Entra:
     def _log(self, req, version, tenant, params, basic, status, code, fault=None):
         entry = {"time": time.time(), "host": req.host, "path": req.path, "version": version,
                  "tenant": tenant, "client_id": basic[0] if basic else params.get("client_id"),
-                 "auth_method": "basic" if basic else "post" if "client_secret" in params else "none",
+                 "auth_method": "basic" if basic else "post" if "client_secret" in params else
+                 "assertion" if "client_assertion" in params else "none",
                  "grant_type": params.get("grant_type"), "scope": params.get("scope"),
                  "resource": params.get("resource"), "status": status, "error_code": code,
                  "fault": fault, "headers": [[k, v] for k, v in req.headers]}
@@ -401,9 +423,18 @@ class Entra:
                "tenant_name": tname, "scope": scope or "", "resource": params.get("resource", "")}
         # client authentication
         secret = basic[1] if basic else params.get("client_secret")
-        if secret is None or secret == "":
-            if params.get("client_assertion"):
-                raise EntraError(700027, **ctx)
+        if params.get("client_assertion") and not secret:
+            if params.get("client_assertion_type") != assertion.JWT_BEARER:
+                raise EntraError(7000216, **ctx)
+            url = "https://%s%s" % (req.host, req.path)
+            code, extra = assertion.verify(app, params["client_assertion"], client_id, url,
+                                           time.time() + self.faults.clock_offset)
+            if code:
+                ctx.update(extra)
+                raise EntraError(code, **ctx)
+            with self.sim.stats.lock:
+                self.sim.stats.assertions.append(extra)
+        elif secret is None or secret == "":
             raise EntraError(7000216, **ctx)
         forced = app.get("force_error")
         if forced:
@@ -414,7 +445,9 @@ class Entra:
             if isinstance(forced, dict) and forced.get("retry_after") is not None:
                 e.headers = [("Retry-After", str(forced["retry_after"]))]
             raise e
-        if app.get("secret") is None or secret != app["secret"]:
+        # "secrets": further valid secrets, as during a rollover in the portal
+        if secret and (app.get("secret") is None or secret != app["secret"]) and \
+                secret not in (app.get("secrets") or []):
             raise EntraError(7000215, **ctx)
         # what is asked for
         if version == 2:

@@ -99,7 +99,8 @@ class Sim:
             st.reset()
             if isinstance(body, dict) and body.get("faults"):
                 self.entra.faults.set({"mode": "ok", "lifetime": None, "refresh_in": None,
-                                       "exp_offset": 0, "nbf_offset": 0, "delay_ms": 0, "retry_after": 2})
+                                       "exp_offset": 0, "nbf_offset": 0, "clock_offset": 0, "delay_ms": 0,
+                                       "retry_after": 2})
             return {"ok": True}
         if name == "entra":
             if post:

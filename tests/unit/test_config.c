@@ -116,6 +116,7 @@ static void clear_env(void)
 	unsetenv("AZURE_CLIENT_ID");
 	unsetenv("AZURE_CLIENT_SECRET");
 	unsetenv("AZURE_AUTHORITY_HOST");
+	unsetenv("AZURE_FEDERATED_TOKEN_FILE");
 	logged();
 }
 
@@ -471,6 +472,49 @@ static void test_env_fills_file_default(void)
 	clear_env();
 }
 
+static void test_certificate_and_federated_keys(void)
+{
+	clear_env();
+	struct config *cfg = load(
+	    "[credential:c]\ntenant = contoso.com\nclient_id = " GUID1
+	    "\ncertificate_file = @DIR@/secret\nprivate_key_file = @DIR@/secret\n"
+	    "assertion_alg = rs256\nsend_x5c = yes\n"
+	    "[credential:f]\ntenant = contoso.com\nclient_id = " GUID2 "\nfederated_token_file = @DIR@/secret\n" ROUTE(
+		"x", "/",
+		"https://org.crm.dynamics.com") "credential = c\n" ROUTE("y", "/y/",
+									 "https://org.crm.dynamics.com") "credential = "
+													 "f\n");
+	CHECK_STR(errs, "");
+	CHECK(cfg != NULL);
+	CHECK_INT(cfg->credentials[0].kind, CRED_CERTIFICATE);
+	CHECK_INT(cfg->credentials[0].assertion_alg, ASSERTION_RS256);
+	CHECK(cfg->credentials[0].send_x5c);
+	CHECK(cfg->credentials[0].pfx_file == NULL && cfg->credentials[0].private_key_password_file == NULL);
+	CHECK_INT(cfg->credentials[1].kind, CRED_FEDERATED);
+	CHECK_INT(cfg->credentials[1].assertion_alg, ASSERTION_PS256);
+	CHECK(strstr(cfg->credentials[1].federated_token_file, "/secret") != NULL);
+	config_free(cfg);
+}
+
+static void test_env_federated_default(void)
+{
+	clear_env();
+	setenv("AZURE_TENANT_ID", "contoso.onmicrosoft.com", 1);
+	setenv("AZURE_CLIENT_ID", GUID2, 1);
+	char *f = expand("@DIR@/secret");
+	setenv("AZURE_FEDERATED_TOKEN_FILE", f, 1);
+	struct config *cfg = load(ROUTE("x", "/", "https://org.crm.dynamics.com"));
+	clear_env();
+	CHECK_STR(errs, "");
+	CHECK(cfg != NULL);
+	CHECK_STR(cfg->credentials[0].name, "default");
+	CHECK_INT(cfg->credentials[0].kind, CRED_FEDERATED);
+	CHECK_STR(cfg->credentials[0].federated_token_file, f);
+	CHECK(cfg->credentials[0].client_secret_env == NULL);
+	config_free(cfg);
+	free(f);
+}
+
 static void test_env_partial_is_ignored(void)
 {
 	clear_env();
@@ -562,10 +606,24 @@ static void test_error_strings(void)
 	     "t.ini:4: [credential:a] client_secret_env: environment variable S2S_TEST_UNSET is not set or empty\n"},
 	    {"[credential:a]\ntenant = contoso.com\nclient_id = " GUID1
 	     "\n" ROUTE("x", "/", "https://org.crm.dynamics.com"),
-	     "t.ini:1: [credential:a] needs one of client_secret_file, client_secret_env or client_secret\n"},
+	     "t.ini:1: [credential:a] needs one of client_secret_file, client_secret_env, client_secret, "
+	     "certificate_file, pfx_file or federated_token_file\n"},
 	    {CRED("a", GUID1) "client_secret = abc\n" ROUTE("x", "/", "https://org.crm.dynamics.com"),
-	     "t.ini:5: [credential:a] only one of client_secret_file, client_secret_env and client_secret may be set "
-	     "(also line 4)\n"},
+	     "t.ini:5: [credential:a] only one of client_secret_file, client_secret_env, client_secret, "
+	     "certificate_file, pfx_file and federated_token_file may be set (also line 4)\n"},
+	    {CRED("a", GUID1) "federated_token_file = @DIR@/secret\n" ROUTE("x", "/", "https://org.crm.dynamics.com"),
+	     "t.ini:5: [credential:a] only one of client_secret_file, client_secret_env, client_secret, "
+	     "certificate_file, pfx_file and federated_token_file may be set (also line 4)\n"},
+	    {CRED("a", GUID1) "send_x5c = true\n" ROUTE("x", "/", "https://org.crm.dynamics.com"),
+	     "t.ini:1: [credential:a] private_key_file, private_key_password_file, send_x5c and assertion_alg need "
+	     "certificate_file or pfx_file\n"},
+	    {"[credential:a]\ntenant = contoso.com\nclient_id = " GUID1 "\npfx_file = @DIR@/secret\nprivate_key_file = "
+	     "@DIR@/secret\nassertion_alg = ES256\n" ROUTE("x", "/", "https://org.crm.dynamics.com"),
+	     "t.ini:6: [credential:a] assertion_alg: must be one of: PS256, RS256\n"
+	     "t.ini:5: [credential:a] private_key_file: not with pfx_file (the key is inside the PKCS#12 file)\n"},
+	    {"[credential:a]\ntenant = contoso.com\nclient_id = " GUID1 "\ncertificate_file = @DIR@/secret\n"
+	     "auth_method = basic\n" ROUTE("x", "/", "https://org.crm.dynamics.com"),
+	     "t.ini:5: [credential:a] auth_method: basic needs a client secret\n"},
 	    {CRED("a", GUID1) "token_version = v1\n" ROUTE(
 		 "x", "/", "https://org.crm.dynamics.com") "scope = https://org.crm.dynamics.com/.default\n",
 	     "t.ini:9: [route:x] scope: only for token_version = v2 ([credential:a] uses v1, which sends the audience "
@@ -655,7 +713,8 @@ static void test_all_errors_in_one_pass(void)
 		  "t.ini:15: [route:r2] upstream: http:// is only allowed for loopback hosts (127.0.0.0/8, ::1, "
 		  "localhost); use https://\n"
 		  "t.ini:16: [route:r2] idle_timeout: must be from 1s to 24h\n"
-		  "t.ini:7: [credential:a] needs one of client_secret_file, client_secret_env or client_secret\n"
+		  "t.ini:7: [credential:a] needs one of client_secret_file, client_secret_env, client_secret, "
+		  "certificate_file, pfx_file or federated_token_file\n"
 		  "t.ini:13: [route:r2] same match_host and match_path as [route:r1] on line 10\n"
 		  "t.ini:12: [route:r1] credential: no [credential:b] section\n"
 		  "t.ini:10: [route:r1] audience: required key missing: cannot infer it from upstream host example.com "
@@ -1035,6 +1094,8 @@ int main(void)
 	RUN(test_env_only_default);
 	RUN(test_env_fills_file_default);
 	RUN(test_env_partial_is_ignored);
+	RUN(test_certificate_and_federated_keys);
+	RUN(test_env_federated_default);
 	RUN(test_error_strings);
 	RUN(test_sections);
 	RUN(test_duplicate_routes);

@@ -105,6 +105,7 @@ def test_rejected_secret_502_with_entra_evidence_and_negative_cache():
             r = px.request("GET", "/dataverse/api/data/v9.2/WhoAmI")
             eq(r.status, 502, "status")
         p = r.json()
+        eq((p["diagnosis"], p["code"]), ("secret_invalid", "secret_invalid"), "diagnosis")
         eq(p["error"], "invalid_client", "error")
         eq(p["error_codes"], [7000215], "error_codes")
         eq(p["aadsts"], "AADSTS7000215", "aadsts")

@@ -25,9 +25,11 @@ import sys
 import threading
 import time
 import traceback
+import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEBIAN_PYTHON = "/usr/bin/python3"
+SKIP = object()  # report() marker for unittest.SkipTest
 
 try:
     import cryptography  # noqa: F401 - the simulator and tests need it
@@ -97,7 +99,9 @@ def emit(line):
 
 
 def summary(results):
-    emit("integration: %d passed, %d failed" % (results["passed"], results["failed"]))
+    skipped = results.get("skipped", 0)
+    emit("integration: %d passed, %d failed" % (results["passed"], results["failed"]) +
+         (", %d skipped" % skipped if skipped else ""))
 
 
 def call(fn, dog, name):
@@ -110,6 +114,8 @@ def call(fn, dog, name):
     except TestTimeout as e:
         harness.kill_children()
         return str(e), traceback.format_exc()
+    except unittest.SkipTest as e:  # counted apart: a skipped test never counts as passed
+        return SKIP, str(e)
     except BaseException as e:  # noqa: B902 - a test may raise anything, even SystemExit
         if isinstance(e, KeyboardInterrupt):
             raise
@@ -122,6 +128,10 @@ def call(fn, dog, name):
 
 
 def report(name, failure, results):
+    if failure is not None and failure[0] is SKIP:
+        results["skipped"] = results.get("skipped", 0) + 1
+        emit("skip %s: %s" % (name, failure[1]))
+        return
     if failure is None:
         results["passed"] += 1
         emit("ok " + name)

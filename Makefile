@@ -20,7 +20,7 @@ LIB_SRC  := $(filter-out src/main.c,$(SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
-.PHONY: all asan test test-unit test-integration demo deps deps-build clean format format-check fuzz fuzz-build help install bench
+.PHONY: all asan test test-unit test-faults test-integration demo deps deps-build clean format format-check fuzz fuzz-build help install bench
 
 all: build/s2s-proxy
 
@@ -64,6 +64,10 @@ test: deps
 	@$(MAKE) --no-print-directory -j2 build/s2s-proxy build/asan/s2s-proxy $(UNIT_BINS) $(UNIT_BINS_ASAN) $(FUZZ_BINS)
 	@$(MAKE) --no-print-directory format-check
 	@tests/run.sh
+
+# The fault suite alone, with its table (also part of make test).
+test-faults: deps build/s2s-proxy
+	@TESTS=integration tests/run.sh test_faults
 
 test-unit: deps build/s2s-proxy $(UNIT_BINS)
 	@TESTS=unit tests/run.sh

@@ -442,6 +442,22 @@ class Upstreams:
         time.sleep(body_ms / 1000.0)
         req.h.wfile.write(body[1:])
 
+    def _test_dropkeepalive(self, req, kind):
+        """A keep-alive-looking answer (no Connection: close), then the socket
+        closes: the next request on this connection must not be lost."""
+        self._hash_body(req)
+        body = b'{"ok":true}'
+        req.status = 200
+        req.raw(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body))
+        raise AbortConnection()
+
+    def _test_bigheaders(self, req, kind):
+        """A response header block of about `kib` KiB."""
+        kib = req.qint("kib", 100, 1, 4096)
+        hs = [("X-Filler-%d" % i, "f" * 1000) for i in range(kib)]
+        req.send(200, hs, b"big")
+
     def _test_headers(self, req, kind):
         keep = req.query.get("keep") == "1"
         hs = [("Content-Type", "application/json; charset=utf-8"),

@@ -64,6 +64,7 @@ struct metrics {
 	const struct config *cfg;
 	struct route_m *routes; /* n_routes + 1: the last counts requests no route matched */
 	struct source_m *sources;
+	atomic_llong *cert_not_after; /* per credential, unix s, 0 = no certificate */
 	atomic_llong inflight;
 };
 
@@ -77,7 +78,8 @@ int metrics_init(const struct config *cfg)
 	m->cfg = cfg;
 	m->routes = calloc(cfg->n_routes + 1, sizeof *m->routes);
 	m->sources = calloc(cfg->n_token_sources ? cfg->n_token_sources : 1, sizeof *m->sources);
-	if (!m->routes || !m->sources)
+	m->cert_not_after = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *m->cert_not_after);
+	if (!m->routes || !m->sources || !m->cert_not_after)
 		goto oom;
 	M = m; /* zeroed memory is a valid initial state for these atomics */
 	return 0;
@@ -85,6 +87,7 @@ oom:
 	if (m) {
 		free(m->routes);
 		free(m->sources);
+		free(m->cert_not_after);
 		free(m);
 	}
 	log_msg(LOG_ERROR, "startup_failed", "out of memory allocating metrics");
@@ -99,6 +102,7 @@ void metrics_free(void)
 		return;
 	free(m->routes);
 	free(m->sources);
+	free(m->cert_not_after);
 	free(m);
 }
 
@@ -176,6 +180,12 @@ void metrics_token_result(size_t idx, const struct token_failure *f, long long l
 		return;
 	}
 	atomic_fetch_add_explicit(&s->results_dropped, 1, memory_order_relaxed);
+}
+
+void metrics_cert_not_after(size_t cred, long long not_after)
+{
+	if (M && cred < M->cfg->n_credentials)
+		atomic_store_explicit(&M->cert_not_after[cred], not_after, memory_order_relaxed);
 }
 
 /* ---- rendering ------------------------------------------------------------ */
@@ -354,6 +364,19 @@ static void render_token_state(struct sb *b, const struct metrics *m, struct tok
 	}
 }
 
+static void render_cert_expiry(struct sb *b, const struct metrics *m, long long now_ms)
+{
+	char n[300];
+	head(b, "s2s_credential_certificate_expires_in_seconds", "gauge",
+	     "Seconds until the credential's certificate expires (notAfter), once its key has been used.");
+	for (size_t i = 0; i < m->cfg->n_credentials; i++) {
+		long long na = atomic_load_explicit(&m->cert_not_after[i], memory_order_relaxed);
+		if (na)
+			put(b, "s2s_credential_certificate_expires_in_seconds{credential=\"%s\"} %lld\n",
+			    esc(m->cfg->credentials[i].name, n, sizeof n), na - now_ms / 1000);
+	}
+}
+
 char *metrics_render(struct token_engine *te, long long now_ms, size_t *len)
 {
 	struct metrics *m = M;
@@ -365,6 +388,7 @@ char *metrics_render(struct token_engine *te, long long now_ms, size_t *len)
 	render_requests(&b, m);
 	render_token_counts(&b, m);
 	render_token_state(&b, m, te, now_ms);
+	render_cert_expiry(&b, m, now_ms);
 	if (b.failed) {
 		free(b.p);
 		return NULL;

@@ -37,6 +37,10 @@ void metrics_request_done(const struct route_cfg *route, const char *method, int
  * failure; latency_ms -1 when no request was sent (local failure). */
 void metrics_token_result(size_t idx, const struct token_failure *f, long long latency_ms);
 
+/* Credential `cred`'s certificate notAfter (unix s, 0 = none), published by
+ * the token engine thread, which alone may read its keys. */
+void metrics_cert_not_after(size_t cred, long long not_after);
+
 /* The exposition text (malloc'd, *len bytes, NUL-terminated), or NULL. */
 char *metrics_render(struct token_engine *te, long long now_ms, size_t *len);
 

@@ -377,6 +377,7 @@ static void store_token(struct token_engine *te, struct tsrc *s, struct oauth_to
 	atomic_store(&s->refresh_wanted, false); /* the new token answers any pending request */
 	log_acquired(s, tok, &t, now, gen);
 	metrics_token_result(s->idx, NULL, now - s->started_ms);
+	metrics_cert_not_after(s->cfg->credential, token_engine_cert_not_after(te, s->cfg->credential));
 	notify(te);
 }
 

@@ -22,6 +22,7 @@
 
 #include "assertion.h"
 #include "admin.h"
+#include "check.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -42,6 +43,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: s2s-proxy -c FILE         run the proxy\n"
 		     "       s2s-proxy -t -c FILE      check the configuration and exit (0 valid, 1 invalid)\n"
+		     "       s2s-proxy check [--json] -c FILE  get every route's token, probe its upstream, diagnose\n"
 		     "       s2s-proxy --version | --help\n"
 		     "\n"
 		     "A reverse proxy that obtains Microsoft Entra ID client-credentials tokens and attaches\n"
@@ -120,6 +122,7 @@ static int start_workers(const struct config *cfg, struct token_engine *te, unsi
 {
 	unsigned want = cfg->proxy.listen_port;
 	int n = worker_count(cfg);
+	worker_set_count(n);
 	for (int i = 0; i < n; i++) {
 		int fd = listen_socket(cfg->proxy.listen_host, want, port);
 		if (fd < 0)
@@ -274,6 +277,8 @@ int main(int argc, char **argv)
 	const char *path = NULL;
 	bool test_only = false;
 	int opt;
+	if (argc > 1 && strcmp(argv[1], "check") == 0)
+		return check_main(argc - 1, argv + 1); /* subcommand: its own options */
 	while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':

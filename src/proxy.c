@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conntrack.h"
 #include "diag.h"
 #include "diaglog.h"
 #include "log.h"
@@ -623,7 +624,13 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 {
 	long long now = worker_now_ms();
 	client_address(rq);
-	if (classify(rq, method)) {
+	conntrack_request_started(rq->conn);
+	if (conntrack_over_limit(rq->w)) {
+		set_local(rq, 503, "overloaded", "Too many connections", "max_connections reached");
+		rq->local.retry_after_s = 1;
+		rq->local.close = true;
+		log_limit(rq, "max_connections", rq->w->n_conns);
+	} else if (classify(rq, method)) {
 		if (rq->has_body && rbuf_init(&rq->up, rq->w->cfg->proxy.buffer_bytes) < 0)
 			set_local(rq, 503, "overloaded", "Out of memory", NULL);
 		else
@@ -774,6 +781,7 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 	park_unlink(w, rq);
 	relay_abort(rq); /* client gone mid-transfer: stop the upstream side too */
 	log_request(rq, toe);
+	conntrack_request_done(rq->conn, worker_now_ms());
 	all_unlink(w, rq);
 	w->inflight--;
 	metrics_inflight(-1);

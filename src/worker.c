@@ -19,11 +19,13 @@
 
 #include "log.h"
 #include "proxy.h"
+#include "conntrack.h"
 #include "relay.h"
 #include "tlsin.h"
 
 #define MHD_POOL_BYTES    (128 * 1024) /* request headers + response header block */
 #define LOOP_MAX_SLEEP_MS 1000
+#define CONN_SLACK        16 /* connections accepted past the limit, to answer 503 */
 
 long long worker_now_ms(void)
 {
@@ -60,17 +62,16 @@ static int start_mhd(struct worker *w)
 	struct MHD_OptionItem tls_ops[4];
 	size_t n_tls = tlsin_mhd_options(tls_ops, 3);
 	tls_ops[n_tls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-	unsigned limit =
-	    (unsigned)(w->cfg->proxy.max_connections / (w->cfg->proxy.workers > 0 ? w->cfg->proxy.workers : 1));
-	if (limit < 1)
-		limit = 1;
-	w->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tlsin_mhd_flags(), 0,
-				  NULL, NULL, proxy_on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
-				  MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT,
-				  (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-				  pool_bytes(w->cfg), MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_URI_LOG_CALLBACK,
-				  proxy_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, w,
-				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_ARRAY, tls_ops, MHD_OPTION_END);
+	/* Room above the share of max_connections, so connections beyond it are
+	 * accepted and told 503 (conntrack) instead of being closed unanswered. */
+	unsigned limit = conntrack_limit(w) + CONN_SLACK;
+	w->mhd = MHD_start_daemon(
+	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tlsin_mhd_flags(), 0, NULL, NULL,
+	    proxy_on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd, MHD_OPTION_CONNECTION_LIMIT, limit,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    pool_bytes(w->cfg), MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, w,
+	    MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, conntrack_on_notify, w,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_ARRAY, tls_ops, MHD_OPTION_END);
 	if (!w->mhd) {
 		log_msg(LOG_ERROR, "worker_failed", "worker %d: cannot start the HTTP server", w->id);
 		return -1;
@@ -108,9 +109,17 @@ static int start_multi(struct worker *w)
 	return 0;
 }
 
+static int worker_count = 1;
+
+void worker_set_count(int n)
+{
+	worker_count = n > 0 ? n : 1;
+}
+
 int worker_init(struct worker *w, int id, const struct config *cfg, struct token_engine *tokens, int listen_fd)
 {
 	memset(w, 0, sizeof *w);
+	w->n_workers = worker_count;
 	w->id = id;
 	w->cfg = cfg;
 	w->tokens = tokens;
@@ -219,6 +228,7 @@ static void *worker_main(void *arg)
 		if (atomic_exchange(&w->token_event, 0))
 			proxy_token_event(w);
 		proxy_check_deadlines(w, worker_now_ms());
+		conntrack_cut_slow(w, worker_now_ms());
 		run_mhd(w);
 	}
 	/* Whatever is still in flight is cut: clients see a truncated answer or

@@ -18,6 +18,7 @@
 #include "token.h"
 
 struct request;
+struct conn_track;
 
 struct worker {
 	int id;
@@ -40,6 +41,10 @@ struct worker {
 	struct request *parked; /* waiting for a token */
 	struct request *all;    /* every live request */
 	unsigned inflight;
+	struct conn_track *conns; /* every client connection (conntrack.c) */
+	unsigned n_conns;
+	int n_workers; /* how many workers share max_connections */
+	long long next_slow_check_ms;
 	uint64_t rng;
 	char token_hdr[TOKEN_HEADER_MAX]; /* scratch for token_lookup */
 };
@@ -48,6 +53,8 @@ struct worker {
  * Create worker `id` serving `listen_fd` (ownership passes to the worker
  * on success; on failure the caller still owns it). Returns 0 or -1 (logged).
  */
+/* How many workers share max_connections; call before worker_init. */
+void worker_set_count(int n);
 int worker_init(struct worker *w, int id, const struct config *cfg, struct token_engine *tokens, int listen_fd);
 int worker_start(struct worker *w);
 /* Ask to stop: drain (in-flight requests finish until shutdown_timeout) or now. */

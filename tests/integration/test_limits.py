@@ -6,6 +6,7 @@ per-host upstream connection cap queues instead of failing."""
 import concurrent.futures
 import json
 import socket
+import time
 
 import harness
 from harness import Proxy, Sim, Work, parse_responses, pattern_gen, proxy_ini
@@ -115,3 +116,45 @@ def test_upstream_connection_cap_queues():
     workers = PX.wait_event("listening")["workers"]
     assert len(peers) <= 2 * workers, "%d upstream connections for a cap of 2 per worker (%d workers)" % (
         len(peers), workers)
+
+
+def test_slow_client_cut_with_408_and_503_past_max_connections():
+    px = Proxy(W, proxy_ini(SIM, work=W, extra_proxy={"client_timeout": "2s", "max_connections": "4",
+                                                      "workers": "1"}), name="slow").start()
+    try:
+        px.wait_event("token_acquired", 20)
+        # slowloris: one header byte every 0.25 s never completes within client_timeout
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        s.sendall(b"GET /dataverse/_test/echo HTTP/1.1\r\nHost: p\r\nX-Slow: ")
+        sent, answer = 0, b""
+        s.settimeout(0.25)
+        while sent < 60:
+            try:
+                s.sendall(b"a")
+                sent += 1
+                d = s.recv(4096)
+                if not d:
+                    break
+                answer += d
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+        s.close()
+        assert answer.startswith(b"HTTP/1.1 408 "), "no 408 after %d bytes: %r" % (sent, answer[:80])
+        assert sent < 40, "the slow client was not cut (%d bytes trickled)" % sent
+        px.wait_event(lambda e: e.get("event") == "limit_exceeded" and e.get("limit") == "client_timeout", 5)
+        # four idle connections fill max_connections; the fifth gets 503 problem+json
+        idle = [socket.create_connection(("127.0.0.1", px.port), timeout=5) for _ in range(4)]
+        try:
+            time.sleep(0.3)
+            r = px.request("GET", "/dataverse/_test/echo")
+            problem(r, 503, "overloaded")
+            eq(r.header("Retry-After"), "1", "Retry-After")
+        finally:
+            for c in idle:
+                c.close()
+        time.sleep(0.3)
+        eq(px.request("GET", "/dataverse/_test/echo").status, 200, "after the idle connections closed")
+    finally:
+        px.stop()

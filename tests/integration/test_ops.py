@@ -315,3 +315,29 @@ def test_access_log_off_per_route_still_counted():
            "request lines of the quiet route")
     finally:
         px.stop()
+
+
+def test_certificate_expiry_gauge():
+    import ca
+    from cryptography import x509
+    ENTRA.reset(faults=True)
+    files = ca.make_client_cert(W.path("certs"), "opscert", days=90)
+    app = {"tenant_id": harness.TENANT_ID, "tenant_domains": [harness.TENANT_DOMAIN], "tenant_name": "Contoso",
+           "client_id": "77777777-aaaa-4bbb-8ccc-000000000007", "name": "ops-cert", "roles": ["user_impersonation"],
+           "certificates": [files["pem"]]}
+    ENTRA.add_apps([app])
+    creds = {"contoso": {"tenant": harness.TENANT_ID, "client_id": app["client_id"],
+                         "certificate_file": files["cert"], "private_key_file": files["key"]}}
+    px = start("certexp", ini(creds=creds))
+    try:
+        eq(px.request("GET", "/dataverse/_test/echo").status, 200, "request with a certificate credential")
+        with open(files["cert"], "rb") as f:
+            not_after = x509.load_pem_x509_certificate(f.read()).not_valid_after.replace(
+                tzinfo=__import__("datetime").timezone.utc).timestamp()
+        _, s = scrape(px)
+        got = val(s, "s2s_credential_certificate_expires_in_seconds", credential="contoso")
+        want = not_after - time.time()
+        assert abs(got - want) < 60, "certificate expires in %r s, expected about %r" % (got, want)
+        eq(val(s, "s2s_credential_secret_expires_in_seconds", credential="contoso"), 0.0, "no secret expiry")
+    finally:
+        px.stop()

@@ -191,7 +191,9 @@ int admin_start(const struct config *cfg, struct token_engine *te)
 			gai_strerror(rc));
 		return -1;
 	}
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+	/* AUTO picks epoll: under load the proxy holds more than FD_SETSIZE
+	 * descriptors, and a select()-based listener would refuse the probes. */
+	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
 	daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, on_admin, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 				   MHD_OPTION_CONNECTION_LIMIT, 32U, MHD_OPTION_CONNECTION_TIMEOUT, 10U,
 				   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);

@@ -341,3 +341,30 @@ def test_certificate_expiry_gauge():
         eq(val(s, "s2s_credential_secret_expires_in_seconds", credential="contoso"), 0.0, "no secret expiry")
     finally:
         px.stop()
+
+
+def test_readyz_draining_after_sigterm_while_requests_finish():
+    import signal
+    import threading
+    ENTRA.reset(faults=True)
+    px = start("drain", ini(extra={"shutdown_timeout": "20s"}))
+    try:
+        wait_for("ready", lambda: admin(px, "/readyz").status == 200)
+        out = {}
+
+        def slow():
+            out["r"] = px.request("GET", "/dataverse/_test/slow?ms=3000", timeout=30)
+        t = threading.Thread(target=slow)
+        t.start()
+        wait_for("one request in flight", lambda: val(scrape(px)[1], "s2s_requests_in_flight") == 1)
+        px.proc.send_signal(signal.SIGTERM)
+        r = wait_for("draining", lambda: (lambda x: x if x.status == 503 else None)(admin(px, "/readyz")))
+        j = json.loads(r.text)
+        eq((j["ready"], j.get("reason")), (False, "draining"), "/readyz while draining")
+        eq(j["routes"][0]["token"], "valid", "token state while draining")
+        eq(admin(px, "/healthz").status, 200, "/healthz while draining")
+        t.join(30)
+        eq(out["r"].status, 200, "the request in flight finished")
+        eq(px.stop(), 0, "exit code")
+    finally:
+        px.stop()

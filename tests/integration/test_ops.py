@@ -3,6 +3,7 @@
 correlation ids, and the per-route access log switch."""
 
 import json
+import os
 import re
 import time
 
@@ -368,3 +369,15 @@ def test_readyz_draining_after_sigterm_while_requests_finish():
         eq(px.stop(), 0, "exit code")
     finally:
         px.stop()
+
+
+def test_every_metric_family_is_documented():
+    px = start("docs", ini())
+    try:
+        types, _ = scrape(px)
+    finally:
+        px.stop()
+    with open(os.path.join(harness.REPO, "docs", "operations.md")) as f:
+        doc = f.read()
+    rows = dict(re.findall(r"(?m)^\| `(s2s_[a-z_]+)` \| (counter|gauge|histogram) \|", doc))
+    eq(rows, types, "metric families and types in docs/operations.md")

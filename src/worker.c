@@ -12,6 +12,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -23,9 +24,10 @@
 #include "relay.h"
 #include "tlsin.h"
 
-#define MHD_POOL_BYTES    (128 * 1024) /* request headers + response header block */
-#define LOOP_MAX_SLEEP_MS 1000
-#define CONN_SLACK        16 /* connections accepted past the limit, to answer 503 */
+#define MHD_POOL_BYTES     (128 * 1024) /* request headers + response header block */
+#define LOOP_MAX_SLEEP_MS  1000
+#define TRIM_AFTER_IDLE_MS 2000
+#define CONN_SLACK         16 /* connections accepted past the limit, to answer 503 */
 
 long long worker_now_ms(void)
 {
@@ -207,6 +209,22 @@ static void begin_drain(struct worker *w, long long now)
 	w->listen_fd = -1;
 }
 
+/* After a burst (large bodies, many connections) glibc keeps the freed
+ * memory in its arenas; give it back once the worker has been idle a while,
+ * so the proxy's footprint returns to its baseline. */
+static void trim_when_idle(struct worker *w, long long now)
+{
+	if (w->inflight > 0) {
+		w->busy_since_trim = true;
+		w->idle_since_ms = now;
+		return;
+	}
+	if (w->busy_since_trim && now - w->idle_since_ms >= TRIM_AFTER_IDLE_MS) {
+		malloc_trim(0);
+		w->busy_since_trim = false;
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -229,6 +247,7 @@ static void *worker_main(void *arg)
 			proxy_token_event(w);
 		proxy_check_deadlines(w, worker_now_ms());
 		conntrack_cut_slow(w, worker_now_ms());
+		trim_when_idle(w, worker_now_ms());
 		run_mhd(w);
 	}
 	/* Whatever is still in flight is cut: clients see a truncated answer or

@@ -45,6 +45,8 @@ struct worker {
 	unsigned n_conns;
 	int n_workers; /* how many workers share max_connections */
 	long long next_slow_check_ms;
+	long long idle_since_ms; /* no request in flight since */
+	bool busy_since_trim;    /* served requests since the last malloc_trim */
 	uint64_t rng;
 	char token_hdr[TOKEN_HEADER_MAX]; /* scratch for token_lookup */
 };

@@ -167,6 +167,8 @@ static void credential_cfg_free(struct credential_cfg *c)
 	free(c->private_key_password_file);
 	free(c->pfx_file);
 	free(c->federated_token_file);
+	free(c->managed_identity);
+	free(c->managed_identity_endpoint);
 	memset(c, 0, sizeof *c);
 }
 
@@ -482,6 +484,13 @@ static void apply_env(struct load *ld)
 	}
 }
 
+/* A managed identity has neither tenant nor client_id of its own. */
+static bool mi_needs_no(const struct section *s, const char *key)
+{
+	return s->kind == SEC_CREDENTIAL && seen(s, "managed_identity") &&
+	       (strcmp(key, "tenant") == 0 || strcmp(key, "client_id") == 0);
+}
+
 /* Defaults and required keys. */
 static void finish_section(struct load *ld, struct section *s)
 {
@@ -490,7 +499,7 @@ static void finish_section(struct load *ld, struct section *s)
 	for (size_t i = 0; i < config_n_key_rows; i++) {
 		if (config_key_rows[i].kind != s->kind || (s->seen >> i & 1))
 			continue;
-		if (config_key_rows[i].required)
+		if (config_key_rows[i].required && !mi_needs_no(s, config_key_rows[i].key))
 			sec_error(ld, s->line, s, config_key_rows[i].key, "required key missing");
 		else if (config_key_rows[i].def &&
 			 run_parser(ld, s, i, config_key_rows[i].def, s->line, msg, sizeof msg) < 0)
@@ -506,7 +515,8 @@ static void check_proof(struct load *ld, struct section *s)
 		enum cred_kind kind;
 	} keys[] = {{"client_secret_file", CRED_SECRET}, {"client_secret_env", CRED_SECRET},
 		    {"client_secret", CRED_SECRET},      {"certificate_file", CRED_CERTIFICATE},
-		    {"pfx_file", CRED_CERTIFICATE},      {"federated_token_file", CRED_FEDERATED}};
+		    {"pfx_file", CRED_CERTIFICATE},      {"federated_token_file", CRED_FEDERATED},
+		    {"managed_identity", CRED_MANAGED_IDENTITY}};
 	struct credential_cfg *c = s->obj;
 	int n = 0, first = 0, last = 0;
 
@@ -522,18 +532,21 @@ static void check_proof(struct load *ld, struct section *s)
 	if (n == 0)
 		sec_error(ld, s->line, s, NULL,
 			  "needs one of client_secret_file, client_secret_env, client_secret, certificate_file, "
-			  "pfx_file or federated_token_file");
+			  "pfx_file, federated_token_file or managed_identity");
 	else if (n > 1)
 		sec_error(
 		    ld, last, s, NULL,
-		    "only one of client_secret_file, client_secret_env, client_secret, certificate_file, pfx_file "
-		    "and federated_token_file may be set (also line %d)",
+		    "only one of client_secret_file, client_secret_env, client_secret, certificate_file, pfx_file, "
+		    "federated_token_file and managed_identity may be set (also line %d)",
 		    first);
 	if (c->kind != CRED_CERTIFICATE && (seen(s, "private_key_file") || seen(s, "private_key_password_file") ||
 					    seen(s, "send_x5c") || seen(s, "assertion_alg")))
 		sec_error(ld, s->line, s, NULL,
 			  "private_key_file, private_key_password_file, send_x5c and assertion_alg need "
 			  "certificate_file or pfx_file");
+	if (c->kind != CRED_MANAGED_IDENTITY && seen(s, "managed_identity_endpoint"))
+		sec_error(ld, seen_line(s, "managed_identity_endpoint"), s, "managed_identity_endpoint",
+			  "needs managed_identity");
 	if (seen(s, "pfx_file") && seen(s, "private_key_file"))
 		sec_error(ld, seen_line(s, "private_key_file"), s, "private_key_file",
 			  "not with pfx_file (the key is inside the PKCS#12 file)");
@@ -541,11 +554,30 @@ static void check_proof(struct load *ld, struct section *s)
 		sec_error(ld, seen_line(s, "auth_method"), s, "auth_method", "basic needs a client secret");
 }
 
+/*
+ * Where a managed identity's tokens come from: managed_identity_endpoint,
+ * else App Service / Functions (IDENTITY_ENDPOINT with IDENTITY_HEADER),
+ * else the Azure Instance Metadata Service.
+ */
+static void check_managed_identity(struct load *ld, struct section *s)
+{
+	static const char imds[] = "http://169.254.169.254/metadata/identity/oauth2/token";
+	struct credential_cfg *c = s->obj;
+	const char *ep = getenv("IDENTITY_ENDPOINT"), *hdr = getenv("IDENTITY_HEADER");
+
+	c->mi_app_service = ep && *ep && hdr && *hdr;
+	/* tenant and client_id, if any (AZURE_* variables), are not used. */
+	if (!c->managed_identity_endpoint && !(c->managed_identity_endpoint = strdup(c->mi_app_service ? ep : imds)))
+		oom(ld);
+}
+
 static void check_credential(struct load *ld, struct section *s)
 {
 	struct credential_cfg *c = s->obj;
 
 	check_proof(ld, s);
+	if (c->kind == CRED_MANAGED_IDENTITY)
+		check_managed_identity(ld, s);
 	for (size_t i = 0; i < ld->n_secs && c->tenant && c->client_id && c->authority; i++) {
 		struct section *o = ld->secs[i];
 		struct credential_cfg *oc = o->obj;
@@ -678,7 +710,12 @@ static int add_token_source(struct load *ld, struct section *s, const struct sec
 		    strcmp(v2 ? ld->ts[i].scope : ld->ts[i].resource, v2 ? t.scope : t.resource) == 0)
 			break;
 	if (i == ld->n_ts) {
-		if (asprintf(&t.token_endpoint, "%s/%s/oauth2/%stoken", c->authority, c->tenant, v2 ? "v2.0/" : "") < 0)
+		if (c->kind == CRED_MANAGED_IDENTITY)
+			t.token_endpoint = strdup(c->managed_identity_endpoint);
+		else if (asprintf(&t.token_endpoint, "%s/%s/oauth2/%stoken", c->authority, c->tenant,
+				  v2 ? "v2.0/" : "") < 0)
+			t.token_endpoint = NULL;
+		if (!t.token_endpoint)
 			goto nomem;
 		ld->ts[ld->n_ts++] = t;
 	} else {
@@ -708,7 +745,7 @@ static void check_route(struct load *ld, struct section *s)
 			  "only for token_version = v2 ([%s] uses v1, which sends the audience as 'resource')",
 			  cs->title);
 	resource = route_resource(ld, s);
-	if (!resource || !c || !c->tenant || !c->authority || ld->n_errors) {
+	if (!resource || !c || ((!c->tenant || !c->authority) && c->kind != CRED_MANAGED_IDENTITY) || ld->n_errors) {
 		free(resource);
 		if (ld->n_errors == 0)
 			oom(ld); /* every other way here reported an error: never build a route without a source */

@@ -28,6 +28,7 @@ enum cred_kind {
 	CRED_SECRET = 0,  /* client_secret_* */
 	CRED_CERTIFICATE, /* certificate_file + private_key_file, or pfx_file: signed client assertion */
 	CRED_FEDERATED,   /* federated_token_file: its JWT is the client assertion */
+	CRED_MANAGED_IDENTITY, /* managed_identity: Azure IMDS or App Service, no Entra request of ours */
 };
 enum assertion_alg { ASSERTION_PS256 = 0, ASSERTION_RS256 };
 enum audience_kind {
@@ -64,6 +65,9 @@ struct credential_cfg {
 	enum assertion_alg assertion_alg;
 	bool send_x5c;
 	char *federated_token_file; /* re-read at every token request */
+	char *managed_identity;          /* "system" or the client id of a user-assigned identity */
+	char *managed_identity_endpoint; /* token URL: override, IDENTITY_ENDPOINT or IMDS (http allowed) */
+	bool mi_app_service;             /* IDENTITY_ENDPOINT + IDENTITY_HEADER: App Service / Functions */
 	enum token_version token_version;
 	enum auth_method auth_method;
 	long long secret_expires; /* client_secret_expires as unix seconds, 0 = unknown (metrics only) */

@@ -473,6 +473,28 @@ static int p_secret_inline(struct pv *pv, const char *v)
 	return 0;
 }
 
+/* "system", or the client id of a user-assigned identity. */
+static int p_managed_identity(struct pv *pv, const char *v)
+{
+	if (strcasecmp(v, "system") == 0)
+		return set_str(pv, FIELD(pv, char *), "system", false);
+	if (!config_is_guid(v))
+		return pv_fail(pv, "must be 'system' or the client id (GUID) of a user-assigned identity");
+	return set_str(pv, FIELD(pv, char *), v, true);
+}
+
+/* The managed identity token URL: plain http is what IMDS speaks (a
+ * link-local address, never leaving the host), so http is allowed here only. */
+static int p_mi_endpoint(struct pv *pv, const char *v)
+{
+	size_t n = strlen(v);
+
+	if ((strncasecmp(v, "http://", 7) != 0 && strncasecmp(v, "https://", 8) != 0) || n > 512 ||
+	    strcspn(v, " \t\"'<>\\^`{|}?#") != n)
+		return pv_fail(pv, "must be an http:// or https:// URL without query");
+	return set_str(pv, FIELD(pv, char *), v, false);
+}
+
 static int p_authority(struct pv *pv, const char *v)
 {
 	struct url u = {0};
@@ -627,6 +649,8 @@ const struct key_row config_key_rows[] = {
     {CRED("assertion_alg", assertion_alg), .parse = p_enum, .def = "PS256", .names = assertion_algs},
     {CRED("send_x5c", send_x5c), .parse = p_bool, .def = "false"},
     {CRED("federated_token_file", federated_token_file), .parse = p_file},
+    {CRED("managed_identity", managed_identity), .parse = p_managed_identity},
+    {CRED("managed_identity_endpoint", managed_identity_endpoint), .parse = p_mi_endpoint},
 
     {ROUTE("match_host", r.match_host), .parse = p_match_host},
     {ROUTE("match_path", r.match_path), .parse = p_match_path, .def = "/"},

@@ -284,6 +284,9 @@ int cred_material(struct cred *cr, const char *endpoint, const char *target, lon
 			ret = assertion_form(c, buf, target, m, why, whycap);
 		explicit_bzero(buf, FEDERATED_MAX + 2);
 		break;
+	case CRED_MANAGED_IDENTITY: /* no body: mi.c builds a GET */
+		snprintf(why, whycap, "credential %s is a managed identity: no client credentials request", c->name);
+		break;
 	}
 	if (ret != 0 && why[0] == '\0')
 		snprintf(why, whycap, "cannot build the token request (out of memory)");

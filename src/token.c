@@ -43,6 +43,7 @@
 
 #include "cred.h"
 #include "jwt.h"
+#include "mi.h"
 #include "log.h"
 #include "metrics.h"
 #include "tlsca.h"
@@ -384,13 +385,13 @@ static void store_token(struct token_engine *te, struct tsrc *s, struct oauth_to
 /* ---- one request ----------------------------------------------------------- */
 
 /* Request headers; the Basic line (if any) is wiped with the list later. */
-static int build_headers(struct tsrc *s, const char *basic)
+static int build_headers(struct tsrc *s, const char *basic, bool get)
 {
 	char id_line[80];
 
 	uuid_v4(s->req_id);
 	snprintf(id_line, sizeof(id_line), "client-request-id: %s", s->req_id);
-	if (!add_header(&s->headers, "Content-Type: application/x-www-form-urlencoded") ||
+	if ((!get && !add_header(&s->headers, "Content-Type: application/x-www-form-urlencoded")) ||
 	    !add_header(&s->headers, "Accept: application/json") || !add_header(&s->headers, id_line) ||
 	    !add_header(&s->headers, "return-client-request-id: true") ||
 	    !add_header(&s->headers, "x-client-SKU: s2s-proxy") ||
@@ -406,7 +407,9 @@ static void request_cleanup(struct tsrc *s)
 {
 	/* Both options point at memory freed below; reset them first. */
 	if (curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, NULL) != CURLE_OK ||
-	    curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, NULL) != CURLE_OK)
+	    curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, NULL) != CURLE_OK ||
+	    /* setting POSTFIELDS made it a POST: a managed identity request is a GET */
+	    (s->cred->kind == CRED_MANAGED_IDENTITY && curl_easy_setopt(s->easy, CURLOPT_HTTPGET, 1L) != CURLE_OK))
 		log_msg(LOG_WARN, "token_internal", "cannot reset a token request handle");
 	wipe_free(s->form, s->form_cap);
 	s->form = NULL;
@@ -425,6 +428,16 @@ static int prepare_request(struct tsrc *s, long long now, char *why, size_t whyc
 	const char *target = s->cred->token_version == TOKEN_V1 ? s->cfg->resource : s->cfg->scope;
 	int ret = -1;
 
+	if (s->cred->kind == CRED_MANAGED_IDENTITY) { /* a GET with headers only (mi.c) */
+		if (build_headers(s, NULL, true) != 0 || mi_headers(s->cred, &s->headers, why, whycap) != 0 ||
+		    curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->headers) != CURLE_OK) {
+			if (why[0] == '\0')
+				snprintf(why, whycap, "cannot build the token request (out of memory)");
+			return -1;
+		}
+		return 0;
+	}
+
 	if (target == NULL) {
 		snprintf(why, whycap, "token source has no %s",
 			 s->cred->token_version == TOKEN_V1 ? "resource" : "scope");
@@ -435,7 +448,7 @@ static int prepare_request(struct tsrc *s, long long now, char *why, size_t whyc
 	s->form = m.form; /* ownership moves to the source: wiped in request_cleanup */
 	s->form_cap = m.form_cap;
 	m.form = NULL;
-	if (build_headers(s, m.basic) != 0) {
+	if (build_headers(s, m.basic, false) != 0) {
 		snprintf(why, whycap, "cannot build the token request (out of memory)");
 		goto done;
 	}
@@ -512,6 +525,8 @@ static void handle_answer(struct token_engine *te, struct tsrc *s, CURLcode rc, 
 		return;
 	}
 	res = oauth_parse_response(status, s->body, s->body_len, s->started_ms / 1000, &tok, &f.err);
+	if (res == OAUTH_REJECTED && s->cred->kind == CRED_MANAGED_IDENTITY && mi_retryable(status))
+		res = OAUTH_TRANSIENT;
 	switch (res) {
 	case OAUTH_OK:
 		store_token(te, s, &tok, now);
@@ -698,11 +713,22 @@ static int setup_easy(struct token_engine *te, struct tsrc *s)
 		if (rc == CURLE_OK)                                                                                    \
 			rc = curl_easy_setopt(h, opt, val);                                                            \
 	} while (0)
-	SET(CURLOPT_URL, s->cfg->token_endpoint);
-	SET(CURLOPT_PROTOCOLS_STR, "https");
+	if (s->cred->kind == CRED_MANAGED_IDENTITY) {
+		char *url = mi_url(s->cred, s->cfg->resource); /* curl copies it */
+
+		SET(CURLOPT_URL, url);
+		SET(CURLOPT_PROTOCOLS_STR, "http,https"); /* IMDS is plain http to a link-local address */
+		SET(CURLOPT_HTTPGET, 1L);
+		if (url == NULL)
+			rc = CURLE_OUT_OF_MEMORY;
+		free(url);
+	} else {
+		SET(CURLOPT_URL, s->cfg->token_endpoint);
+		SET(CURLOPT_PROTOCOLS_STR, "https");
+		SET(CURLOPT_POST, 1L);
+	}
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
-	SET(CURLOPT_POST, 1L);
 	SET(CURLOPT_TIMEOUT_MS, total);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, total < 5000 ? total : 5000L);
 	SET(CURLOPT_SSL_VERIFYPEER, 1L);
@@ -777,7 +803,7 @@ static int source_init(struct token_engine *te, struct tsrc *s, size_t idx)
 		return -1;
 	}
 	s->cred = &cfg->credentials[s->cfg->credential];
-	if (s->cred->client_id == NULL) {
+	if (s->cred->client_id == NULL && s->cred->kind != CRED_MANAGED_IDENTITY) {
 		log_msg(LOG_ERROR, "token_engine_failed", "credential %s has no client_id", s->cred->name);
 		return -1;
 	}

@@ -9,6 +9,7 @@ under traffic without a signal."""
 import base64
 import concurrent.futures
 import os
+import sys
 import threading
 import time
 
@@ -372,3 +373,112 @@ def test_certificate_rotation_under_traffic_zero_failures():
     finally:
         px.stop()
         ENTRA.reset(faults=True)
+
+
+# ---- managed identity (simulated IMDS and App Service, plain http) ---------
+
+def start_mi():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sim"))
+    import imds  # tests/sim: runs in this process
+
+    def mint(resource, cid, lifetime):
+        return ENTRA.mint(aud=resource, appid=cid, tid=TENANT_ID, lifetime=lifetime)
+    return imds.MI(mint, identities=[imds.SYSTEM_ID, MI_USER]).start()
+
+
+MI_USER = "88888888-aaaa-4bbb-8ccc-000000000008"
+
+
+def mi_cred(mi, identity="system", path="/metadata/identity/oauth2/token"):
+    return {"managed_identity": identity,
+            "managed_identity_endpoint": "http://127.0.0.1:%d%s" % (mi.port, path) if mi else None}
+
+
+def test_managed_identity_imds_system_and_user_assigned():
+    mi = start_mi()
+    try:
+        for identity, want_cid in (("system", None), (MI_USER, MI_USER)):
+            del mi.log[:]
+            px = Proxy(W, ini(mi_cred(mi, identity)), name="mi-" + identity[:6]).start()
+            try:
+                r = px.request("GET", "/dataverse/api/data/v9.2/WhoAmI")
+                eq(r.status, 200, "status")
+                eq(len(mi.log), 1, "IMDS requests")
+                e = mi.log[0]
+                eq(e["path"], "/metadata/identity/oauth2/token", "path")
+                want = {"api-version": "2018-02-01", "resource": DATAVERSE_URL}
+                if want_cid:
+                    want["client_id"] = want_cid
+                eq(e["query"], want, "query")
+                eq(e["headers"].get("metadata"), "true", "Metadata header")
+                ev = px.wait_event("token_acquired", 5)
+                eq(ev.get("appid"), want_cid or "77777777-aaaa-4bbb-8ccc-000000000007", "token appid")
+            finally:
+                px.stop()
+    finally:
+        mi.stop()
+
+
+def test_managed_identity_retries_404_410_429_500():
+    mi = start_mi()
+    mi.fail[:] = [404, 410, 429, 500]
+    try:
+        px = Proxy(W, ini(mi_cred(mi)), name="mi-retry").start()
+        try:
+            px.wait_event("token_acquired", 30)  # while retrying, requests get 503 at once
+            r = px.request("GET", "/dataverse/api/data/v9.2/WhoAmI")
+            eq(r.status, 200, "status after the retries")
+            kinds = [e.get("kind") for e in px.events() if e.get("event") == "token_failed"]
+            eq(kinds, ["server_error", "server_error", "throttled", "server_error"], "failures")
+            eq([e["status"] for e in mi.log], [404, 410, 429, 500, 200], "IMDS answers")
+        finally:
+            px.stop()
+    finally:
+        mi.stop()
+
+
+def test_managed_identity_unknown_identity_rejected_once():
+    mi = start_mi()
+    try:
+        px = Proxy(W, ini(mi_cred(mi, "99999999-aaaa-4bbb-8ccc-000000000009")), name="mi-unknown").start()
+        try:
+            px.wait_event("token_failed", 20)
+            for _ in range(5):
+                r = px.request("GET", "/dataverse/api/data/v9.2/WhoAmI")
+                eq(r.status, 502, "status")
+            eq(r.json()["error"], "invalid_request", "error")
+            eq(len(mi.log), 1, "IMDS requests (the rejection is cached)")
+        finally:
+            px.stop()
+    finally:
+        mi.stop()
+
+
+def test_managed_identity_app_service():
+    mi = start_mi()
+    env = {"IDENTITY_ENDPOINT": "http://127.0.0.1:%d/msi/token" % mi.port, "IDENTITY_HEADER": "ih-secret"}
+    try:
+        px = Proxy(W, ini({"managed_identity": "system"}), name="mi-appsvc", env=env).start()
+        try:
+            eq(px.request("GET", "/dataverse/api/data/v9.2/WhoAmI").status, 200, "status")
+            eq(len(mi.log), 1, "requests")
+            e = mi.log[0]
+            eq((e["path"], e["query"]), ("/msi/token", {"api-version": "2019-08-01", "resource": DATAVERSE_URL}),
+               "request")
+            eq(e["headers"].get("x-identity-header"), "ih-secret", "X-IDENTITY-HEADER")
+            assert "metadata" not in e["headers"], e
+            assert "ih-secret" not in px.log_text(), "identity header in the log"
+        finally:
+            px.stop()
+    finally:
+        mi.stop()
+
+
+def test_managed_identity_config_errors():
+    rc, out, err = check_config(ini({"managed_identity": "bob"}), W, "mi-bad")
+    eq(rc, 1, "exit code")
+    assert "[credential:c] managed_identity: must be 'system' or the client id (GUID) of a user-assigned" in err, err
+    rc, out, err = check_config(ini({"tenant": TENANT_ID, "client_id": CERT_APP, "secret": "x",
+                                     "managed_identity_endpoint": "http://127.0.0.1:1/t"}), W, "mi-ep")
+    eq(rc, 1, "exit code")
+    assert "[credential:c] managed_identity_endpoint: needs managed_identity" in err, err

@@ -496,6 +496,41 @@ static void test_certificate_and_federated_keys(void)
 	config_free(cfg);
 }
 
+static void test_managed_identity(void)
+{
+	clear_env();
+	unsetenv("IDENTITY_ENDPOINT");
+	unsetenv("IDENTITY_HEADER");
+	struct config *cfg = load(
+	    "[credential:m]\nmanaged_identity = SYSTEM\n[credential:u]\nmanaged_identity = " GUID2
+	    "\nmanaged_identity_endpoint = http://127.0.0.1:9/t\n" ROUTE(
+		"x", "/",
+		"https://org.crm.dynamics.com") "credential = m\n" ROUTE("y", "/y/",
+									 "https://org.crm.dynamics.com") "credential = "
+													 "u\n");
+	CHECK_STR(errs, "");
+	CHECK(cfg != NULL);
+	CHECK_INT(cfg->credentials[0].kind, CRED_MANAGED_IDENTITY);
+	CHECK_STR(cfg->credentials[0].managed_identity, "system");
+	CHECK_STR(cfg->credentials[0].managed_identity_endpoint,
+		  "http://169.254.169.254/metadata/identity/oauth2/token");
+	CHECK(!cfg->credentials[0].mi_app_service);
+	CHECK_STR(cfg->token_sources[0].token_endpoint, "http://169.254.169.254/metadata/identity/oauth2/token");
+	CHECK_STR(cfg->credentials[1].managed_identity, GUID2);
+	CHECK_STR(cfg->token_sources[1].token_endpoint, "http://127.0.0.1:9/t");
+	CHECK_STR(cfg->token_sources[1].resource, "https://org.crm.dynamics.com");
+	config_free(cfg);
+	setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token", 1);
+	setenv("IDENTITY_HEADER", "h", 1);
+	cfg = load("[credential:m]\nmanaged_identity = system\n" ROUTE("x", "/", "https://org.crm.dynamics.com"));
+	unsetenv("IDENTITY_ENDPOINT");
+	unsetenv("IDENTITY_HEADER");
+	CHECK(cfg != NULL);
+	CHECK(cfg->credentials[0].mi_app_service);
+	CHECK_STR(cfg->token_sources[0].token_endpoint, "http://127.0.0.1:41000/msi/token");
+	config_free(cfg);
+}
+
 static void test_env_federated_default(void)
 {
 	clear_env();
@@ -607,13 +642,13 @@ static void test_error_strings(void)
 	    {"[credential:a]\ntenant = contoso.com\nclient_id = " GUID1
 	     "\n" ROUTE("x", "/", "https://org.crm.dynamics.com"),
 	     "t.ini:1: [credential:a] needs one of client_secret_file, client_secret_env, client_secret, "
-	     "certificate_file, pfx_file or federated_token_file\n"},
+	     "certificate_file, pfx_file, federated_token_file or managed_identity\n"},
 	    {CRED("a", GUID1) "client_secret = abc\n" ROUTE("x", "/", "https://org.crm.dynamics.com"),
 	     "t.ini:5: [credential:a] only one of client_secret_file, client_secret_env, client_secret, "
-	     "certificate_file, pfx_file and federated_token_file may be set (also line 4)\n"},
+	     "certificate_file, pfx_file, federated_token_file and managed_identity may be set (also line 4)\n"},
 	    {CRED("a", GUID1) "federated_token_file = @DIR@/secret\n" ROUTE("x", "/", "https://org.crm.dynamics.com"),
 	     "t.ini:5: [credential:a] only one of client_secret_file, client_secret_env, client_secret, "
-	     "certificate_file, pfx_file and federated_token_file may be set (also line 4)\n"},
+	     "certificate_file, pfx_file, federated_token_file and managed_identity may be set (also line 4)\n"},
 	    {CRED("a", GUID1) "send_x5c = true\n" ROUTE("x", "/", "https://org.crm.dynamics.com"),
 	     "t.ini:1: [credential:a] private_key_file, private_key_password_file, send_x5c and assertion_alg need "
 	     "certificate_file or pfx_file\n"},
@@ -714,7 +749,7 @@ static void test_all_errors_in_one_pass(void)
 		  "localhost); use https://\n"
 		  "t.ini:16: [route:r2] idle_timeout: must be from 1s to 24h\n"
 		  "t.ini:7: [credential:a] needs one of client_secret_file, client_secret_env, client_secret, "
-		  "certificate_file, pfx_file or federated_token_file\n"
+		  "certificate_file, pfx_file, federated_token_file or managed_identity\n"
 		  "t.ini:13: [route:r2] same match_host and match_path as [route:r1] on line 10\n"
 		  "t.ini:12: [route:r1] credential: no [credential:b] section\n"
 		  "t.ini:10: [route:r1] audience: required key missing: cannot infer it from upstream host example.com "
@@ -1096,6 +1131,7 @@ int main(void)
 	RUN(test_env_partial_is_ignored);
 	RUN(test_certificate_and_federated_keys);
 	RUN(test_env_federated_default);
+	RUN(test_managed_identity);
 	RUN(test_error_strings);
 	RUN(test_sections);
 	RUN(test_duplicate_routes);

@@ -345,12 +345,49 @@ static void set_local_from_upstream(struct request *rq)
 		set_local(rq, 502, "upstream_unavailable", "The upstream could not be reached", detail);
 }
 
+static void start_with_token(struct request *rq, long long now);
+
+/*
+ * A 401 arrived for a request without a body, nothing has been sent to the
+ * client yet, and the rejected token could be dropped (token_reject: not
+ * fetched moments ago): forget this answer and send the request once more
+ * with the next token. Requests with a body are not replayed: their bytes
+ * have left the ring. Returns true when the replay is under way.
+ */
+static bool replay_after_401(struct request *rq)
+{
+	if (rq->up_status != 401 || rq->replayed || rq->has_body || !rq->route || rq->w->draining)
+		return false;
+	if (!token_reject(rq->w->tokens, rq->route->token_source, rq->tok_gen))
+		return false;
+	relay_abort(rq); /* drops the curl side's reference; the MHD side keeps rq */
+	rq->replayed = true;
+	rq->upstream_done = false;
+	rq->upstream_result = CURLE_OK;
+	rq->curl_err[0] = '\0';
+	rq->up_status = 0;
+	rq->headers_ready = rq->in_body = false;
+	rq->n_rh = 0;
+	rq->rh_len = 0;
+	rq->rh_overflow = false;
+	rq->resp_length = -1;
+	rq->pause_bits = 0;
+	rq->down.head = rq->down.len = 0;
+	rq->state = RQ_NEW;
+	log_msg(LOG_INFO, "request_replayed", "request %s: upstream 401, token dropped, sending again",
+		rq->request_id);
+	start_with_token(rq, worker_now_ms()); /* parks until the fresh token is there */
+	return true;
+}
+
 /* Answer now if possible, else suspend until something changes. */
 static enum MHD_Result advance(struct request *rq)
 {
 	if (rq->state == RQ_RESPONDED)
 		return MHD_YES;
 	if (!rq->local.set && rq->state == RQ_FORWARDING) {
+		if (rq->headers_ready && !rq->rh_overflow && replay_after_401(rq))
+			return advance(rq); /* parked or forwarding again, or a local answer */
 		if (rq->headers_ready && !rq->rh_overflow && holding_for_diagnosis(rq)) {
 			request_suspend(rq); /* on_write / relay_done resume */
 			return MHD_YES;

@@ -137,6 +137,7 @@ struct request {
 	char tok_fp[JWT_FINGERPRINT_LEN];
 	unsigned long tok_gen;
 	const char *diagnosis; /* static string, NULL when none */
+	bool replayed; /* sent again once after a 401 with a fresh token */
 
 	/* MHD side */
 	bool mhd_suspended;

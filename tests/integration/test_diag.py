@@ -9,6 +9,7 @@ tenant; the app's force_error / upstream_errors plays the failure, so one
 proxy serves every case side by side."""
 
 import json
+import time
 
 import harness
 from harness import BC_URL, DATAVERSE_URL, FO_URL, TENANT_ID, Proxy, Sim, Work, proxy_ini
@@ -237,5 +238,31 @@ def test_other_answers_have_no_diagnosis_and_401_drops_the_token():
         eq((r.status, r.header("S2S-Proxy-Diagnosis")), (401, "token_rejected"), "GET 401")
         eq(SIM.stats()["token_requests"], n, "token requests after a 401 on a token fetched moments ago")
         eq(len([e for e in px.events() if e.get("event") == "token_dropped"]), 0, "tokens dropped")
+    finally:
+        px.stop()
+
+
+def test_401_drops_token_and_replays_bodyless_request_once():
+    """A token the upstream stops accepting (older than the refresh rate
+    limit of 30 s): the first 401 drops it, the GET is sent again with a
+    fresh token and the client sees only the 200."""
+    n = 900
+    SIM.add_apps([app(n, "diag-replay")])
+    routes = {"dv": {"match_path": "/dv/", "strip_prefix": "true", "upstream": DATAVERSE_URL,
+                     "audience": "dataverse", "credential": "r"}}
+    px = Proxy(W, proxy_ini(SIM, routes=routes, credentials={"r": cred(n)}, work=W), name="diag-replay").start()
+    try:
+        px.wait_event("token_acquired", 20)
+        eq(px.request("GET", "/dv/_test/echo").status, 200, "before")
+        time.sleep(31)  # past the forced-refresh rate limit, counted from the token fetch
+        SIM.add_apps([app(n, "diag-replay", reject_tokens_before=int(time.time()))])
+        before = SIM.stats()["token_requests"]
+        r = px.request("GET", "/dv/_test/echo?x=1")
+        eq((r.status, r.header("S2S-Proxy-Diagnosis")), (200, None), "replayed GET")
+        eq(SIM.stats()["token_requests"], before + 1, "token requests for the replay")
+        ups = [q for q in SIM.requests() if q["target"].startswith("/_test/echo?x=1")]
+        eq([q["status"] for q in ups], [401, 200], "upstream answers")
+        eq(len([e for e in px.events() if e.get("event") == "request_replayed"]), 1, "replays logged")
+        eq(len([e for e in px.events() if e.get("event") == "token_dropped"]), 1, "tokens dropped")
     finally:
         px.stop()

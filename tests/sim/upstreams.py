@@ -14,6 +14,8 @@ Rejections use each service's real shape. Apps may carry
 upstream_errors {"dataverse": "not_member"|"restricted"|"privilege"|"throttle"
 |{status,headers,body}, "bc": "invalid_credentials"|{..}, "fo": "unauthorized"|{..}}
 to model a valid token that the service refuses (missing application user ...).
+Apps may also carry reject_tokens_before (unix seconds): tokens issued
+earlier are answered like a token of the wrong audience (401 per service).
 
 /_test/* endpoints exist on every upstream host (see _test_* below).
 """
@@ -147,6 +149,9 @@ class Upstreams:
                 with self.sim.stats.lock:
                     self.sim.stats.expired_tokens_seen += 1
             return e.reason, e.claims
+        app = self._app(claims)
+        if app and claims.get("iat", 0) < app.get("reject_tokens_before", 0):
+            return "revoked", claims  # models a token invalidated before its exp (secret rotated, app changed)
         if not aud_ok(kind, req.host, claims.get("aud")):
             return "wrong_aud", claims
         pinned = self.sim.state.shared().get("env_tenants", {}).get(req.host)

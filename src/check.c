@@ -234,6 +234,10 @@ static void probe_url(const struct config *cfg, const struct route_cfg *r, char 
 {
 	const struct url *u = &r->upstream;
 	const char *tenant = cfg->credentials[r->credential].tenant;
+	if (r->probe_path) {
+		snprintf(out, cap, "%s%s%s", u->origin, u->path, r->probe_path);
+		return;
+	}
 	switch (r->audience_kind) {
 	case AUD_DATAVERSE:
 		snprintf(out, cap, "%s%s/api/data/v9.2/WhoAmI", u->origin, u->path);

@@ -176,6 +176,7 @@ static void route_cfg_free(struct route_cfg *r)
 {
 	free(r->name);
 	free(r->match_host);
+	free(r->probe_path);
 	free(r->match_path);
 	config_url_free(&r->upstream);
 	cidr_list_free(&r->allow_from);

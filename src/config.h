@@ -96,12 +96,14 @@ struct route_cfg {
 	enum audience_kind audience_kind;
 	size_t token_source; /* index into config.token_sources */
 	long connect_timeout_ms;
-	long idle_timeout_ms;        /* upstream silent this long -> 504 / cut */
-	long total_timeout_ms;       /* 0 = no cap on the whole exchange */
-	struct cidr_list allow_from; /* empty = no route-level restriction */
-	char *inbound_key;           /* route-level key (from inbound_key_file), NULL = the global one */
-	uint64_t max_body_bytes;     /* 0 = the [proxy] value */
-	bool access_log;             /* write the per-request "request" log line */
+	long idle_timeout_ms;          /* upstream silent this long -> 504 / cut */
+	long total_timeout_ms;         /* 0 = no cap on the whole exchange */
+	struct cidr_list allow_from;   /* empty = no route-level restriction */
+	char *inbound_key;             /* route-level key (from inbound_key_file), NULL = the global one */
+	uint64_t max_body_bytes;       /* 0 = the [proxy] value */
+	bool access_log;               /* write the per-request "request" log line */
+	int translate_upstream_errors; /* 0 = off: upstream 400/401/403 bodies pass unchanged; 1 = problem+json */
+	char *probe_path;              /* `check` probe path on the upstream, NULL = the product's default */
 	int line;
 };
 

@@ -604,6 +604,7 @@ static int p_scope(struct pv *pv, const char *v)
 static const char *const token_versions[] = {"v2", "v1", NULL};
 static const char *const auth_methods[] = {"post", "basic", NULL};
 static const char *const assertion_algs[] = {"PS256", "RS256", NULL};
+static const char *const translate_modes[] = {"off", "problem", NULL};
 
 const struct key_row config_key_rows[] = {
     {PROXY("listen", listen_host), .parse = p_listen, .def = "127.0.0.1:8080"},
@@ -667,6 +668,9 @@ const struct key_row config_key_rows[] = {
     {ROUTE("max_body_bytes", r.max_body_bytes), .parse = p_size64, .def = "0", .min = 0, .max = INT64_MAX},
     {ROUTE("timeout", r.total_timeout_ms), .parse = p_duration_ms, .def = "0", .min = 0, .max = HOURS(24)},
     {ROUTE("access_log", r.access_log), .parse = p_bool, .def = "true"},
+    {ROUTE("translate_upstream_errors", r.translate_upstream_errors), .parse = p_enum, .def = "off",
+     .names = translate_modes},
+    {ROUTE("probe_path", r.probe_path), .parse = p_match_path},
 };
 const size_t config_n_key_rows = ARRAY_LEN(config_key_rows);
 _Static_assert(ARRAY_LEN(config_key_rows) <= 64, "section.seen is a 64-bit mask");

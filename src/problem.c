@@ -121,6 +121,24 @@ static bool add_token_failure(cJSON *o, const struct token_failure *tf)
 	return ok;
 }
 
+/* The original upstream error: as JSON when it parses, else as text. */
+static bool add_upstream(cJSON *o, const struct problem *p)
+{
+	cJSON *orig = NULL;
+	bool ok = true;
+
+	if (p->upstream_status > 0)
+		ok = add_num(o, "upstream_status", (double)p->upstream_status);
+	if (!ok || p->upstream_body == NULL || p->upstream_body_len == 0)
+		return ok;
+	orig = cJSON_ParseWithLength(p->upstream_body, p->upstream_body_len);
+	if (orig != NULL && (cJSON_IsObject(orig) || cJSON_IsArray(orig)))
+		return cJSON_AddItemToObject(o, "upstream_error", orig) ? true : (cJSON_Delete(orig), false);
+	cJSON_Delete(orig);
+	return add_str(o, "upstream_body", p->upstream_body,
+		       p->upstream_body_len < PROBLEM_STR_MAX ? p->upstream_body_len : PROBLEM_STR_MAX);
+}
+
 static bool add_members(cJSON *o, const struct problem *p)
 {
 	bool ok = add_type(o, p->code);
@@ -138,6 +156,7 @@ static bool add_members(cJSON *o, const struct problem *p)
 	ok = ok && add_str(o, "request_id", p->request_id, PROBLEM_STR_MAX);
 	if (ok && p->token_failure != NULL)
 		ok = add_token_failure(o, p->token_failure);
+	ok = ok && add_upstream(o, p);
 	return ok;
 }
 

@@ -21,6 +21,9 @@ struct problem {
 	const char *remediation;                   /* may be NULL */
 	const char *request_id;                    /* may be NULL */
 	const struct token_failure *token_failure; /* Entra evidence, may be NULL */
+	long upstream_status;                      /* a translated upstream error: its status, 0 = none */
+	const char *upstream_body;                 /* its body (embedded as JSON when it is JSON), may be NULL */
+	size_t upstream_body_len;
 };
 
 /*

@@ -285,15 +285,71 @@ static void diagnose_upstream(struct request *rq)
 	if (!hit)
 		return;
 	rq->diagnosis = d.code;
+	rq->diag_title = d.title;
+	rq->diag_remediation = d.remediation;
 	diaglog_upstream(worker_now_ms(), rq->route->name, rq->request_id, &d, &ev, &rq->tok_claims, rq->tok_fp);
 	if (rq->up_status == 401)
 		token_reject(rq->w->tokens, rq->route->token_source, rq->tok_gen);
+}
+
+/*
+ * translate_upstream_errors = problem: answer the diagnosed refusal with
+ * problem+json (the upstream's status kept, its error embedded). The
+ * upstream transfer stops here; WWW-Authenticate is kept for clients that
+ * act on it.
+ */
+static enum MHD_Result queue_translated(struct request *rq)
+{
+	const struct config *cfg = rq->w->cfg;
+	const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
+	struct problem p = {
+	    .status = (int)rq->up_status,
+	    .code = rq->diagnosis,
+	    .title = rq->diag_title,
+	    .remediation = rq->diag_remediation,
+	    .route = rq->route->name,
+	    .audience = ts->resource,
+	    .client_id = cfg->credentials[ts->credential].client_id,
+	    .request_id = rq->request_id,
+	    .upstream_status = rq->up_status,
+	};
+	char *orig = malloc(DIAG_PEEK_MAX), *body;
+	size_t len = 0;
+
+	if (orig && rq->down.data)
+		p.upstream_body_len = ring_peek(&rq->down, orig, DIAG_PEEK_MAX);
+	p.upstream_body = orig;
+	body = problem_render(&p, &len);
+	free(orig);
+	const char *www = upstream_header(rq, "WWW-Authenticate");
+	char keep[1024];
+	snprintf(keep, sizeof keep, "%s", www ? www : ""); /* rh_buf stays valid, but copy before abort anyway */
+	relay_abort(rq);
+	struct MHD_Response *r = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	add_header(r, "Content-Type", "application/problem+json");
+	add_header(r, "Cache-Control", "no-store");
+	add_header(r, "S2S-Proxy-Diagnosis", rq->diagnosis);
+	if (keep[0] && hdr_value_ok(keep, strlen(keep)))
+		add_header(r, "WWW-Authenticate", keep);
+	if (rq->w->draining)
+		add_header(r, "Connection", "close");
+	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->up_status, r);
+	MHD_destroy_response(r);
+	rq->state = RQ_RESPONDED;
+	rq->final_status = (int)rq->up_status;
+	return ret;
 }
 
 static enum MHD_Result queue_upstream(struct request *rq)
 {
 	struct MHD_Response *r;
 	diagnose_upstream(rq);
+	if (rq->diagnosis && rq->route->translate_upstream_errors)
+		return queue_translated(rq);
 	bool body = status_has_body(rq->up_status) && !rq->is_head;
 	if (body || rq->is_head) {
 		uint64_t size = rq->resp_length >= 0 ? (uint64_t)rq->resp_length : MHD_SIZE_UNKNOWN;

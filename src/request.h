@@ -136,8 +136,9 @@ struct request {
 	struct jwt_claims tok_claims;
 	char tok_fp[JWT_FINGERPRINT_LEN];
 	unsigned long tok_gen;
-	const char *diagnosis; /* static string, NULL when none */
-	bool replayed; /* sent again once after a 401 with a fresh token */
+	const char *diagnosis;                     /* static string, NULL when none */
+	bool replayed;                             /* sent again once after a 401 with a fresh token */
+	const char *diag_title, *diag_remediation; /* with diagnosis, static strings */
 
 	/* MHD side */
 	bool mhd_suspended;

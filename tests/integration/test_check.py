@@ -126,3 +126,12 @@ def test_check_usage_and_bad_config():
     rc, out, err = run_check("[proxy]\nlisten = nonsense\n", name="bad")
     eq(rc, 2, "invalid configuration")
     assert "bad.ini:" in err, err
+
+
+def test_check_probe_path():
+    routes = {"dv": {"match_path": "/dv/", "upstream": DATAVERSE_URL, "audience": "dataverse",
+                     "credential": "contoso", "probe_path": "/_test/status"}}
+    rc, out, err = run_check(proxy_ini(SIM, routes=routes, work=W), "--json", name="probe")
+    r = json.loads(out)["routes"][0]
+    eq((rc, r["verdict"], r["probe_url"], r["probe_status"]),
+       (0, "ok", DATAVERSE_URL + "/_test/status", 200), "configured probe")

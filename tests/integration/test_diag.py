@@ -266,3 +266,31 @@ def test_401_drops_token_and_replays_bodyless_request_once():
         eq(len([e for e in px.events() if e.get("event") == "token_dropped"]), 1, "tokens dropped")
     finally:
         px.stop()
+
+
+def test_translate_upstream_errors_problem():
+    """translate_upstream_errors = problem: the refusal keeps its status and
+    gets a problem+json body embedding the original error; off (default)
+    and undiagnosed answers pass unchanged."""
+    n = 910
+    SIM.add_apps([app(n, "diag-translate", upstream_errors={"dataverse": "not_member"}), app(n + 1, "diag-t2")])
+    routes = {"p": {"match_path": "/p/", "strip_prefix": "true", "upstream": DATAVERSE_URL, "audience": "dataverse",
+                    "credential": "t", "translate_upstream_errors": "problem"},
+              "q": {"match_path": "/q/", "strip_prefix": "true", "upstream": DATAVERSE_URL, "audience": "dataverse",
+                    "credential": "t2", "translate_upstream_errors": "problem"}}
+    px = Proxy(W, proxy_ini(SIM, routes=routes, credentials={"t": cred(n), "t2": cred(n + 1)}, work=W),
+               name="diag-translate").start()
+    try:
+        r = px.request("GET", "/p/api/data/v9.2/WhoAmI")
+        eq((r.status, r.header("Content-Type"), r.header("S2S-Proxy-Diagnosis")),
+           (403, "application/problem+json", "dataverse_app_user_missing"), "translated answer")
+        p = r.json()
+        eq((p["diagnosis"], p["status"], p["upstream_status"], p["route"], p["client_id"]),
+           ("dataverse_app_user_missing", 403, 403, "p", client_id(n)), "problem members")
+        eq(p["upstream_error"]["error"]["code"], "0x80072560", "embedded original error")
+        assert "Application users" in p["remediation"], p
+        # a 401 with a challenge: WWW-Authenticate survives the translation
+        r = px.request("GET", "/q/_test/status?code=404")
+        eq((r.status, r.header("S2S-Proxy-Diagnosis"), r.body), (404, None, b'{"status":404}'), "404 untouched")
+    finally:
+        px.stop()

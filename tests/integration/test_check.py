@@ -135,3 +135,15 @@ def test_check_probe_path():
     r = json.loads(out)["routes"][0]
     eq((rc, r["verdict"], r["probe_url"], r["probe_status"]),
        (0, "ok", DATAVERSE_URL + "/_test/status", 200), "configured probe")
+
+
+def test_check_idp_unavailable_and_bad_response():
+    ini = proxy_ini(SIM, routes={"dataverse": harness.default_routes()["dataverse"]}, work=W)
+    try:
+        for mode, want in (("500", "idp_unavailable"), ("notoken", "idp_bad_response"), ("html", "idp_unavailable")):
+            SIM.set_entra(mode)
+            rc, out, err = run_check(ini, "--json", name="idp-" + mode)
+            r = json.loads(out)["routes"][0]
+            eq((rc, r["verdict"], r["diagnosis"]), (1, "fail", want), "Entra mode %s" % mode)
+    finally:
+        SIM.reset(faults=True)

@@ -294,3 +294,18 @@ def test_translate_upstream_errors_problem():
         eq((r.status, r.header("S2S-Proxy-Diagnosis"), r.body), (404, None, b'{"status":404}'), "404 untouched")
     finally:
         px.stop()
+
+
+def test_idp_bad_response_through_the_proxy():
+    SIM.set_entra("notoken")
+    try:
+        px = Proxy(W, proxy_ini(SIM, routes={"dataverse": harness.default_routes()["dataverse"]}, work=W),
+                   name="diag-notoken").start()
+        try:
+            px.wait_event("token_failed", 20)
+            r = px.request("GET", "/dataverse/api/data/v9.2/WhoAmI")
+            eq((r.status, r.json()["diagnosis"]), (502, "idp_bad_response"), "200 without a token")
+        finally:
+            px.stop()
+    finally:
+        SIM.reset(faults=True)

@@ -514,9 +514,12 @@ static void check_proof(struct load *ld, struct section *s)
 	static const struct {
 		const char *key;
 		enum cred_kind kind;
-	} keys[] = {{"client_secret_file", CRED_SECRET}, {"client_secret_env", CRED_SECRET},
-		    {"client_secret", CRED_SECRET},      {"certificate_file", CRED_CERTIFICATE},
-		    {"pfx_file", CRED_CERTIFICATE},      {"federated_token_file", CRED_FEDERATED},
+	} keys[] = {{"client_secret_file", CRED_SECRET},
+		    {"client_secret_env", CRED_SECRET},
+		    {"client_secret", CRED_SECRET},
+		    {"certificate_file", CRED_CERTIFICATE},
+		    {"pfx_file", CRED_CERTIFICATE},
+		    {"federated_token_file", CRED_FEDERATED},
 		    {"managed_identity", CRED_MANAGED_IDENTITY}};
 	struct credential_cfg *c = s->obj;
 	int n = 0, first = 0, last = 0;

@@ -25,9 +25,9 @@ enum auth_method { AUTH_POST = 0, AUTH_BASIC };
 enum secret_source { SECRET_NONE = 0, SECRET_FILE, SECRET_ENV, SECRET_INLINE };
 /* How a credential proves itself to Entra (exactly one per credential). */
 enum cred_kind {
-	CRED_SECRET = 0,  /* client_secret_* */
-	CRED_CERTIFICATE, /* certificate_file + private_key_file, or pfx_file: signed client assertion */
-	CRED_FEDERATED,   /* federated_token_file: its JWT is the client assertion */
+	CRED_SECRET = 0,       /* client_secret_* */
+	CRED_CERTIFICATE,      /* certificate_file + private_key_file, or pfx_file: signed client assertion */
+	CRED_FEDERATED,        /* federated_token_file: its JWT is the client assertion */
 	CRED_MANAGED_IDENTITY, /* managed_identity: Azure IMDS or App Service, no Entra request of ours */
 };
 enum assertion_alg { ASSERTION_PS256 = 0, ASSERTION_RS256 };
@@ -64,7 +64,7 @@ struct credential_cfg {
 	char *pfx_file;                  /* PKCS#12 instead of the two PEM files */
 	enum assertion_alg assertion_alg;
 	bool send_x5c;
-	char *federated_token_file; /* re-read at every token request */
+	char *federated_token_file;      /* re-read at every token request */
 	char *managed_identity;          /* "system" or the client id of a user-assigned identity */
 	char *managed_identity_endpoint; /* token URL: override, IDENTITY_ENDPOINT or IMDS (http allowed) */
 	bool mi_app_service;             /* IDENTITY_ENDPOINT + IDENTITY_HEADER: App Service / Functions */

@@ -119,6 +119,26 @@ void cred_free(struct cred *cr)
 	free(cr);
 }
 
+static bool str_eq(const char *a, const char *b)
+{
+	return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+bool cred_same(const struct credential_cfg *a, const struct credential_cfg *b)
+{
+	return a->kind == b->kind && a->secret_source == b->secret_source && a->token_version == b->token_version &&
+	       a->auth_method == b->auth_method && a->assertion_alg == b->assertion_alg && a->send_x5c == b->send_x5c &&
+	       a->mi_app_service == b->mi_app_service && str_eq(a->tenant, b->tenant) &&
+	       str_eq(a->client_id, b->client_id) && str_eq(a->authority, b->authority) &&
+	       str_eq(a->client_secret_file, b->client_secret_file) &&
+	       str_eq(a->client_secret_env, b->client_secret_env) && str_eq(a->client_secret, b->client_secret) &&
+	       str_eq(a->certificate_file, b->certificate_file) && str_eq(a->private_key_file, b->private_key_file) &&
+	       str_eq(a->private_key_password_file, b->private_key_password_file) && str_eq(a->pfx_file, b->pfx_file) &&
+	       str_eq(a->federated_token_file, b->federated_token_file) &&
+	       str_eq(a->managed_identity, b->managed_identity) &&
+	       str_eq(a->managed_identity_endpoint, b->managed_identity_endpoint);
+}
+
 long long cred_cert_not_after(const struct cred *cr)
 {
 	return cr != NULL ? assertion_not_after(cr->key) : 0;

@@ -11,6 +11,7 @@
 #ifndef S2S_CRED_H
 #define S2S_CRED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -43,6 +44,10 @@ int cred_material(struct cred *cr, const char *endpoint, const char *target, lon
 
 /* Wipe and free; NULL-safe, idempotent. */
 void cred_material_wipe(struct cred_material *m);
+
+/* Whether two credentials are configured identically (tokens of one are
+ * good for the other). */
+bool cred_same(const struct credential_cfg *a, const struct credential_cfg *b);
 
 /* Certificate notAfter (unix seconds), 0 for other kinds. */
 long long cred_cert_not_after(const struct cred *cr);

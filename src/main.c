@@ -25,6 +25,7 @@
 #include "check.h"
 #include "config.h"
 #include "log.h"
+#include "reload.h"
 #include "metrics.h"
 #include "tlsca.h"
 #include "tlsin.h"
@@ -165,15 +166,17 @@ static void log_listening(const struct config *cfg, unsigned port)
 }
 
 /* Wait for TERM/INT, then drain; a second signal or the deadline cuts. */
-static void serve_until_signal(const struct config *cfg, const sigset_t *set)
+static void serve_until_signal(const struct config *cfg, const sigset_t *set, struct reload *rl)
 {
+	struct timespec second = {.tv_sec = 1, .tv_nsec = 0};
 	int sig;
 	for (;;) {
-		sig = sigwaitinfo(set, NULL);
+		sig = sigtimedwait(set, NULL, &second); /* each second: retire unused configurations */
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
 		if (sig == SIGHUP)
-			log_msg(LOG_WARN, "reload_unsupported", "SIGHUP: configuration reload is not supported yet");
+			reload_apply(rl);
+		reload_retire(rl);
 	}
 	log_msg(LOG_INFO, "shutdown", "signal %d: draining in-flight requests (up to %lds)", sig,
 		cfg->proxy.shutdown_timeout_s);
@@ -201,6 +204,7 @@ static int run(const struct config *cfg)
 {
 	int rc = 1;
 	struct token_engine *te = NULL;
+	struct reload *rl = NULL;
 	unsigned port = 0;
 	sigset_t set;
 	char err[256];
@@ -229,7 +233,10 @@ static int run(const struct config *cfg)
 	    admin_start(cfg, te) < 0)
 		goto out;
 	log_listening(cfg, port);
-	serve_until_signal(cfg, &set);
+	rl = reload_new(cfg, te, workers, n_workers, on_token_change);
+	if (!rl)
+		goto out;
+	serve_until_signal(cfg, &set, rl);
 	rc = 0;
 out:
 	admin_stop(); /* before the engine and metrics it reads */
@@ -238,6 +245,7 @@ out:
 	for (int i = 0; i < n_workers; i++)
 		worker_join(&workers[i]);
 	n_workers = 0;
+	reload_free(rl); /* later configurations; the first is the caller's */
 	token_engine_free(te);
 	metrics_free();
 	tlsca_free();

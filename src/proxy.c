@@ -103,7 +103,7 @@ static void set_local(struct request *rq, int status, const char *code, const ch
 /* What the route expects, for diag_token_note. */
 static struct diag_context route_context(const struct request *rq)
 {
-	const struct config *cfg = rq->w->cfg;
+	const struct config *cfg = rq->cfg;
 	const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
 	const struct credential_cfg *cr = &cfg->credentials[ts->credential];
 	struct diag_context ctx = {cr->client_id, cr->tenant, ts->resource, rq->route->audience_kind};
@@ -145,7 +145,7 @@ static enum MHD_Result queue_local(struct request *rq)
 	    .request_id = rq->request_id,
 	};
 	if (rq->route) {
-		const struct config *cfg = rq->w->cfg;
+		const struct config *cfg = rq->cfg;
 		const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
 		p.route = rq->route->name;
 		p.audience = ts->resource;
@@ -289,7 +289,7 @@ static void diagnose_upstream(struct request *rq)
 	rq->diag_remediation = d.remediation;
 	diaglog_upstream(worker_now_ms(), rq->route->name, rq->request_id, &d, &ev, &rq->tok_claims, rq->tok_fp);
 	if (rq->up_status == 401)
-		token_reject(rq->w->tokens, rq->route->token_source, rq->tok_gen);
+		token_reject(rq->tokens, rq->route->token_source, rq->tok_gen);
 }
 
 /*
@@ -300,7 +300,7 @@ static void diagnose_upstream(struct request *rq)
  */
 static enum MHD_Result queue_translated(struct request *rq)
 {
-	const struct config *cfg = rq->w->cfg;
+	const struct config *cfg = rq->cfg;
 	const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
 	struct problem p = {
 	    .status = (int)rq->up_status,
@@ -414,7 +414,7 @@ static bool replay_after_401(struct request *rq)
 {
 	if (rq->up_status != 401 || rq->replayed || rq->has_body || !rq->route || rq->w->draining)
 		return false;
-	if (!token_reject(rq->w->tokens, rq->route->token_source, rq->tok_gen))
+	if (!token_reject(rq->tokens, rq->route->token_source, rq->tok_gen))
 		return false;
 	relay_abort(rq); /* drops the curl side's reference; the MHD side keeps rq */
 	rq->replayed = true;
@@ -430,8 +430,7 @@ static bool replay_after_401(struct request *rq)
 	rq->pause_bits = 0;
 	rq->down.head = rq->down.len = 0;
 	rq->state = RQ_NEW;
-	log_msg(LOG_INFO, "request_replayed", "request %s: upstream 401, token dropped, sending again",
-		rq->request_id);
+	log_msg(LOG_INFO, "request_replayed", "request %s: upstream 401, token dropped, sending again", rq->request_id);
 	start_with_token(rq, worker_now_ms()); /* parks until the fresh token is there */
 	return true;
 }
@@ -547,7 +546,7 @@ static void log_denied(const struct request *rq, const char *reason)
  * with rq->local set to a 403 when the caller may not use the route. */
 static bool admitted(struct request *rq)
 {
-	const struct proxy_cfg *pc = &rq->w->cfg->proxy;
+	const struct proxy_cfg *pc = &rq->cfg->proxy;
 	const struct route_cfg *r = rq->route;
 	const struct sockaddr *sa = (const struct sockaddr *)&rq->client_sa;
 	const char *code = NULL, *why = NULL;
@@ -588,7 +587,7 @@ static void log_limit(const struct request *rq, const char *limit, long long val
 /* The request body cap: the route's when it sets a lower one. 0 = none. */
 static uint64_t body_cap(const struct request *rq)
 {
-	uint64_t p = rq->w->cfg->proxy.max_body_bytes, r = rq->route ? rq->route->max_body_bytes : 0;
+	uint64_t p = rq->cfg->proxy.max_body_bytes, r = rq->route ? rq->route->max_body_bytes : 0;
 	if (r && (!p || r < p))
 		return r;
 	return p;
@@ -626,13 +625,13 @@ static bool classify(struct request *rq, const char *method)
 		rq->local.close = true; /* the body boundary is unknowable: never reuse (RFC 9112 6.3) */
 		return false;
 	}
-	if (rq->header_bytes > rq->w->cfg->proxy.max_header_bytes) {
+	if (rq->header_bytes > rq->cfg->proxy.max_header_bytes) {
 		set_local(rq, 431, "headers_too_large", "Request header fields too large", NULL);
 		rq->local.close = true;
 		log_limit(rq, "max_header_bytes", (long long)rq->header_bytes);
 		return false;
 	}
-	if ((long)strlen(rq->target) > rq->w->cfg->proxy.max_url_bytes) {
+	if ((long)strlen(rq->target) > rq->cfg->proxy.max_url_bytes) {
 		set_local(rq, 414, "uri_too_long", "Request-target too long", NULL);
 		rq->local.close = true;
 		log_limit(rq, "max_url_bytes", (long long)strlen(rq->target));
@@ -656,7 +655,7 @@ static bool classify(struct request *rq, const char *method)
 	    .host = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Host"),
 	};
 	enum route_verdict v =
-	    strlen(rq->target) > ROUTE_MAX_TARGET ? ROUTE_TOO_LONG : route_select(rq->w->cfg, &rr, &rq->match);
+	    strlen(rq->target) > ROUTE_MAX_TARGET ? ROUTE_TOO_LONG : route_select(rq->cfg, &rr, &rq->match);
 	copy_cut(rq->host, sizeof rq->host, rq->match.host);
 	if (v != ROUTE_OK) {
 		set_local(rq, route_status[v], route_code[v], route_verdict_reason(v), NULL);
@@ -692,12 +691,12 @@ static void start_with_token(struct request *rq, long long now)
 {
 	struct worker *w = rq->w;
 	struct token_failure fail;
-	enum token_state st = token_lookup(w->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr,
+	enum token_state st = token_lookup(rq->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr,
 					   &rq->tok_gen, &fail);
 	if (st == TOKEN_VALID) {
 		remember_token(rq, w->token_hdr);
 		if (rq->state == RQ_PARKED)
-			rq->t_parked_ms = now - rq->park_deadline_ms + w->cfg->proxy.token_wait_ms;
+			rq->t_parked_ms = now - rq->park_deadline_ms + rq->cfg->proxy.token_wait_ms;
 		rq->state = RQ_FORWARDING;
 		if (relay_start(rq, w->token_hdr) < 0)
 			rq->local.set = true;
@@ -705,7 +704,7 @@ static void start_with_token(struct request *rq, long long now)
 	} else if (st == TOKEN_PENDING) {
 		if (rq->state != RQ_PARKED) {
 			rq->state = RQ_PARKED;
-			rq->park_deadline_ms = now + w->cfg->proxy.token_wait_ms;
+			rq->park_deadline_ms = now + rq->cfg->proxy.token_wait_ms;
 			park_link(w, rq);
 		}
 	} else {
@@ -724,7 +723,7 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 		rq->local.close = true;
 		log_limit(rq, "max_connections", rq->w->n_conns);
 	} else if (classify(rq, method)) {
-		if (rq->has_body && rbuf_init(&rq->up, rq->w->cfg->proxy.buffer_bytes) < 0)
+		if (rq->has_body && rbuf_init(&rq->up, rq->cfg->proxy.buffer_bytes) < 0)
 			set_local(rq, 503, "overloaded", "Out of memory", NULL);
 		else
 			start_with_token(rq, now);
@@ -905,7 +904,7 @@ void proxy_check_deadlines(struct worker *w, long long now_ms)
 		if (rq->park_deadline_ms > now_ms)
 			continue;
 		park_unlink(w, rq);
-		rq->t_parked_ms = w->cfg->proxy.token_wait_ms;
+		rq->t_parked_ms = rq->cfg->proxy.token_wait_ms;
 		set_local(rq, 503, "token_wait_timeout", "No token from Microsoft Entra ID in time",
 			  "the first token for this route is still being requested");
 		rq->local.retry_after_s = 1;

@@ -213,7 +213,7 @@ static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, co
 	(void)kind;
 	if (!value || !hdr_request_forwardable(name, b->rq->conn_tokens))
 		return MHD_YES;
-	if (strcasecmp(name, b->rq->w->cfg->proxy.inbound_key_header) == 0)
+	if (strcasecmp(name, b->rq->cfg->proxy.inbound_key_header) == 0)
 		return MHD_YES; /* the caller's key for this proxy never goes upstream */
 	int n = *value ? snprintf(line, sizeof line, "%s: %s", name, value) : snprintf(line, sizeof line, "%s;", name);
 	if (n < 0 || (size_t)n >= sizeof line) {
@@ -331,7 +331,7 @@ int relay_start(struct request *rq, const char *auth_header)
 			   "the upstream URL would exceed the limit");
 		return -1;
 	}
-	size_t cap = rq->w->cfg->proxy.buffer_bytes;
+	size_t cap = rq->cfg->proxy.buffer_bytes;
 	if (cap < 2 * DOWN_RESUME_ROOM)
 		cap = 2 * DOWN_RESUME_ROOM; /* or a paused download could never resume */
 	if (!rq->down.data && rbuf_init(&rq->down, cap) < 0)

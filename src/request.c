@@ -23,6 +23,11 @@ struct request *request_new(struct worker *w, const char *target)
 	rq->magic = REQUEST_MAGIC;
 	rq->refs = 1; /* the MHD side's */
 	rq->w = w;
+	rq->cfg = w->cfg;
+	rq->tokens = w->tokens;
+	rq->gen = w->gen;
+	if (rq->gen != NULL)
+		atomic_fetch_add(&rq->gen->refs, 1);
 	rq->body_len = -1;
 	rq->resp_length = -1;
 	return rq;
@@ -41,6 +46,8 @@ void request_unref(struct request *rq)
 	rbuf_free(&rq->down);
 	free(rq->rh_buf);
 	free(rq->target);
+	if (rq->gen != NULL)
+		atomic_fetch_sub(&rq->gen->refs, 1);
 	rq->magic = 0;
 	free(rq);
 }

@@ -39,6 +39,7 @@
 	}
 
 struct worker;
+struct worker_gen;
 
 enum rq_state {
 	RQ_NEW = 0,    /* URI seen, headers not yet examined */
@@ -88,6 +89,12 @@ struct request {
 	long long t_parked_ms; /* time spent waiting for a token */
 	long long park_deadline_ms;
 
+	/* The configuration generation the request started with (SIGHUP may
+	 * install a newer one meanwhile): cfg and tokens are used for its whole
+	 * life; gen (NULL-safe) holds a reference on them. */
+	const struct config *cfg;
+	struct token_engine *tokens;
+	struct worker_gen *gen;
 	const struct route_cfg *route;
 	struct route_match match;
 

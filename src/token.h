@@ -65,6 +65,16 @@ void token_engine_set_clock(struct token_engine *te, token_clock_fn clock);
 /* Start the engine thread; every source is fetched at once. 0 or -1. */
 int token_engine_start(struct token_engine *te);
 
+/* Stop the thread; lookups keep answering from the cache. NULL-safe. */
+void token_engine_stop(struct token_engine *te);
+
+/*
+ * Before starting te (SIGHUP reload): copy every still usable token of
+ * `old` whose source is identical (token endpoint, resource, scope and the
+ * credential's settings) into te. Returns how many were kept.
+ */
+size_t token_engine_adopt(struct token_engine *te, struct token_engine *old);
+
 /* Stop the thread and free everything (wiping tokens). NULL-safe. */
 void token_engine_free(struct token_engine *te);
 

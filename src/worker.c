@@ -128,6 +128,7 @@ int worker_init(struct worker *w, int id, const struct config *cfg, struct token
 	w->listen_fd = listen_fd;
 	w->mhd_epfd = -1;
 	atomic_init(&w->token_event, 0);
+	atomic_init(&w->next_gen, NULL);
 	atomic_init(&w->stop, 0);
 	atomic_init(&w->finished, false);
 	if (getrandom(&w->rng, sizeof w->rng, 0) != (ssize_t)sizeof w->rng)
@@ -225,10 +226,25 @@ static void trim_when_idle(struct worker *w, long long now)
 	}
 }
 
+/* Take a generation handed over by worker_set_gen: new requests use it. */
+static void adopt_gen(struct worker *w)
+{
+	struct worker_gen *g = atomic_exchange(&w->next_gen, NULL);
+
+	if (g == NULL)
+		return;
+	if (w->gen != NULL)
+		atomic_fetch_sub(&w->gen->refs, 1);
+	w->gen = g;
+	w->cfg = g->cfg;
+	w->tokens = g->tokens;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	for (;;) {
+		adopt_gen(w);
 		long long now = worker_now_ms();
 		int stop = atomic_load(&w->stop);
 		if (stop && !w->draining)
@@ -273,6 +289,18 @@ int worker_start(struct worker *w)
 void worker_request_stop(struct worker *w, bool now)
 {
 	atomic_store(&w->stop, now ? 2 : 1);
+	if (w->multi)
+		curl_multi_wakeup(w->multi);
+}
+
+void worker_set_gen(struct worker *w, struct worker_gen *g)
+{
+	struct worker_gen *old;
+
+	atomic_fetch_add(&g->refs, 1);
+	old = atomic_exchange(&w->next_gen, g);
+	if (old != NULL) /* never adopted: superseded by g */
+		atomic_fetch_sub(&old->refs, 1);
 	if (w->multi)
 		curl_multi_wakeup(w->multi);
 }

@@ -20,6 +20,18 @@
 struct request;
 struct conn_track;
 
+/*
+ * A configuration generation (SIGHUP reload): a config and the token engine
+ * built for it. A worker serves new requests from its current generation;
+ * every request keeps the generation it started with until it ends (refs
+ * counts the workers and requests using it; main.c retires it at zero).
+ */
+struct worker_gen {
+	const struct config *cfg;
+	struct token_engine *tokens;
+	atomic_long refs;
+};
+
 struct worker {
 	int id;
 	const struct config *cfg;
@@ -34,8 +46,10 @@ struct worker {
 	bool mhd_dirty;  /* a connection was resumed: run MHD before sleeping */
 	bool curl_dirty; /* a transfer was added or unpaused: run curl before sleeping */
 	atomic_int token_event;
-	atomic_int stop;      /* 0 run, 1 drain, 2 stop now */
-	atomic_bool finished; /* the loop has ended */
+	struct worker_gen *gen;                /* current; worker thread only (NULL: cfg/tokens as given) */
+	_Atomic(struct worker_gen *) next_gen; /* handed over by worker_set_gen, adopted by the loop */
+	atomic_int stop;                       /* 0 run, 1 drain, 2 stop now */
+	atomic_bool finished;                  /* the loop has ended */
 	bool draining;
 	long long drain_deadline_ms;
 	struct request *parked; /* waiting for a token */
@@ -61,6 +75,9 @@ int worker_init(struct worker *w, int id, const struct config *cfg, struct token
 int worker_start(struct worker *w);
 /* Ask to stop: drain (in-flight requests finish until shutdown_timeout) or now. */
 void worker_request_stop(struct worker *w, bool now);
+/* Serve new requests from generation g from the next loop turn on (any
+ * thread; takes a reference on g, drops the one on the previous). */
+void worker_set_gen(struct worker *w, struct worker_gen *g);
 /* Wake the worker because a token changed (any thread). */
 void worker_token_changed(struct worker *w);
 /* Join and free. NULL-safe, idempotent. */

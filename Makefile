@@ -1,5 +1,5 @@
 # s2s-proxy build. `make` builds build/s2s-proxy; see `make help`.
-PKGS     := libmicrohttpd libcurl openssl libcjson inih gnutls
+PKGS     := libmicrohttpd libcurl openssl libcjson inih gnutls libxml-2.0 libxcrypt
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 CC       ?= cc
 PREFIX   ?= /usr/local

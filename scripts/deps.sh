@@ -5,7 +5,7 @@
 set -eu
 
 # Build and runtime libraries (keep in step with docker/Dockerfile).
-BUILD_PKGS="build-essential pkg-config libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libssl-dev libcjson-dev libinih-dev"
+BUILD_PKGS="build-essential pkg-config libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libssl-dev libcjson-dev libinih-dev libxml2-dev libcrypt-dev"
 # Tests: the simulated Microsoft cloud (Debian's python3 with cryptography),
 # the test CA (openssl), curl as a client, sanitizers and fuzzers (clang).
 TEST_PKGS="python3 python3-cryptography openssl curl clang libclang-rt-14-dev"

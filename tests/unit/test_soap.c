@@ -1,0 +1,235 @@
+/*
+ * test_soap.c - SOAP 1.2 <-> 1.1 conversions, locally built faults, the
+ * RST parser and the hardened parser's refusals. Recorded-shape inputs are
+ * in tests/data/soap/ (run from the repository root, as tests/run.sh does).
+ */
+#include <stdlib.h>
+
+#include "soap.h"
+#include "t.h"
+
+static char *slurp(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = malloc(1 << 20);
+	*n = 0;
+	if (f && buf)
+		*n = fread(buf, 1, (1 << 20) - 1, f);
+	if (f)
+		fclose(f);
+	if (buf) {
+		while (*n && (buf[*n - 1] == '\n'))
+			(*n)--;
+		buf[*n] = '\0';
+	}
+	return buf;
+}
+
+static void test_request_whoami(void)
+{
+	size_t n, on;
+	char *in = slurp("tests/data/soap/whoami_12.xml", &n), *out = NULL;
+	struct soap_request_info info;
+	CHECK(in && n > 0);
+	CHECK_INT(soap_request_to_11(in, n, &out, &on, &info), SOAP_OK);
+	CHECK_STR(info.action, "http://schemas.microsoft.com/xrm/2011/Contracts/Services/IOrganizationService/Execute");
+	CHECK_STR(info.message_id, "urn:uuid:2f9d2f0b-6a1e-4b53-8e43-0d3b3c1c9a11");
+	CHECK_STR(info.sdk_version, "9.1");
+	CHECK_STR(info.handle, "HANDLE0123456789abcdef");
+	CHECK_STR(
+	    out, "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" "
+		 "xmlns:a=\"http://www.w3.org/2005/08/addressing\" "
+		 "xmlns:u=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd\">"
+		 "<s:Header><SdkClientVersion xmlns=\"http://schemas.microsoft.com/xrm/2011/Contracts\">9.1"
+		 "</SdkClientVersion><UserType xmlns=\"http://schemas.microsoft.com/xrm/2011/Contracts\">CrmUser"
+		 "</UserType><MSCRMCallerID xmlns=\"http://schemas.microsoft.com/xrm/2011/Contracts\">"
+		 "5f0bd0b3-1c1f-4a7e-9a52-2a4c3bb7a1f2</MSCRMCallerID></s:Header><s:Body><Execute "
+		 "xmlns=\"http://schemas.microsoft.com/xrm/2011/Contracts/Services\"><request "
+		 "xmlns:b=\"http://schemas.microsoft.com/xrm/2011/Contracts\" "
+		 "xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\" "
+		 "xmlns:c=\"http://schemas.microsoft.com/crm/2011/Contracts\" i:type=\"c:WhoAmIRequest\"><b:Parameters "
+		 "xmlns:d=\"http://schemas.datacontract.org/2004/07/System.Collections.Generic\"/><b:RequestId "
+		 "i:nil=\"true\"/><b:RequestName>WhoAmI</b:RequestName></request></Execute></s:Body></s:Envelope>");
+	CHECK(!strstr(out, "Security") && !strstr(out, "HANDLE") && !strstr(out, "2003/05"));
+	free(in);
+	free(out);
+}
+
+static void test_request_mustunderstand(void)
+{
+	const char *in =
+	    "<e:Envelope xmlns:e=\"" SOAP_NS_12 "\"><e:Header><X xmlns=\"urn:x\" e:mustUnderstand=\"true\" "
+	    "e:role=\"urn:r\">v</X></e:Header><e:Body><Create xmlns=\"urn:c\"/></e:Body></e:Envelope>";
+	char *out = NULL;
+	size_t on;
+	struct soap_request_info info;
+	CHECK_INT(soap_request_to_11(in, strlen(in), &out, &on, &info), SOAP_OK);
+	CHECK_STR(out,
+		  "<e:Envelope xmlns:e=\"" SOAP_NS_11 "\"><e:Header><X xmlns=\"urn:x\" e:mustUnderstand=\"1\">v</X>"
+		  "</e:Header><e:Body><Create xmlns=\"urn:c\"/></e:Body></e:Envelope>");
+	CHECK_STR(info.action, "");
+	free(out);
+}
+
+static void test_request_refusals(void)
+{
+	char *out = NULL;
+	size_t on;
+	struct soap_request_info info;
+	const char *v11 = "<s:Envelope xmlns:s=\"" SOAP_NS_11 "\"><s:Body/></s:Envelope>";
+	CHECK_INT(soap_request_to_11(v11, strlen(v11), &out, &on, &info), SOAP_E_VERSION);
+	const char *nobody = "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\"><s:Header/></s:Envelope>";
+	CHECK_INT(soap_request_to_11(nobody, strlen(nobody), &out, &on, &info), SOAP_E_SHAPE);
+	CHECK_INT(soap_request_to_11("<a><b></a>", 10, &out, &on, &info), SOAP_E_PARSE);
+	CHECK_INT(soap_request_to_11("", 0, &out, &on, &info), SOAP_E_PARSE);
+	CHECK(out == NULL);
+}
+
+static void test_malicious(void)
+{
+	char *out = NULL;
+	size_t on;
+	struct soap_request_info info;
+	const char *laughs =
+	    "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol1 "
+	    "\"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">]><s:Envelope xmlns:s=\"" SOAP_NS_12
+	    "\"><s:Body>&lol1;</s:Body></s:Envelope>";
+	CHECK_INT(soap_request_to_11(laughs, strlen(laughs), &out, &on, &info), SOAP_E_DTD);
+	const char *xxe = "<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><s:Envelope xmlns:s=\"" SOAP_NS_12
+			  "\"><s:Body>&x;</s:Body></s:Envelope>";
+	CHECK_INT(soap_request_to_11(xxe, strlen(xxe), &out, &on, &info), SOAP_E_DTD);
+	const char *ext = "<!DOCTYPE r SYSTEM \"http://127.0.0.1:1/x.dtd\"><r/>";
+	CHECK_INT(soap_request_to_11(ext, strlen(ext), &out, &on, &info), SOAP_E_DTD);
+	const char *undeclared = "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\"><s:Body>&x;</s:Body></s:Envelope>";
+	CHECK(soap_request_to_11(undeclared, strlen(undeclared), &out, &on, &info) < 0);
+
+	char deep[4096] = "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\"><s:Body>";
+	for (int i = 0; i < 100; i++)
+		strcat(deep, "<d>");
+	for (int i = 0; i < 100; i++)
+		strcat(deep, "</d>");
+	strcat(deep, "</s:Body></s:Envelope>");
+	CHECK_INT(soap_request_to_11(deep, strlen(deep), &out, &on, &info), SOAP_E_LIMIT);
+
+	size_t big = SOAP_MAX_ATTR + 100;
+	char *huge = malloc(big + 200);
+	CHECK(huge);
+	int k = snprintf(huge, 200, "<s:Envelope xmlns:s=\"%s\"><s:Body><x a=\"", SOAP_NS_12);
+	memset(huge + k, 'A', big);
+	snprintf(huge + k + big, 100, "\"/></s:Body></s:Envelope>");
+	int r = soap_request_to_11(huge, strlen(huge), &out, &on, &info);
+	free(huge);
+	CHECK_INT(r, SOAP_E_LIMIT);
+	CHECK(out == NULL);
+}
+
+static void test_fault_to_12(void)
+{
+	size_t n, on;
+	bool fault;
+	char *in = slurp("tests/data/soap/fault_11.xml", &n), *out = NULL;
+	CHECK(in);
+	CHECK_INT(soap_response_to_12(in, n,
+				      "http://schemas.microsoft.com/xrm/2011/Contracts/Services/IOrganizationService/"
+				      "Retrieve",
+				      "urn:uuid:1", &out, &on, &fault),
+		  SOAP_OK);
+	CHECK(fault);
+	CHECK_STR(out,
+		  "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Header "
+		  "xmlns:a=\"http://www.w3.org/2005/08/addressing\"><a:Action s:mustUnderstand=\"1\">"
+		  "http://schemas.microsoft.com/xrm/2011/Contracts/Services/IOrganizationService/"
+		  "RetrieveOrganizationServiceFaultFault</a:Action><a:RelatesTo>urn:uuid:1</a:RelatesTo></s:Header>"
+		  "<s:Body><s:Fault><s:Code><s:Value>s:Sender</s:Value></s:Code><s:Reason><s:Text xml:lang=\"en-US\">"
+		  "account With Id = 00000000-0000-0000-0000-000000000001 Does Not Exist</s:Text></s:Reason>"
+		  "<s:Detail><OrganizationServiceFault xmlns=\"http://schemas.microsoft.com/xrm/2011/Contracts\" "
+		  "xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\"><ActivityId>"
+		  "8d1c2a7e-0f6f-4a3c-9b7e-1f2e3d4c5b6a</ActivityId><ErrorCode>-2147220969</ErrorCode><ErrorDetails "
+		  "xmlns:a=\"http://schemas.datacontract.org/2004/07/System.Collections.Generic\"/><Message>account "
+		  "With Id = 00000000-0000-0000-0000-000000000001 Does Not Exist</Message><Timestamp>"
+		  "2026-11-22T04:00:01.0000000Z</Timestamp><ExceptionRetriable>false</ExceptionRetriable>"
+		  "<ExceptionSource i:nil=\"true\"/><InnerFault i:nil=\"true\"/><OriginalException i:nil=\"true\"/>"
+		  "<TraceText i:nil=\"true\"/></OrganizationServiceFault></s:Detail></s:Fault></s:Body></s:Envelope>");
+	free(in);
+	free(out);
+}
+
+static void test_response_to_12(void)
+{
+	const char *in = "<s:Envelope xmlns:s=\"" SOAP_NS_11 "\"><s:Body><CreateResponse "
+			 "xmlns=\"http://schemas.microsoft.com/xrm/2011/Contracts/Services\"><CreateResult>"
+			 "1d7c4f0a-0000-0000-0000-000000000042</CreateResult></CreateResponse></s:Body></s:Envelope>";
+	char *out = NULL;
+	size_t on;
+	bool fault = true;
+	CHECK_INT(soap_response_to_12(in, strlen(in), "urn:act/Create", "urn:uuid:9", &out, &on, &fault), SOAP_OK);
+	CHECK(!fault);
+	CHECK_STR(out, "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\"><s:Header xmlns:a=\"" SOAP_NS_WSA
+		       "\"><a:Action s:mustUnderstand=\"1\">urn:act/CreateResponse</a:Action><a:RelatesTo>urn:uuid:9"
+		       "</a:RelatesTo></s:Header><s:Body><CreateResponse "
+		       "xmlns=\"http://schemas.microsoft.com/xrm/2011/Contracts/Services\"><CreateResult>"
+		       "1d7c4f0a-0000-0000-0000-000000000042</CreateResult></CreateResponse></s:Body></s:Envelope>");
+	free(out);
+	const char *srv = "<s:Envelope xmlns:s=\"" SOAP_NS_11 "\"><s:Body><s:Fault><faultcode>s:Server</faultcode>"
+			  "<faultstring>boom</faultstring></s:Fault></s:Body></s:Envelope>";
+	CHECK_INT(soap_response_to_12(srv, strlen(srv), "urn:act/Execute", "", &out, &on, &fault), SOAP_OK);
+	CHECK(fault);
+	CHECK_STR(out, "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\"><s:Header xmlns:a=\"" SOAP_NS_WSA
+		       "\"><a:Action s:mustUnderstand=\"1\">http://www.w3.org/2005/08/addressing/soap/fault</a:Action>"
+		       "</s:Header><s:Body><s:Fault><s:Code><s:Value>s:Receiver</s:Value></s:Code><s:Reason><s:Text "
+		       "xml:lang=\"en-US\">boom</s:Text></s:Reason></s:Fault></s:Body></s:Envelope>");
+	free(out);
+	const char *v12 = "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\"><s:Body/></s:Envelope>";
+	CHECK_INT(soap_response_to_12(v12, strlen(v12), "", "", &out, &on, &fault), SOAP_E_VERSION);
+}
+
+static void test_local_fault(void)
+{
+	size_t n;
+	char *f = soap_fault_12("Sender", "http://schemas.xmlsoap.org/ws/2005/02/trust", "FailedAuthentication",
+				"Authentication <Failure>", NULL, "urn:uuid:7", &n);
+	CHECK(f);
+	CHECK_STR(f, "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\" xmlns:a=\"" SOAP_NS_WSA
+		     "\"><s:Header><a:Action s:mustUnderstand=\"1\">http://www.w3.org/2005/08/addressing/soap/fault"
+		     "</a:Action><a:RelatesTo>urn:uuid:7</a:RelatesTo></s:Header><s:Body><s:Fault><s:Code><s:Value>"
+		     "s:Sender</s:Value><s:Subcode><s:Value xmlns:q=\"http://schemas.xmlsoap.org/ws/2005/02/trust\">"
+		     "q:FailedAuthentication</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang=\"en-US\">"
+		     "Authentication &lt;Failure&gt;</s:Text></s:Reason></s:Fault></s:Body></s:Envelope>");
+	CHECK_INT(n, strlen(f));
+	free(f);
+}
+
+static void test_rst(void)
+{
+	const char *rst =
+	    "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\" xmlns:a=\"" SOAP_NS_WSA "\" xmlns:u=\"urn:u\"><s:Header>"
+	    "<a:Action s:mustUnderstand=\"1\">http://schemas.xmlsoap.org/ws/2005/02/trust/RST/Issue</a:Action>"
+	    "<a:MessageID>urn:uuid:m1</a:MessageID><o:Security xmlns:o=\"" SOAP_NS_WSSE "\"><o:UsernameToken "
+	    "u:Id=\"user\"><o:Username>alice@contoso.com</o:Username><o:Password>p&amp;ss w0rd</o:Password>"
+	    "</o:UsernameToken></o:Security></s:Header><s:Body><t:RequestSecurityToken "
+	    "xmlns:t=\"http://schemas.xmlsoap.org/ws/2005/02/trust\"><wsp:AppliesTo "
+	    "xmlns:wsp=\"http://schemas.xmlsoap.org/ws/2004/09/policy\"><a:EndpointReference><a:Address>"
+	    "urn:crmemea:dynamics.com</a:Address></a:EndpointReference></wsp:AppliesTo></t:RequestSecurityToken>"
+	    "</s:Body></s:Envelope>";
+	struct soap_rst_info info;
+	CHECK_INT(soap_parse_rst(rst, strlen(rst), &info), SOAP_OK);
+	CHECK_STR(info.username, "alice@contoso.com");
+	CHECK_STR(info.password, "p&ss w0rd");
+	CHECK_STR(info.applies_to, "urn:crmemea:dynamics.com");
+	CHECK_STR(info.message_id, "urn:uuid:m1");
+	CHECK_STR(info.action, "http://schemas.xmlsoap.org/ws/2005/02/trust/RST/Issue");
+	CHECK_STR(info.assertion_id, "");
+}
+
+int main(void)
+{
+	RUN(test_request_whoami);
+	RUN(test_request_mustunderstand);
+	RUN(test_request_refusals);
+	RUN(test_malicious);
+	RUN(test_fault_to_12);
+	RUN(test_response_to_12);
+	RUN(test_local_fault);
+	RUN(test_rst);
+	return T_DONE();
+}

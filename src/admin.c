@@ -13,6 +13,7 @@
 #include "admin.h"
 
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -29,9 +30,31 @@
 #include "metrics.h"
 
 static struct MHD_Daemon *daemon_;
+static atomic_bool draining;
+/* The configuration and token engine serving now. A reload swaps them; every
+ * generation stays allocated until after admin_stop, so a snapshot taken
+ * under the lock stays valid for the whole answer. */
+static pthread_mutex_t cur_mu = PTHREAD_MUTEX_INITIALIZER;
 static const struct config *acfg;
 static struct token_engine *ate;
-static atomic_bool draining;
+
+static void current(const struct config **cfg, struct token_engine **te)
+{
+	if (pthread_mutex_lock(&cur_mu) != 0)
+		abort(); /* a broken mutex: nothing sensible to answer with */
+	*cfg = acfg;
+	*te = ate;
+	pthread_mutex_unlock(&cur_mu);
+}
+
+void admin_reconfigure(const struct config *cfg, struct token_engine *te)
+{
+	if (pthread_mutex_lock(&cur_mu) != 0)
+		abort();
+	acfg = cfg;
+	ate = te;
+	pthread_mutex_unlock(&cur_mu);
+}
 
 static long long now_ms(void)
 {
@@ -48,9 +71,10 @@ static const char *state_name(enum token_state s)
 }
 
 /* One route's entry; returns whether it is ready. */
-static bool route_entry(cJSON *arr, const struct route_cfg *r, long long now)
+static bool route_entry(cJSON *arr, const struct config *cfg, struct token_engine *te, const struct route_cfg *r,
+			long long now)
 {
-	const struct token_source_cfg *ts = &acfg->token_sources[r->token_source];
+	const struct token_source_cfg *ts = &cfg->token_sources[r->token_source];
 	struct token_status st;
 	struct diagnosis d = {0};
 	cJSON *o = cJSON_CreateObject();
@@ -58,10 +82,10 @@ static bool route_entry(cJSON *arr, const struct route_cfg *r, long long now)
 		cJSON_Delete(o);
 		return false;
 	}
-	bool known = token_status_get(ate, r->token_source, now, &st) == 0;
+	bool known = token_status_get(te, r->token_source, now, &st) == 0;
 	bool ready = known && st.state == TOKEN_VALID && st.usable_until_ms - now >= ADMIN_READY_MARGIN_MS;
 	cJSON_AddStringToObject(o, "route", r->name);
-	cJSON_AddStringToObject(o, "credential", acfg->credentials[ts->credential].name);
+	cJSON_AddStringToObject(o, "credential", cfg->credentials[ts->credential].name);
 	cJSON_AddStringToObject(o, "audience", ts->resource);
 	cJSON_AddStringToObject(o, "token", known ? state_name(st.state) : "unknown");
 	cJSON_AddBoolToObject(o, "ready", ready);
@@ -86,6 +110,9 @@ static bool route_entry(cJSON *arr, const struct route_cfg *r, long long now)
 
 static char *readyz_body(int *status)
 {
+	const struct config *cfg;
+	struct token_engine *te;
+	current(&cfg, &te);
 	long long now = now_ms();
 	bool all = !atomic_load(&draining);
 	char *out = NULL;
@@ -94,8 +121,8 @@ static char *readyz_body(int *status)
 		cJSON_Delete(arr);
 		goto done;
 	}
-	for (size_t i = 0; i < acfg->n_routes; i++)
-		all &= route_entry(arr, &acfg->routes[i], now);
+	for (size_t i = 0; i < cfg->n_routes; i++)
+		all &= route_entry(arr, cfg, te, &cfg->routes[i], now);
 	cJSON_AddBoolToObject(root, "ready", all);
 	if (atomic_load(&draining))
 		cJSON_AddStringToObject(root, "reason", "draining");
@@ -155,7 +182,10 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
 		return body ? answer(c, status, "application/json", body, strlen(body)) : MHD_NO;
 	}
 	if (strcmp(url, "/metrics") == 0) {
-		body = metrics_render(ate, now_ms(), &len);
+		const struct config *cfg;
+		struct token_engine *te;
+		current(&cfg, &te);
+		body = metrics_render(te, now_ms(), &len);
 		return body ? answer(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, len) : MHD_NO;
 	}
 	return answer_text(c, MHD_HTTP_NOT_FOUND, "not found: the admin listener serves /healthz, /readyz, /metrics\n");
@@ -181,8 +211,7 @@ int admin_start(const struct config *cfg, struct token_engine *te)
 	const char *host = cfg->proxy.admin_host;
 	if (!host)
 		return 0;
-	acfg = cfg;
-	ate = te;
+	admin_reconfigure(cfg, te);
 	atomic_store(&draining, false);
 	snprintf(portstr, sizeof portstr, "%u", cfg->proxy.admin_port);
 	int rc = getaddrinfo(host, portstr, &hints, &ai);

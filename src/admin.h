@@ -19,6 +19,9 @@
  * outlive admin_stop(). Call after signals are blocked. 0 or -1 (logged).
  */
 int admin_start(const struct config *cfg, struct token_engine *te);
+/* After a reload: answer from this configuration and token engine (both
+ * must stay allocated until admin_stop). Any thread. */
+void admin_reconfigure(const struct config *cfg, struct token_engine *te);
 /* From now on /readyz answers 503 "draining" (shutdown has begun). Any thread. */
 void admin_set_draining(void);
 /* Stop the listener. NULL-safe, idempotent. */

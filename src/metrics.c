@@ -11,6 +11,7 @@
 
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,36 +69,22 @@ struct metrics {
 	atomic_llong inflight;
 };
 
-static struct metrics *M;
+/* The counters of the configuration serving now. A reload (SIGHUP) builds a
+ * new set, carries the counts over and swaps the pointer; old sets stay
+ * allocated until metrics_free (reloads are few and bounded), so a writer
+ * that loaded the old pointer never touches freed memory. */
+static _Atomic(struct metrics *) M;
+#define MAX_SETS 64
+static struct metrics *sets[MAX_SETS]; /* every set made, for metrics_free (main thread) */
+static size_t n_sets;
 
-int metrics_init(const struct config *cfg)
+static struct metrics *cur(void)
 {
-	struct metrics *m = calloc(1, sizeof *m);
-	if (!m)
-		goto oom;
-	m->cfg = cfg;
-	m->routes = calloc(cfg->n_routes + 1, sizeof *m->routes);
-	m->sources = calloc(cfg->n_token_sources ? cfg->n_token_sources : 1, sizeof *m->sources);
-	m->cert_not_after = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *m->cert_not_after);
-	if (!m->routes || !m->sources || !m->cert_not_after)
-		goto oom;
-	M = m; /* zeroed memory is a valid initial state for these atomics */
-	return 0;
-oom:
-	if (m) {
-		free(m->routes);
-		free(m->sources);
-		free(m->cert_not_after);
-		free(m);
-	}
-	log_msg(LOG_ERROR, "startup_failed", "out of memory allocating metrics");
-	return -1;
+	return atomic_load_explicit(&M, memory_order_acquire);
 }
 
-void metrics_free(void)
+static void set_free(struct metrics *m)
 {
-	struct metrics *m = M;
-	M = NULL;
 	if (!m)
 		return;
 	free(m->routes);
@@ -106,10 +93,52 @@ void metrics_free(void)
 	free(m);
 }
 
+static struct metrics *set_new(const struct config *cfg)
+{
+	struct metrics *m = calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	m->cfg = cfg;
+	m->routes = calloc(cfg->n_routes + 1, sizeof *m->routes);
+	m->sources = calloc(cfg->n_token_sources ? cfg->n_token_sources : 1, sizeof *m->sources);
+	m->cert_not_after = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *m->cert_not_after);
+	if (!m->routes || !m->sources || !m->cert_not_after) {
+		set_free(m);
+		return NULL;
+	}
+	return m; /* zeroed memory is a valid initial state for these atomics */
+}
+
+static int publish(struct metrics *m)
+{
+	if (!m || n_sets == MAX_SETS) {
+		set_free(m);
+		log_msg(LOG_ERROR, "metrics_failed", "cannot allocate metrics for this configuration");
+		return -1;
+	}
+	sets[n_sets++] = m;
+	atomic_store_explicit(&M, m, memory_order_release);
+	return 0;
+}
+
+int metrics_init(const struct config *cfg)
+{
+	return publish(set_new(cfg));
+}
+
+void metrics_free(void)
+{
+	atomic_store(&M, NULL);
+	for (size_t i = 0; i < n_sets; i++)
+		set_free(sets[i]);
+	n_sets = 0;
+}
+
 void metrics_inflight(int delta)
 {
-	if (M)
-		atomic_fetch_add_explicit(&M->inflight, delta, memory_order_relaxed);
+	struct metrics *m = cur();
+	if (m)
+		atomic_fetch_add_explicit(&m->inflight, delta, memory_order_relaxed);
 }
 
 const char *metrics_method_class(const char *method)
@@ -136,15 +165,44 @@ static void observe(struct hist *h, long long ms)
 	atomic_fetch_add_explicit(&h->sum_us, (unsigned long long)ms * 1000, memory_order_relaxed);
 }
 
+/* Index of route in cfg (n_routes for none). A request that began under an
+ * earlier configuration is matched by name: rare, only around a reload. */
+static size_t route_index(const struct config *cfg, const struct route_cfg *route)
+{
+	uintptr_t p = (uintptr_t)route, base = (uintptr_t)cfg->routes;
+	if (!route)
+		return cfg->n_routes;
+	if (p >= base && p < base + cfg->n_routes * sizeof *route)
+		return (size_t)(p - base) / sizeof *route;
+	for (size_t i = 0; i < cfg->n_routes; i++)
+		if (strcmp(cfg->routes[i].name, route->name) == 0)
+			return i;
+	return cfg->n_routes;
+}
+
+/* Index in m's configuration of token source idx of `from` (another
+ * generation's configuration, or the same): same credential name and resource. */
+static size_t source_index(const struct config *mine, const struct config *from, size_t idx)
+{
+	if (from == mine || idx >= from->n_token_sources)
+		return idx;
+	const struct token_source_cfg *ts = &from->token_sources[idx];
+	const char *cred = from->credentials[ts->credential].name;
+	for (size_t i = 0; i < mine->n_token_sources; i++) {
+		const struct token_source_cfg *t = &mine->token_sources[i];
+		if (strcmp(t->resource, ts->resource) == 0 && strcmp(mine->credentials[t->credential].name, cred) == 0)
+			return i;
+	}
+	return SIZE_MAX;
+}
+
 void metrics_request_done(const struct route_cfg *route, const char *method, int status, uint64_t bytes_in,
 			  uint64_t bytes_out, long long upstream_ms)
 {
-	struct metrics *m = M;
+	struct metrics *m = cur();
 	if (!m)
 		return;
-	size_t r = route ? (size_t)(route - m->cfg->routes) : m->cfg->n_routes;
-	if (r > m->cfg->n_routes)
-		r = m->cfg->n_routes;
+	size_t r = route_index(m->cfg, route);
 	const char *mc = metrics_method_class(method);
 	size_t mi = mc == method_names[0] ? 0 : mc == method_names[1] ? 1 : 2;
 	size_t si = status >= 100 && status < 600 ? (size_t)(status / 100) : 0;
@@ -156,11 +214,11 @@ void metrics_request_done(const struct route_cfg *route, const char *method, int
 		observe(&rm->upstream, upstream_ms);
 }
 
-void metrics_token_result(size_t idx, const struct token_failure *f, long long latency_ms)
+void metrics_token_result(const struct config *from, size_t idx, const struct token_failure *f, long long latency_ms)
 {
-	struct metrics *m = M;
+	struct metrics *m = cur();
 	struct diagnosis d = {0};
-	if (!m || idx >= m->cfg->n_token_sources)
+	if (!m || (idx = source_index(m->cfg, from, idx)) >= m->cfg->n_token_sources)
 		return;
 	struct source_m *s = &m->sources[idx];
 	const char *code = "ok";
@@ -172,20 +230,89 @@ void metrics_token_result(size_t idx, const struct token_failure *f, long long l
 		observe(&s->fetch, latency_ms);
 	for (size_t i = 0; i < RESULT_SLOTS; i++) {
 		const char *have = atomic_load_explicit(&s->results[i].code, memory_order_acquire);
-		if (have && strcmp(have, code) != 0)
+		/* Claim a free slot; around a reload two engine threads may race for it. */
+		if (!have && atomic_compare_exchange_strong_explicit(&s->results[i].code, &have, code,
+								     memory_order_acq_rel, memory_order_acquire))
+			have = code;
+		if (strcmp(have, code) != 0)
 			continue;
-		if (!have) /* publish the name before the count can be seen */
-			atomic_store_explicit(&s->results[i].code, code, memory_order_release);
 		atomic_fetch_add_explicit(&s->results[i].n, 1, memory_order_relaxed);
 		return;
 	}
 	atomic_fetch_add_explicit(&s->results_dropped, 1, memory_order_relaxed);
 }
 
-void metrics_cert_not_after(size_t cred, long long not_after)
+void metrics_cert_not_after(const struct config *from, size_t cred, long long not_after)
 {
-	if (M && cred < M->cfg->n_credentials)
-		atomic_store_explicit(&M->cert_not_after[cred], not_after, memory_order_relaxed);
+	struct metrics *m = cur();
+	if (!m || cred >= from->n_credentials)
+		return;
+	for (size_t i = 0; i < m->cfg->n_credentials; i++) /* by name: `from` may be an older configuration */
+		if (strcmp(m->cfg->credentials[i].name, from->credentials[cred].name) == 0)
+			atomic_store_explicit(&m->cert_not_after[i], not_after, memory_order_relaxed);
+}
+
+/* ---- reload: carry the counts over ---------------------------------------- */
+
+static void copy_ull(atomic_ullong *d, const atomic_ullong *s)
+{
+	atomic_store_explicit(d, atomic_load_explicit(s, memory_order_relaxed), memory_order_relaxed);
+}
+
+static void copy_hist(struct hist *d, const struct hist *s)
+{
+	for (size_t b = 0; b <= N_BUCKETS; b++)
+		copy_ull(&d->bucket[b], &s->bucket[b]);
+	copy_ull(&d->count, &s->count);
+	copy_ull(&d->sum_us, &s->sum_us);
+}
+
+static void copy_route(struct route_m *d, const struct route_m *s)
+{
+	for (size_t mi = 0; mi < N_METHOD; mi++)
+		for (size_t si = 0; si < N_STATUS; si++)
+			copy_ull(&d->requests[mi][si], &s->requests[mi][si]);
+	copy_ull(&d->bytes_in, &s->bytes_in);
+	copy_ull(&d->bytes_out, &s->bytes_out);
+	copy_hist(&d->upstream, &s->upstream);
+}
+
+static void copy_source(struct source_m *d, const struct source_m *s)
+{
+	copy_hist(&d->fetch, &s->fetch);
+	for (size_t k = 0; k < RESULT_SLOTS; k++) {
+		atomic_store(&d->results[k].code, atomic_load(&s->results[k].code));
+		copy_ull(&d->results[k].n, &s->results[k].n);
+	}
+	copy_ull(&d->results_dropped, &s->results_dropped);
+}
+
+static void carry_over(struct metrics *m, const struct metrics *old)
+{
+	const struct config *cfg = m->cfg, *oc = old->cfg;
+	for (size_t r = 0; r < cfg->n_routes; r++) /* routes by name; new routes start at zero */
+		for (size_t o = 0; o < oc->n_routes; o++)
+			if (strcmp(cfg->routes[r].name, oc->routes[o].name) == 0)
+				copy_route(&m->routes[r], &old->routes[o]);
+	copy_route(&m->routes[cfg->n_routes], &old->routes[oc->n_routes]);
+	for (size_t i = 0; i < cfg->n_token_sources; i++) {
+		size_t o = source_index(oc, cfg, i);
+		if (o < oc->n_token_sources)
+			copy_source(&m->sources[i], &old->sources[o]);
+	}
+	for (size_t c = 0; c < cfg->n_credentials; c++)
+		for (size_t o = 0; o < oc->n_credentials; o++)
+			if (strcmp(cfg->credentials[c].name, oc->credentials[o].name) == 0)
+				atomic_store(&m->cert_not_after[c], atomic_load(&old->cert_not_after[o]));
+	atomic_store(&m->inflight, atomic_load(&old->inflight));
+}
+
+int metrics_reconfigure(const struct config *cfg)
+{
+	struct metrics *old = cur(), *m = set_new(cfg);
+	if (m && old)
+		carry_over(m, old); /* updates landing in `old` during the copy are lost: a few counts at most */
+	return publish(m);
 }
 
 /* ---- rendering ------------------------------------------------------------ */
@@ -379,7 +506,7 @@ static void render_cert_expiry(struct sb *b, const struct metrics *m, long long 
 
 char *metrics_render(struct token_engine *te, long long now_ms, size_t *len)
 {
-	struct metrics *m = M;
+	struct metrics *m = cur();
 	struct sb b = {0};
 	if (!m)
 		return NULL;

@@ -19,6 +19,11 @@
 
 /* Allocate the counters for cfg (which must outlive them). 0 or -1 (logged). */
 int metrics_init(const struct config *cfg);
+/* After a reload: counters for the new configuration (which must outlive
+ * them), counts carried over by route name and by (credential, audience).
+ * Requests and token engines of the older configuration keep counting into
+ * the new set. Main thread. 0 or -1 (logged; the old set stays). */
+int metrics_reconfigure(const struct config *cfg);
 /* NULL-safe, idempotent. */
 void metrics_free(void);
 
@@ -33,13 +38,13 @@ void metrics_inflight(int delta);
 void metrics_request_done(const struct route_cfg *route, const char *method, int status, uint64_t bytes_in,
 			  uint64_t bytes_out, long long upstream_ms);
 
-/* A token request of source `idx` ended: f NULL = success, else the
- * failure; latency_ms -1 when no request was sent (local failure). */
-void metrics_token_result(size_t idx, const struct token_failure *f, long long latency_ms);
+/* A token request of source `idx` of configuration `from` ended: f NULL =
+ * success, else the failure; latency_ms -1 when no request was sent. */
+void metrics_token_result(const struct config *from, size_t idx, const struct token_failure *f, long long latency_ms);
 
 /* Credential `cred`'s certificate notAfter (unix s, 0 = none), published by
  * the token engine thread, which alone may read its keys. */
-void metrics_cert_not_after(size_t cred, long long not_after);
+void metrics_cert_not_after(const struct config *from, size_t cred, long long not_after);
 
 /* The exposition text (malloc'd, *len bytes, NUL-terminated), or NULL. */
 char *metrics_render(struct token_engine *te, long long now_ms, size_t *len);

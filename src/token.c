@@ -316,7 +316,7 @@ static void record_failure(struct token_engine *te, struct tsrc *s, struct token
 	serving = s->hdr != NULL && now < s->usable_until_ms;
 	pthread_mutex_unlock(&s->mu);
 	log_failed(s, f, retry_ms, serving);
-	metrics_token_result(s->idx, f, f->kind == TF_LOCAL ? -1 : now - s->started_ms);
+	metrics_token_result(te->cfg, s->idx, f, f->kind == TF_LOCAL ? -1 : now - s->started_ms);
 	notify(te);
 }
 
@@ -377,8 +377,8 @@ static void store_token(struct token_engine *te, struct tsrc *s, struct oauth_to
 	s->next_due_ms = t.refresh_at_ms > now + MIN_REFETCH_MS ? t.refresh_at_ms : now + MIN_REFETCH_MS;
 	atomic_store(&s->refresh_wanted, false); /* the new token answers any pending request */
 	log_acquired(s, tok, &t, now, gen);
-	metrics_token_result(s->idx, NULL, now - s->started_ms);
-	metrics_cert_not_after(s->cfg->credential, token_engine_cert_not_after(te, s->cfg->credential));
+	metrics_token_result(te->cfg, s->idx, NULL, now - s->started_ms);
+	metrics_cert_not_after(te->cfg, s->cfg->credential, token_engine_cert_not_after(te, s->cfg->credential));
 	notify(te);
 }
 

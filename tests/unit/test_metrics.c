@@ -128,12 +128,12 @@ static void test_counters_and_text(void)
 	metrics_request_done(&cfg->routes[0], "PATCH", 503, 7, 50, -1);       /* never went upstream */
 	metrics_request_done(&cfg->routes[1], "PROPFIND", 404, 0, 9, 500000); /* above every bound */
 	metrics_request_done(NULL, "GET", 0, 0, 0, -1);                       /* unrouted, no answer */
-	metrics_token_result(0, NULL, 120);
+	metrics_token_result(cfg, 0, NULL, 120);
 	struct token_failure f = {.kind = TF_UNREACHABLE};
-	metrics_token_result(0, &f, 15000);
-	metrics_token_result(0, &f, -1);
-	metrics_token_result(99, NULL, 1); /* unknown source: ignored */
-	metrics_cert_not_after(0, 2000000000LL);
+	metrics_token_result(cfg, 0, &f, 15000);
+	metrics_token_result(cfg, 0, &f, -1);
+	metrics_token_result(cfg, 99, NULL, 1); /* unknown source: ignored */
+	metrics_cert_not_after(cfg, 0, 2000000000LL);
 	char *text = metrics_render(NULL, 1893456000LL * 1000 - 86400 * 1000, &len);
 	CHECK(text != NULL);
 	CHECK_INT(strlen(text), len);
@@ -176,6 +176,46 @@ static void test_counters_and_text(void)
 	config_free(cfg);
 }
 
+/* A reload: counts follow route and source names into the new set; requests
+ * and token engines of the old configuration count into the new set. */
+static void test_reconfigure(void)
+{
+	char err[512];
+	size_t len = 0;
+	struct config *old = load("", "", "", err, sizeof err);
+	/* route b first, route a renamed to c: indexes move */
+	struct config *neu = load("", "", "", err, sizeof err);
+	CHECK(old != NULL && neu != NULL);
+	free(neu->routes[0].name);
+	neu->routes[0].name = strdup("c");
+	CHECK(neu->routes[0].name != NULL);
+	CHECK_INT(metrics_init(old), 0);
+	metrics_request_done(&old->routes[0], "GET", 200, 1, 2, 5); /* a */
+	metrics_request_done(&old->routes[1], "GET", 200, 1, 2, 5); /* b */
+	metrics_request_done(&old->routes[1], "GET", 200, 1, 2, 5); /* b */
+	metrics_token_result(old, 1, NULL, 10);                     /* the bc source */
+	metrics_inflight(1);
+	CHECK_INT(metrics_reconfigure(neu), 0);
+	metrics_request_done(&old->routes[1], "POST", 201, 3, 4, 5); /* began before the reload */
+	metrics_token_result(old, 1, NULL, 10);                      /* the old engine, still running */
+	metrics_inflight(-1);
+	char *text = metrics_render(NULL, 0, &len);
+	CHECK(text != NULL);
+	CHECK_INT(sample(text, "s2s_requests_total{route=\"b\",method=\"read\",status=\"2xx\"}"), 2);
+	CHECK_INT(sample(text, "s2s_requests_total{route=\"b\",method=\"write\",status=\"2xx\"}"), 1);
+	CHECK_INT(sample(text, "s2s_requests_total{route=\"c\",method=\"read\",status=\"2xx\"}"), 0);
+	CHECK(strstr(text, "route=\"a\"") == NULL);
+	CHECK_INT(sample(text, "s2s_request_bytes_total{route=\"b\"}"), 5);
+	CHECK_INT(sample(text, "s2s_token_requests_total{credential=\"c.q\",audience=\"https://"
+			       "api.businesscentral.dynamics.com\",result=\"ok\"}"),
+		  2);
+	CHECK_INT(sample(text, "s2s_requests_in_flight"), 0);
+	free(text);
+	metrics_free();
+	config_free(old);
+	config_free(neu);
+}
+
 int main(void)
 {
 	setenv("T_METRICS_SECRET", "not-a-real-secret", 1);
@@ -183,5 +223,6 @@ int main(void)
 	RUN(test_keys_refused);
 	RUN(test_method_class);
 	RUN(test_counters_and_text);
+	RUN(test_reconfigure);
 	return T_DONE();
 }

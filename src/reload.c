@@ -13,8 +13,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "assertion.h"
 #include "log.h"
+#include "metrics.h"
 
 #define MAX_GENS 256 /* reloads remembered; more are refused (restart instead) */
 #define ERR_MAX  (64 * 1024)
@@ -153,6 +155,8 @@ int reload_apply(struct reload *rl)
 	rl->gens[rl->n_gens].cfg_owned = cfg;
 	rl->n_gens++;
 	install(rl, g);
+	metrics_reconfigure(cfg); /* /metrics and /readyz follow the configuration serving now */
+	admin_reconfigure(cfg, te);
 	log_msg(LOG_INFO, "config_reloaded", "%s: %zu routes, %zu credentials, %zu of %zu tokens kept", cfg->path,
 		cfg->n_routes, cfg->n_credentials, kept, cfg->n_token_sources);
 	return 0;

@@ -381,3 +381,31 @@ def test_every_metric_family_is_documented():
         doc = f.read()
     rows = dict(re.findall(r"(?m)^\| `(s2s_[a-z_]+)` \| (counter|gauge|histogram) \|", doc))
     eq(rows, types, "metric families and types in docs/operations.md")
+
+
+def test_metrics_and_readyz_follow_a_reload():
+    import signal
+    ENTRA.reset(faults=True)
+    px = start("reload", ini())
+    try:
+        wait_for("ready", lambda: admin(px, "/readyz").status == 200)
+        for _ in range(2):
+            eq(px.request("GET", "/dataverse/_test/echo").status, 200, "before the reload")
+        routes = harness.default_routes()
+        with open(px.ini_path, "w") as f:
+            f.write(ini(routes={"dataverse": routes["dataverse"], "bc": routes["bc"]}))
+        px.proc.send_signal(signal.SIGHUP)
+        px.wait_event("config_reloaded", 20)
+        j = wait_for("both routes ready", lambda: (lambda x: x if x["ready"] else None)(
+            json.loads(admin(px, "/readyz").text)))
+        eq(sorted(r["route"] for r in j["routes"]), ["bc", "dataverse"], "routes in /readyz after the reload")
+        eq(px.request("GET", "/bc/_test/echo").status, 200, "new route")
+        eq(px.request("GET", "/dataverse/_test/echo").status, 200, "kept route")
+        wait_for("counted", lambda: val(scrape(px)[1], "s2s_requests_total", route="bc", method="read",
+                                        status="2xx") == 1)
+        _, s = scrape(px)
+        eq(val(s, "s2s_requests_total", route="dataverse", method="read", status="2xx"), 3.0,
+           "dataverse requests carried over the reload")
+        eq(val(s, "s2s_token_valid", credential="contoso", audience=harness.BC_URL), 1.0, "bc token")
+    finally:
+        px.stop()

@@ -19,9 +19,10 @@ run_phase() { # name, command...
 	local name=$1
 	shift
 	echo "== $name"
-	"$@" 2>&1 | tee "$OUT/$name.txt" | grep -E '^(FAIL|ok) |^  |^==|passed|failed|error' | grep -v '^ok ' || true
+	"$@" 2>&1 | tee "$OUT/$name.txt" | grep -E '^(FAIL|ok|skip) |^  |^==|passed|failed|error' | grep -v '^ok ' || true
 	local rc=${PIPESTATUS[0]}
-	sed -e "s/^ok /ok $name:/" -e "s/^FAIL /FAIL $name:/" "$OUT/$name.txt" | grep -E '^(ok|FAIL) ' >>"$OUT/all.txt"
+	sed -e "s/^ok /ok $name:/" -e "s/^FAIL /FAIL $name:/" -e "s/^skip /skip $name:/" "$OUT/$name.txt" |
+		grep -E '^(ok|FAIL|skip) ' >>"$OUT/all.txt"
 	local p f
 	p=$(grep -c '^ok ' "$OUT/$name.txt")
 	f=$(grep -c '^FAIL ' "$OUT/$name.txt")
@@ -62,6 +63,11 @@ if [ "$failed" -gt 0 ]; then
 	grep '^FAIL ' "$OUT/all.txt"
 	status=1
 fi
+skipped=$(grep -c '^skip ' "$OUT/all.txt") # shown, never counted as passed
 echo
-echo "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+	echo "$passed passed, $failed failed, $skipped skipped"
+else
+	echo "$passed passed, $failed failed"
+fi
 exit $status

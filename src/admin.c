@@ -144,7 +144,8 @@ static enum MHD_Result answer(struct MHD_Connection *c, int status, const char *
 		return MHD_NO;
 	}
 	if (MHD_add_response_header(r, "Content-Type", ctype) != MHD_YES ||
-	    MHD_add_response_header(r, "Cache-Control", "no-store") != MHD_YES)
+	    MHD_add_response_header(r, "Cache-Control", "no-store") != MHD_YES ||
+	    (status == MHD_HTTP_METHOD_NOT_ALLOWED && MHD_add_response_header(r, "Allow", "GET, HEAD") != MHD_YES))
 		log_msg(LOG_WARN, "response_header_dropped", "admin: cannot add a response header");
 	enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
 	MHD_destroy_response(r);

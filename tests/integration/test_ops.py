@@ -118,7 +118,10 @@ def test_healthz_and_admin_paths_are_separate():
         r = admin(px, "/healthz")
         eq((r.status, r.text), (200, "ok\n"), "/healthz")
         eq(admin(px, "/nothing").status, 404, "unknown admin path")
-        eq(admin(px, "/healthz", "POST").status, 405, "POST /healthz")
+        r = admin(px, "/healthz", "POST")
+        eq((r.status, r.header("Allow")), (405, "GET, HEAD"), "POST /healthz")
+        r = admin(px, "/metrics", "HEAD")
+        eq((r.status, r.body), (200, b""), "HEAD /metrics")
         # the proxy port never answers health paths itself: no route matches them
         r = px.request("GET", "/healthz")
         eq(r.status, 404, "/healthz on the proxy port")

@@ -126,6 +126,7 @@ struct proxy_cfg {
 	long token_retry_max_ms;              /* cap of the retry backoff for transient failures */
 	long shutdown_timeout_s;              /* in-flight requests get this long after SIGTERM */
 	size_t buffer_bytes;                  /* per direction, per request */
+	size_t replay_max_body;               /* bodies kept to be replayed after a 401; 0 = never */
 	struct cidr_list allow_from;          /* clients allowed; empty = anyone who reaches the listener */
 	char *inbound_key;                    /* from inbound_key_file: callers must present it; never logged */
 	char *inbound_key_header;             /* where callers send it (default S2S-Proxy-Key) */

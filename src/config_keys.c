@@ -621,6 +621,7 @@ const struct key_row config_key_rows[] = {
      .max = HOURS(1)},
     {PROXY("shutdown_timeout", shutdown_timeout_s), .parse = p_duration_s, .def = "30s", .min = 0, .max = HOURS(1)},
     {PROXY("buffer_size", buffer_bytes), .parse = p_size, .def = "64k", .min = 4096, .max = 16 << 20},
+    {PROXY("replay_max_body", replay_max_body), .parse = p_size, .def = "1m", .min = 0, .max = 64 << 20},
     {PROXY("connect_to", connect_to), .parse = p_connect_to, .repeat = true},
     {PROXY("allow_from", allow_from), .parse = p_allow_from, .repeat = true},
     {PROXY("inbound_key_file", inbound_key), .parse = p_key_file},

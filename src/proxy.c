@@ -407,12 +407,15 @@ static void start_with_token(struct request *rq, long long now);
  * A 401 arrived for a request without a body, nothing has been sent to the
  * client yet, and the rejected token could be dropped (token_reject: not
  * fetched moments ago): forget this answer and send the request once more
- * with the next token. Requests with a body are not replayed: their bytes
- * have left the ring. Returns true when the replay is under way.
+ * with the next token. A body is sent again from the copy replay_keep made
+ * (idempotent methods, bodies up to replay_max_body, complete ones only). Returns true when the replay is under way.
  */
 static bool replay_after_401(struct request *rq)
 {
-	if (rq->up_status != 401 || rq->replayed || rq->has_body || !rq->route || rq->w->draining)
+	if (rq->up_status != 401 || rq->replayed || !rq->route || rq->w->draining)
+		return false;
+	/* a body only when all of it is kept (and so has fully arrived) */
+	if (rq->has_body && (rq->replay_skip || !rq->up_eof || rq->replay_len != rq->bytes_in))
 		return false;
 	if (!token_reject(rq->tokens, rq->route->token_source, rq->tok_gen))
 		return false;
@@ -429,6 +432,10 @@ static bool replay_after_401(struct request *rq)
 	rq->resp_length = -1;
 	rq->pause_bits = 0;
 	rq->down.head = rq->down.len = 0;
+	rq->up.head = rq->up.len = 0;
+	rq->up_sent = 0;
+	rq->replay_pos = 0;
+	rq->replay_feed = rq->has_body;
 	rq->state = RQ_NEW;
 	log_msg(LOG_INFO, "request_replayed", "request %s: upstream 401, token dropped, sending again", rq->request_id);
 	start_with_token(rq, worker_now_ms()); /* parks until the fresh token is there */
@@ -741,6 +748,48 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 	return MHD_YES;
 }
 
+static bool method_idempotent(const char *m)
+{
+	static const char *const ok[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+		if (strcmp(m, ok[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Keep a copy of the body of an idempotent request, up to replay_max_body,
+ * so it can be sent again after a 401. Growth is geometric; giving up (too
+ * large, out of memory) only means no replay.
+ */
+static void replay_keep(struct request *rq, const char *data, size_t n)
+{
+	size_t max = rq->cfg->proxy.replay_max_body, cap = rq->replay_body ? rq->replay_len : 0;
+	if (rq->replay_skip || n == 0)
+		return;
+	if (!method_idempotent(rq->method) || rq->replay_len + n > max) {
+		rq->replay_skip = true;
+		goto drop;
+	}
+	for (cap = cap < 4096 ? 4096 : cap; cap < rq->replay_len + n; cap *= 2)
+		;
+	char *nb = realloc(rq->replay_body, cap < max ? cap : max);
+	if (!nb) {
+		rq->replay_skip = true;
+		goto drop;
+	}
+	rq->replay_body = nb;
+	memcpy(rq->replay_body + rq->replay_len, data, n);
+	rq->replay_len += n;
+	return;
+drop:
+	if (rq->replay_body)
+		explicit_bzero(rq->replay_body, rq->replay_len);
+	free(rq->replay_body);
+	rq->replay_body = NULL;
+	rq->replay_len = 0;
+}
+
 /* A piece of request body. */
 static enum MHD_Result body_call(struct request *rq, const char *data, size_t *size)
 {
@@ -761,6 +810,7 @@ static enum MHD_Result body_call(struct request *rq, const char *data, size_t *s
 		log_limit(rq, "max_body_bytes", (long long)(rq->bytes_in + *size));
 	}
 	size_t n = rbuf_write(&rq->up, data, *size);
+	replay_keep(rq, data, n);
 	rq->bytes_in += n;
 	*size -= n;
 	relay_unpause(rq);

@@ -32,6 +32,13 @@
 static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 {
 	struct request *rq = ud;
+	if (rq->replay_feed) { /* a replay after a 401: the kept copy, all there */
+		size_t left = rq->replay_len - rq->replay_pos, k = size * nitems < left ? size * nitems : left;
+		memcpy(buf, rq->replay_body + rq->replay_pos, k);
+		rq->replay_pos += k;
+		rq->up_sent += k;
+		return k; /* 0 at the end: EOF */
+	}
 	size_t n = rbuf_read(&rq->up, buf, size * nitems);
 	if (n > 0) {
 		rq->up_sent += n;
@@ -52,6 +59,11 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 	struct request *rq = ud;
 	if (origin == SEEK_SET && offset == 0 && rq->up_sent == 0)
 		return CURL_SEEKFUNC_OK;
+	if (origin == SEEK_SET && offset == 0 && rq->replay_feed) { /* the kept copy can be rewound */
+		rq->replay_pos = 0;
+		rq->up_sent = 0;
+		return CURL_SEEKFUNC_OK;
+	}
 	return CURL_SEEKFUNC_CANTSEEK;
 }
 

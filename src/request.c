@@ -43,6 +43,9 @@ void request_unref(struct request *rq)
 	if (--rq->refs > 0)
 		return;
 	rbuf_free(&rq->up);
+	if (rq->replay_body)
+		explicit_bzero(rq->replay_body, rq->replay_len); /* request bodies may carry personal data */
+	free(rq->replay_body);
 	rbuf_free(&rq->down);
 	free(rq->rh_buf);
 	free(rq->target);

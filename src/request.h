@@ -143,8 +143,13 @@ struct request {
 	struct jwt_claims tok_claims;
 	char tok_fp[JWT_FINGERPRINT_LEN];
 	unsigned long tok_gen;
-	const char *diagnosis;                     /* static string, NULL when none */
-	bool replayed;                             /* sent again once after a 401 with a fresh token */
+	const char *diagnosis; /* static string, NULL when none */
+	char *replay_body;     /* owned copy of the request body for a replay, NULL when none is kept */
+	size_t replay_len;     /* bytes kept */
+	size_t replay_pos;     /* bytes handed to curl during the replay */
+	bool replay_skip;      /* body not kept: method not idempotent, or larger than replay_max_body */
+	bool replay_feed;      /* the replayed transfer reads replay_body, not the up ring */
+	bool replayed;         /* sent again once after a 401 with a fresh token */
 	const char *diag_title, *diag_remediation; /* with diagnosis, static strings */
 
 	/* MHD side */

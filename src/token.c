@@ -42,80 +42,15 @@
 #include <openssl/rand.h>
 
 #include "cred.h"
-#include "jwt.h"
 #include "mi.h"
 #include "log.h"
 #include "metrics.h"
 #include "tlsca.h"
+#include "token_int.h"
 
 #ifndef S2S_VERSION
 #define S2S_VERSION "0.0.0"
 #endif
-
-#define BODY_MAX              (64 * 1024) /* token response cap; more is a failure */
-#define FORCED_REFRESH_MIN_MS 30000LL     /* token_request_refresh rate limit per source */
-#define THROTTLE_DEFAULT_MS   5000LL      /* 429 / throttling code without Retry-After (MSAL) */
-#define RETRY_AFTER_MAX_MS    3600000LL
-#define MIN_REFETCH_MS        1000LL /* floor between a token and the next fetch: no tight loops */
-#define POLL_MAX_MS           60000
-#define BEARER_PREFIX         "Authorization: Bearer "
-
-/* One token source. */
-struct tsrc {
-	/* Immutable after token_engine_new(). */
-	size_t idx;
-	const struct token_source_cfg *cfg;
-	const struct credential_cfg *cred;
-	struct cred *cr; /* borrowed from the engine: one per credential */
-	char host[256];  /* token endpoint host[:port], for logs */
-	CURL *easy;      /* owned; configured once, reused for every request */
-
-	/* Engine thread only. */
-	bool in_flight;
-	bool backing_off; /* next_due_ms is a retry after a failure */
-	long long started_ms;
-	long long next_due_ms;
-	unsigned attempt; /* consecutive transient failures */
-	char *form;       /* owned, holds the secret: wiped after the transfer */
-	size_t form_cap;
-	struct curl_slist *headers; /* owned, may hold Basic: wiped after the transfer */
-	char *body;                 /* owned, BODY_MAX bytes; may hold a token: wiped after use */
-	size_t body_len;
-	bool body_too_large;
-	char errbuf[CURL_ERROR_SIZE];
-	char req_id[40];    /* client-request-id sent */
-	char ms_req_id[64]; /* x-ms-request-id received */
-
-	/* Set by any thread, consumed by the engine. */
-	atomic_bool refresh_wanted;
-
-	/* Published: under mu. */
-	pthread_mutex_t mu;
-	char *hdr; /* owned "Authorization: Bearer <token>", NULL before the first token */
-	size_t hdr_len;
-	unsigned long gen;
-	long long usable_until_ms;
-	long long expires_at_ms;
-	long long last_start_ms; /* rate limit of token_request_refresh */
-	bool failed;             /* a failure happened since the last success */
-	struct token_failure fail;
-};
-
-struct token_engine {
-	const struct config *cfg; /* borrowed, outlives the engine */
-	void (*notify)(void *);
-	void *notify_arg;
-	token_clock_fn clock;
-	CURLM *multi;                  /* owned */
-	struct curl_slist *connect_to; /* owned, shared by every easy handle */
-	struct tsrc *src;              /* owned, n entries */
-	struct cred **creds;           /* owned, one per credential (NULL when no source uses it) */
-	size_t n;
-	pthread_t thread;
-	bool started;
-	atomic_bool stop;
-	atomic_ulong requests;
-};
 
 /* ---- small helpers -------------------------------------------------------- */
 
@@ -156,11 +91,6 @@ static void uuid_v4(char out[40])
 		snprintf(out + 2 * i + (i >= 4) + (i >= 6) + (i >= 8) + (i >= 10), 3, "%02x", b[i]);
 	out[8] = out[13] = out[18] = out[23] = '-';
 	out[36] = '\0';
-}
-
-static const char *nz(const char *s)
-{
-	return s != NULL && s[0] != '\0' ? s : NULL;
 }
 
 /* Host[:port] of an absolute URL, for logs. */
@@ -209,89 +139,6 @@ static bool add_header(struct curl_slist **list, const char *line)
 	return true;
 }
 
-/* ---- logging -------------------------------------------------------------- */
-
-static void log_source(struct log_line *l, const struct tsrc *s)
-{
-	log_int(l, "source", (long long)s->idx);
-	log_str(l, "credential", s->cred->name);
-	log_str(l, "token_host", nz(s->host));
-	log_str(l, "tenant", s->cred->tenant);
-	log_str(l, "client_id", s->cred->client_id);
-	log_str(l, "resource", s->cfg->resource);
-	log_str(l, "client_request_id", nz(s->req_id));
-}
-
-static void log_acquired(const struct tsrc *s, const struct oauth_token *tok, const struct token_times *t,
-			 long long now, unsigned long gen)
-{
-	struct jwt_claims c;
-	char fp[JWT_FINGERPRINT_LEN];
-	struct log_line l;
-
-	if (!log_enabled(LOG_INFO))
-		return;
-	if (jwt_decode_claims(tok->access_token, strlen(tok->access_token), &c) != 0)
-		memset(&c, 0, sizeof(c));
-	jwt_fingerprint(tok->access_token, strlen(tok->access_token), fp);
-	log_begin(&l, LOG_INFO, "token_acquired");
-	log_source(&l, s);
-	log_str(&l, "aud", nz(c.aud));
-	log_str(&l, "tid", nz(c.tid));
-	log_str(&l, "appid", nz(c.appid));
-	log_str(&l, "roles", nz(c.roles));
-	if (c.exp > 0)
-		log_int(&l, "exp", c.exp);
-	log_str(&l, "fingerprint", fp);
-	log_int(&l, "expires_in", tok->expires_in);
-	log_int(&l, "refresh_in_s", (t->refresh_at_ms - now) / 1000);
-	log_int(&l, "usable_for_s", (t->usable_until_ms - now) / 1000);
-	log_int(&l, "gen", (long long)gen);
-	log_int(&l, "duration_ms", now - s->started_ms);
-	log_end(&l);
-}
-
-static void codes_text(const struct oauth_error *e, char *out, size_t cap)
-{
-	size_t i, used = 0;
-
-	out[0] = '\0';
-	for (i = 0; i < e->n_codes && used < cap; i++) {
-		int k = snprintf(out + used, cap - used, "%s%ld", i ? "," : "", e->codes[i]);
-
-		if (k < 0 || (size_t)k >= cap - used)
-			break;
-		used += (size_t)k;
-	}
-}
-
-static void log_failed(const struct tsrc *s, const struct token_failure *f, long long retry_in_ms, bool serving)
-{
-	enum log_level lvl = f->kind == TF_REJECTED || f->kind == TF_LOCAL ? LOG_ERROR : LOG_WARN;
-	char codes[OAUTH_MAX_CODES * 12];
-	struct log_line l;
-
-	if (!log_enabled(lvl))
-		return;
-	codes_text(&f->err, codes, sizeof(codes));
-	log_begin(&l, lvl, "token_failed");
-	log_source(&l, s);
-	log_str(&l, "kind", token_failure_name(f->kind));
-	if (f->http_status != 0)
-		log_int(&l, "http_status", f->http_status);
-	log_str(&l, "error", nz(f->err.error));
-	log_str(&l, "error_codes", nz(codes));
-	log_str(&l, "trace_id", nz(f->err.trace_id));
-	log_str(&l, "correlation_id", nz(f->err.correlation_id));
-	log_str(&l, "ms_request_id", nz(s->ms_req_id));
-	log_str(&l, "description", nz(f->err.description));
-	log_str(&l, "detail", nz(f->detail));
-	log_int(&l, "retry_in_ms", retry_in_ms);
-	log_int(&l, "attempt", s->attempt);
-	log_bool(&l, "serving_previous_token", serving);
-	log_end(&l);
-}
-
 /* ---- state changes (engine thread) ------------------------------------- */
 
 static void notify(struct token_engine *te)
@@ -315,7 +162,7 @@ static void record_failure(struct token_engine *te, struct tsrc *s, struct token
 	s->fail = *f;
 	serving = s->hdr != NULL && now < s->usable_until_ms;
 	pthread_mutex_unlock(&s->mu);
-	log_failed(s, f, retry_ms, serving);
+	token_log_failed(s, f, retry_ms, serving);
 	metrics_token_result(te->cfg, s->idx, f, f->kind == TF_LOCAL ? -1 : now - s->started_ms);
 	notify(te);
 }
@@ -376,7 +223,7 @@ static void store_token(struct token_engine *te, struct tsrc *s, struct oauth_to
 	s->backing_off = false;
 	s->next_due_ms = t.refresh_at_ms > now + MIN_REFETCH_MS ? t.refresh_at_ms : now + MIN_REFETCH_MS;
 	atomic_store(&s->refresh_wanted, false); /* the new token answers any pending request */
-	log_acquired(s, tok, &t, now, gen);
+	token_log_acquired(s, tok, &t, now, gen);
 	metrics_token_result(te->cfg, s->idx, NULL, now - s->started_ms);
 	metrics_cert_not_after(te->cfg, s->cfg->credential, token_engine_cert_not_after(te, s->cfg->credential));
 	notify(te);
@@ -497,7 +344,7 @@ static void start_fetch(struct token_engine *te, struct tsrc *s, long long now, 
 		struct log_line l;
 
 		log_begin(&l, LOG_DEBUG, "token_request");
-		log_source(&l, s);
+		token_log_source(&l, s);
 		log_str(&l, "reason", reason);
 		log_int(&l, "attempt", s->attempt);
 		log_end(&l);
@@ -897,53 +744,6 @@ void token_engine_stop(struct token_engine *te)
 		log_msg(LOG_WARN, "token_internal", "curl_multi_wakeup failed at shutdown");
 	pthread_join(te->thread, NULL);
 	te->started = false;
-}
-
-/* Same endpoint, audience and credential: a token of o is good for d. */
-static bool same_source(const struct tsrc *d, const struct tsrc *o)
-{
-	const struct token_source_cfg *a = d->cfg, *b = o->cfg;
-
-	return strcmp(a->token_endpoint, b->token_endpoint) == 0 && strcmp(a->resource, b->resource) == 0 &&
-	       (a->scope == NULL) == (b->scope == NULL) && (a->scope == NULL || strcmp(a->scope, b->scope) == 0) &&
-	       cred_same(d->cred, o->cred);
-}
-
-/* Copy o's current token into d (d's engine not started yet). */
-static bool carry_token(struct tsrc *d, struct tsrc *o, long long now)
-{
-	bool ok = false;
-
-	if (pthread_mutex_lock(&o->mu) != 0)
-		abort();
-	if (o->hdr != NULL && now < o->usable_until_ms && (d->hdr = malloc(o->hdr_len + 1)) != NULL) {
-		memcpy(d->hdr, o->hdr, o->hdr_len + 1);
-		d->hdr_len = o->hdr_len;
-		d->gen = o->gen;
-		d->usable_until_ms = o->usable_until_ms;
-		/* the old engine's schedule is its own: refresh half way to the end */
-		d->next_due_ms = now + (o->usable_until_ms - now) / 2;
-		ok = true;
-	}
-	pthread_mutex_unlock(&o->mu);
-	return ok;
-}
-
-size_t token_engine_adopt(struct token_engine *te, struct token_engine *old)
-{
-	long long now;
-	size_t kept = 0;
-
-	if (te == NULL || old == NULL || te->started)
-		return 0;
-	now = te->clock();
-	for (size_t i = 0; i < te->n; i++)
-		for (size_t j = 0; j < old->n; j++)
-			if (same_source(&te->src[i], &old->src[j])) {
-				kept += carry_token(&te->src[i], &old->src[j], now);
-				break;
-			}
-	return kept;
 }
 
 void token_engine_free(struct token_engine *te)

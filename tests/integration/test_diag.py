@@ -242,28 +242,41 @@ def test_other_answers_have_no_diagnosis_and_401_drops_the_token():
         px.stop()
 
 
-def test_401_drops_token_and_replays_bodyless_request_once():
-    """A token the upstream stops accepting (older than the refresh rate
-    limit of 30 s): the first 401 drops it, the GET is sent again with a
-    fresh token and the client sees only the 200."""
-    n = 900
-    SIM.add_apps([app(n, "diag-replay")])
-    routes = {"dv": {"match_path": "/dv/", "strip_prefix": "true", "upstream": DATAVERSE_URL,
-                     "audience": "dataverse", "credential": "r"}}
-    px = Proxy(W, proxy_ini(SIM, routes=routes, credentials={"r": cred(n)}, work=W), name="diag-replay").start()
+def test_401_drops_token_and_replays_once():
+    """Tokens the upstream stops accepting (older than the refresh rate limit
+    of 30 s): the first 401 drops the token and the request is sent again with
+    a fresh one, so the client sees only the 200 - a GET, and a PUT whose
+    body was kept (byte-exact on the second try). A body still arriving when
+    the 401 comes is not replayed (curl stops sending it). A POST is not idempotent:
+    it gets the 401 with its diagnosis."""
+    apps, creds, routes = [], {}, {}
+    for k, n in (("get", 900), ("put", 901), ("post", 902)):
+        apps.append(app(n, "diag-replay-" + k))
+        creds[k] = cred(n)
+        routes[k] = {"match_path": "/%s/" % k, "strip_prefix": "true", "upstream": DATAVERSE_URL,
+                     "audience": "dataverse", "credential": k}
+    SIM.add_apps(apps)
+    px = Proxy(W, proxy_ini(SIM, routes=routes, credentials=creds, work=W), name="diag-replay").start()
     try:
-        px.wait_event("token_acquired", 20)
-        eq(px.request("GET", "/dv/_test/echo").status, 200, "before")
+        for k in ("get", "put", "post"):
+            eq(px.request("GET", "/%s/_test/echo" % k).status, 200, "before, " + k)
         time.sleep(31)  # past the forced-refresh rate limit, counted from the token fetch
-        SIM.add_apps([app(n, "diag-replay", reject_tokens_before=int(time.time()))])
+        SIM.add_apps([dict(a, reject_tokens_before=int(time.time())) for a in apps])
         before = SIM.stats()["token_requests"]
-        r = px.request("GET", "/dv/_test/echo?x=1")
+        r = px.request("GET", "/get/_test/echo?x=1")
         eq((r.status, r.header("S2S-Proxy-Diagnosis")), (200, None), "replayed GET")
-        eq(SIM.stats()["token_requests"], before + 1, "token requests for the replay")
-        ups = [q for q in SIM.requests() if q["target"].startswith("/_test/echo?x=1")]
-        eq([q["status"] for q in ups], [401, 200], "upstream answers")
-        eq(len([e for e in px.events() if e.get("event") == "request_replayed"]), 1, "replays logged")
-        eq(len([e for e in px.events() if e.get("event") == "token_dropped"]), 1, "tokens dropped")
+        body = harness.pattern_bytes(10000)  # complete before the upstream can answer: kept whole
+        r = px.request("PUT", "/put/_test/echo?x=2", body=body)
+        eq((r.status, r.json()["body_len"], r.json()["body_sha256"]), (200, len(body), harness.sha256(body)),
+           "replayed PUT")
+        r = px.request("POST", "/post/_test/echo?x=3", body=b"{}", headers=[("Content-Type", "application/json")])
+        eq((r.status, r.header("S2S-Proxy-Diagnosis")), (401, "token_rejected"), "POST not replayed")
+        eq(SIM.stats()["token_requests"], before + 3, "token requests: one per dropped token")
+        for x, want in (("1", [401, 200]), ("2", [401, 200]), ("3", [401])):
+            ups = [q["status"] for q in SIM.requests() if q["target"].startswith("/_test/echo?x=" + x)]
+            eq(ups, want, "upstream answers for x=" + x)
+        eq(len([e for e in px.events() if e.get("event") == "request_replayed"]), 2, "replays logged")
+        eq(len([e for e in px.events() if e.get("event") == "token_dropped"]), 3, "tokens dropped")
     finally:
         px.stop()
 

@@ -357,7 +357,7 @@ def test_readyz_draining_after_sigterm_while_requests_finish():
         out = {}
 
         def slow():
-            out["r"] = px.request("GET", "/dataverse/_test/slow?ms=3000", timeout=30)
+            out["r"] = px.request("GET", "/dataverse/_test/slow?ms=8000", timeout=30)
         t = threading.Thread(target=slow)
         t.start()
         wait_for("one request in flight", lambda: val(scrape(px)[1], "s2s_requests_in_flight") == 1)

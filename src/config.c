@@ -191,6 +191,7 @@ static void proxy_cfg_free(struct proxy_cfg *p)
 	free(p->listen_host);
 	free(p->admin_host);
 	free(p->ca_file);
+	free(p->legacy_identities_file);
 	cidr_list_free(&p->allow_from);
 	if (p->inbound_key)
 		explicit_bzero(p->inbound_key, strlen(p->inbound_key));

@@ -102,6 +102,7 @@ struct route_cfg {
 	char *inbound_key;             /* route-level key (from inbound_key_file), NULL = the global one */
 	uint64_t max_body_bytes;       /* 0 = the [proxy] value */
 	bool access_log;               /* write the per-request "request" log line */
+	bool soap_bridge;              /* SOAP 1.2 Organization.svc -> 1.1 Organization.svc/web (bridge.c) */
 	int translate_upstream_errors; /* 0 = off: upstream 400/401/403 bodies pass unchanged; 1 = problem+json */
 	char *probe_path;              /* `check` probe path on the upstream, NULL = the product's default */
 	int line;
@@ -143,6 +144,9 @@ struct proxy_cfg {
 	unsigned admin_port;
 	struct connect_to_cfg connect_to[CONFIG_MAX_CONNECT_TO];
 	size_t n_connect_to;
+	bool sts_facade;              /* answer WS-Trust sign-in paths locally (sts.c) */
+	char *legacy_identities_file; /* user:crypt-hash:credential lines for the facade */
+	size_t soap_max_response;     /* bridged SOAP answers are collected up to this */
 };
 
 struct config {

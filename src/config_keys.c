@@ -634,6 +634,9 @@ const struct key_row config_key_rows[] = {
     {PROXY("max_body_bytes", max_body_bytes), .parse = p_size64, .def = "0", .min = 0, .max = INT64_MAX},
     {PROXY("upstream_max_connections", upstream_max_connections), .parse = p_long, .def = "0", .min = 0, .max = 100000},
     {PROXY("admin_listen", admin_host), .parse = p_admin_listen},
+    {PROXY("sts_facade", sts_facade), .parse = p_bool, .def = "false"},
+    {PROXY("legacy_identities_file", legacy_identities_file), .parse = p_file},
+    {PROXY("soap_max_response", soap_max_response), .parse = p_size, .def = "16m", .min = 4096, .max = 256 << 20},
 
     {CRED("tenant", tenant), .parse = p_tenant, .required = true},
     {CRED("client_id", client_id), .parse = p_guid, .required = true},
@@ -669,6 +672,7 @@ const struct key_row config_key_rows[] = {
     {ROUTE("max_body_bytes", r.max_body_bytes), .parse = p_size64, .def = "0", .min = 0, .max = INT64_MAX},
     {ROUTE("timeout", r.total_timeout_ms), .parse = p_duration_ms, .def = "0", .min = 0, .max = HOURS(24)},
     {ROUTE("access_log", r.access_log), .parse = p_bool, .def = "true"},
+    {ROUTE("soap_bridge", r.soap_bridge), .parse = p_bool, .def = "false"},
     {ROUTE("translate_upstream_errors", r.translate_upstream_errors), .parse = p_enum, .def = "off",
      .names = translate_modes},
     {ROUTE("probe_path", r.probe_path), .parse = p_match_path},

@@ -25,6 +25,7 @@
 #include "conntrack.h"
 #include "diag.h"
 #include "diaglog.h"
+#include "bridge.h"
 #include "log.h"
 #include "metrics.h"
 #include "problem.h"
@@ -447,6 +448,8 @@ static enum MHD_Result advance(struct request *rq)
 {
 	if (rq->state == RQ_RESPONDED)
 		return MHD_YES;
+	if (rq->bridge) /* WS-Trust bridge: a buffered exchange (bridge.c) */
+		return bridge_advance(rq);
 	if (!rq->local.set && rq->state == RQ_FORWARDING) {
 		if (rq->headers_ready && !rq->rh_overflow && replay_after_401(rq))
 			return advance(rq); /* parked or forwarding again, or a local answer */
@@ -656,6 +659,8 @@ static bool classify(struct request *rq, const char *method)
 	}
 	rq->has_body = hdr_framing_has_body(&rq->framing);
 	rq->body_len = hdr_framing_body_length(&rq->framing);
+	if (bridge_sts_path(rq)) /* the sign-in facade answers whatever the Host */
+		return true;
 
 	struct route_request rr = {
 	    .target = rq->target,
@@ -730,7 +735,11 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 		rq->local.close = true;
 		log_limit(rq, "max_connections", rq->w->n_conns);
 	} else if (classify(rq, method)) {
-		if (rq->has_body && rbuf_init(&rq->up, rq->cfg->proxy.buffer_bytes) < 0)
+		if (bridge_begin(rq) < 0)
+			set_local(rq, 503, "overloaded", "Out of memory", NULL);
+		else if (rq->bridge)
+			rq->up_eof = !rq->has_body; /* bridged: token once the body is in (bridge_request_done) */
+		else if (rq->has_body && rbuf_init(&rq->up, rq->cfg->proxy.buffer_bytes) < 0)
 			set_local(rq, 503, "overloaded", "Out of memory", NULL);
 		else
 			start_with_token(rq, now);
@@ -802,6 +811,8 @@ static enum MHD_Result body_call(struct request *rq, const char *data, size_t *s
 			return queue_local(rq);
 		return MHD_YES;
 	}
+	if (rq->bridge)
+		return bridge_body(rq, data, size);
 	uint64_t cap = body_cap(rq);
 	if (cap && !rq->local.set && rq->bytes_in + *size > cap) { /* a chunked body outgrew the cap */
 		relay_abort(rq);
@@ -838,6 +849,8 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const c
 		rq->up_eof = true; /* the final call: the body is complete */
 		relay_unpause(rq);
 	}
+	if (rq->bridge && bridge_request_done(rq))
+		start_with_token(rq, worker_now_ms());
 	return advance(rq);
 }
 

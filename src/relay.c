@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "bridge.h"
 #include "log.h"
 #include "proxy.h"
 #include "request.h"
@@ -32,6 +33,8 @@
 static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 {
 	struct request *rq = ud;
+	if (rq->bridge) /* a bridged SOAP body, sent from memory */
+		return bridge_on_read(rq, buf, size * nitems);
 	if (rq->replay_feed) { /* a replay after a 401: the kept copy, all there */
 		size_t left = rq->replay_len - rq->replay_pos, k = size * nitems < left ? size * nitems : left;
 		memcpy(buf, rq->replay_body + rq->replay_pos, k);
@@ -57,6 +60,8 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 static int on_seek(void *ud, curl_off_t offset, int origin)
 {
 	struct request *rq = ud;
+	if (rq->bridge && origin == SEEK_SET && offset == 0)
+		return bridge_on_seek(rq);
 	if (origin == SEEK_SET && offset == 0 && rq->up_sent == 0)
 		return CURL_SEEKFUNC_OK;
 	if (origin == SEEK_SET && offset == 0 && rq->replay_feed) { /* the kept copy can be rewound */
@@ -73,6 +78,8 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
 	size_t n = size * nmemb;
 	if (rq->client_gone)
 		return 0; /* ends the transfer with CURLE_WRITE_ERROR */
+	if (rq->bridge)   /* collected whole, converted at the end */
+		return bridge_on_write(rq, data, n);
 	if (rbuf_space(&rq->down) < n) {
 		rq->pause_bits |= CURLPAUSE_RECV;
 		return CURL_WRITEFUNC_PAUSE; /* curl keeps the bytes and re-delivers them */
@@ -225,6 +232,8 @@ static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, co
 	(void)kind;
 	if (!value || !hdr_request_forwardable(name, b->rq->conn_tokens))
 		return MHD_YES;
+	if (b->rq->bridge && !bridge_forward_header(name))
+		return MHD_YES; /* the bridge sets these for the converted body */
 	if (strcasecmp(name, b->rq->cfg->proxy.inbound_key_header) == 0)
 		return MHD_YES; /* the caller's key for this proxy never goes upstream */
 	int n = *value ? snprintf(line, sizeof line, "%s: %s", name, value) : snprintf(line, sizeof line, "%s;", name);
@@ -242,6 +251,8 @@ static struct curl_slist *build_headers(struct request *rq, const char *auth_hea
 	char line[512];
 	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, copy_client_header, &b);
 	add_header(&b, auth_header);
+	for (const char *const *l = bridge_header_lines(rq); l && *l; l++)
+		add_header(&b, *l);
 	snprintf(line, sizeof line, "X-Forwarded-For: %s", rq->client_ip);
 	add_header(&b, line);
 	add_header(&b, tlsin_enabled() ? "X-Forwarded-Proto: https" : "X-Forwarded-Proto: http");
@@ -338,7 +349,8 @@ static void local_fail(struct request *rq, int status, const char *code, const c
 int relay_start(struct request *rq, const char *auth_header)
 {
 	char url[URL_MAX];
-	if (route_upstream_url(&rq->match, url, sizeof url) < 0) {
+	if ((rq->bridge ? bridge_upstream_url(rq, url, sizeof url) : route_upstream_url(&rq->match, url, sizeof url)) <
+	    0) {
 		local_fail(rq, 414, "uri_too_long", "Request-target too long",
 			   "the upstream URL would exceed the limit");
 		return -1;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bridge.h"
 #include "worker.h"
 
 struct request *request_new(struct worker *w, const char *target)
@@ -48,6 +49,7 @@ void request_unref(struct request *rq)
 	free(rq->replay_body);
 	rbuf_free(&rq->down);
 	free(rq->rh_buf);
+	bridge_free(rq->bridge);
 	free(rq->target);
 	if (rq->gen != NULL)
 		atomic_fetch_sub(&rq->gen->refs, 1);

@@ -39,6 +39,7 @@
 	}
 
 struct worker;
+struct bridge;
 struct worker_gen;
 
 enum rq_state {
@@ -151,6 +152,9 @@ struct request {
 	bool replay_feed;      /* the replayed transfer reads replay_body, not the up ring */
 	bool replayed;         /* sent again once after a 401 with a fresh token */
 	const char *diag_title, *diag_remediation; /* with diagnosis, static strings */
+
+	/* WS-Trust bridge (bridge.c): a buffered exchange; NULL = streamed */
+	struct bridge *bridge;
 
 	/* MHD side */
 	bool mhd_suspended;

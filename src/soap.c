@@ -451,9 +451,10 @@ char *soap_fault_12(const char *code, const char *subcode_ns, const char *subcod
 		else
 			snprintf(rel + strlen(rel), sizeof rel - strlen(rel), "</a:RelatesTo>");
 	}
-	if (subcode && subcode_ns)
-		snprintf(sub, sizeof sub, "<s:Subcode><s:Value xmlns:q=\"%s\">q:%s</s:Value></s:Subcode>", subcode_ns,
-			 subcode);
+	const char *colon = subcode ? strchr(subcode, ':') : NULL;
+	if (colon && subcode_ns)
+		snprintf(sub, sizeof sub, "<s:Subcode><s:Value xmlns:%.*s=\"%s\">%s</s:Value></s:Subcode>",
+			 (int)(colon - subcode), subcode, subcode_ns, subcode);
 	soap_escape(txt, sizeof txt, reason ? reason : "");
 	const char *d = detail_xml ? detail_xml : "";
 	int n = snprintf(NULL, 0, FAULT_FMT, rel, code, sub, txt, *d ? "<s:Detail>" : "", d, *d ? "</s:Detail>" : "");

@@ -30,6 +30,7 @@ import urllib.parse
 from common import (PATTERN_PERIOD, TokenError, guid, iso_stamp, jdump, jwt_verify, log,
                     pattern_chunks, pattern_sha256, stable_guid)
 from httpcore import AbortConnection, HTTPError
+import orgsvc
 
 DV_HOST_RE = re.compile(r"^([a-z0-9-]+)(\.api)?\.(crm\d*)\.dynamics\.com$")
 FO_HOST_RE = re.compile(r"^[a-z0-9-]+(\.sandbox)?\.operations\.dynamics\.com$")
@@ -111,6 +112,7 @@ class Upstreams:
             raise
         finally:
             rec["status"] = req.status
+            rec["soap_headers"] = getattr(req, "soap_headers", None)  # orgsvc.py: header blocks received
             with st.lock:
                 st.requests.append(rec)
             log("%s %s %s%s -> %s%s" % (kind, req.method, req.host, req.target[:120], req.status,
@@ -225,6 +227,8 @@ class Upstreams:
 
     def dataverse(self, req, claims):
         path = urllib.parse.unquote(req.path)
+        if path == orgsvc.PATH:  # the Organization service's OAuth (SOAP 1.1) endpoint
+            return orgsvc.answer(self, req, claims)
         m = re.match(r"^/api/data/(v9\.\d+)(/.*)?$", path)
         if not m:
             return self.dv_error(req, 404, "0x8006088a", "Resource not found for the segment '%s'."

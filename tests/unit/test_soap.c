@@ -186,14 +186,14 @@ static void test_response_to_12(void)
 static void test_local_fault(void)
 {
 	size_t n;
-	char *f = soap_fault_12("Sender", "http://schemas.xmlsoap.org/ws/2005/02/trust", "FailedAuthentication",
+	char *f = soap_fault_12("Sender", "http://schemas.xmlsoap.org/ws/2005/02/trust", "wst:FailedAuthentication",
 				"Authentication <Failure>", NULL, "urn:uuid:7", &n);
 	CHECK(f);
 	CHECK_STR(f, "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\" xmlns:a=\"" SOAP_NS_WSA
 		     "\"><s:Header><a:Action s:mustUnderstand=\"1\">http://www.w3.org/2005/08/addressing/soap/fault"
 		     "</a:Action><a:RelatesTo>urn:uuid:7</a:RelatesTo></s:Header><s:Body><s:Fault><s:Code><s:Value>"
-		     "s:Sender</s:Value><s:Subcode><s:Value xmlns:q=\"http://schemas.xmlsoap.org/ws/2005/02/trust\">"
-		     "q:FailedAuthentication</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang=\"en-US\">"
+		     "s:Sender</s:Value><s:Subcode><s:Value xmlns:wst=\"http://schemas.xmlsoap.org/ws/2005/02/trust\">"
+		     "wst:FailedAuthentication</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang=\"en-US\">"
 		     "Authentication &lt;Failure&gt;</s:Text></s:Reason></s:Fault></s:Body></s:Envelope>");
 	CHECK_INT(n, strlen(f));
 	free(f);

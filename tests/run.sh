@@ -42,6 +42,9 @@ unit_tests() { # dir
 	return $rc
 }
 
+# Integration modules run in parallel (each has its own simulators, ports and
+# work directory); most of their time is spent waiting, not computing.
+export TEST_JOBS=${TEST_JOBS:-3}
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:exitcode=99"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 for phase in $PHASES; do

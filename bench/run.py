@@ -1,0 +1,741 @@
+#!/usr/bin/python3
+"""bench/run.py - s2s-proxy against nginx, on one machine, loopback only.
+
+Started by scripts/bench.sh (which installs nginx-light and wrk). Starts:
+  upstream  nginx serving a small JSON body (/small.json), a 64 KiB POST sink
+            (/post: nginx reads the whole body, then forwards it to an internal
+            sink server that answers 200), a 1 GiB file (/big) and a 1 GiB
+            upload sink (/upload, body read completely before the answer);
+  reference nginx proxy_pass to the upstream, keep-alive pool, static
+            Authorization header, same worker count as s2s-proxy;
+  s2s-proxy with a token from the simulated Entra (tests/sim/mscloud.py).
+Measures with wrk and writes bench/results.md (and bench/results.json).
+
+Parameters (environment):
+  BENCH_DURATION      seconds per wrk run (default 10)
+  BENCH_REPEATS       runs per cell; the table shows medians (default 3)
+  BENCH_CONNS         connection counts (default "1 32 256")
+  BENCH_WORKERS       worker processes/threads of both proxies (default: nproc)
+  BENCH_SOAK_SECONDS  soak duration (default 600)
+  BENCH_SOAK_CONNS    soak connections (default 16), each pausing BENCH_SOAK_DELAY_MS
+  BENCH_SOAK_DELAY_MS between requests (default 5): moderate, not saturating load
+  BENCH_BIG_MIB       size of the streamed upload/download (default 1024)
+  BENCH_PARTS         which parts to run: "table big soak cold" (default all)
+  BENCH_OUT           results file (default bench/results.md)
+Every load loop is bounded: wrk runs for a fixed time, the soak for its
+duration, big transfers have a timeout. Only 127.0.0.1 is used.
+"""
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import harness  # noqa: E402
+from harness import Proxy, Sim, Work, proxy_ini  # noqa: E402
+
+ENV = os.environ
+DURATION = int(ENV.get("BENCH_DURATION", "10"))
+REPEATS = int(ENV.get("BENCH_REPEATS", "3"))
+CONNS = [int(c) for c in ENV.get("BENCH_CONNS", "1 32 256").split()]
+WORKERS = int(ENV.get("BENCH_WORKERS", str(os.cpu_count() or 1)))
+SOAK_SECONDS = int(ENV.get("BENCH_SOAK_SECONDS", "600"))
+SOAK_CONNS = int(ENV.get("BENCH_SOAK_CONNS", "16"))
+SOAK_DELAY_MS = int(ENV.get("BENCH_SOAK_DELAY_MS", "5"))
+BIG_MIB = int(ENV.get("BENCH_BIG_MIB", "1024"))
+PARTS = ENV.get("BENCH_PARTS", "table big soak cold").split()
+TARGETS = ENV.get("BENCH_TARGETS", "direct nginx s2s-proxy").split()
+KINDS = ENV.get("BENCH_KINDS", "get post").split()
+# experiments: extra environment for s2s-proxy only (e.g. GLIBC_TUNABLES=...),
+# and its log level (info, the default, logs one line per request)
+S2S_ENV = dict(kv.split("=", 1) for kv in ENV.get("BENCH_S2S_ENV", "").split() if "=" in kv)
+S2S_LOG_LEVEL = ENV.get("BENCH_S2S_LOG_LEVEL", "info")
+OUT = ENV.get("BENCH_OUT", os.path.join(HERE, "results.md"))
+POST_BYTES = 64 * 1024
+SMALL_JSON = ('{"@odata.context":"https://contoso.crm4.dynamics.com/api/data/v9.2/#accounts(name)",'
+              '"value":[{"@odata.etag":"W/\\"1234567\\"","name":"Fourth Coffee",'
+              '"accountid":"7d577253-3ef0-4a0a-bb7f-8335c2596e70"}]}')
+AUDIENCE = "https://contoso.crm4.dynamics.com"
+
+
+def say(*a):
+    print(*a, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+# ---------------------------------------------------------------------------
+# process accounting (/proc)
+
+def proc_tree(pid):
+    """pid and its descendants (nginx master + workers)."""
+    out = [pid]
+    try:
+        kids = open("/proc/%d/task/%d/children" % (pid, pid)).read().split()
+    except OSError:
+        kids = []
+    for k in kids:
+        out += proc_tree(int(k))
+    return out
+
+
+def cpu_seconds(pid):
+    tot = 0.0
+    tck = os.sysconf("SC_CLK_TCK")
+    for p in proc_tree(pid):
+        try:
+            f = open("/proc/%d/stat" % p).read()
+        except OSError:
+            continue
+        fields = f[f.rindex(")") + 2:].split()
+        tot += (int(fields[11]) + int(fields[12])) / tck  # utime, stime
+    return tot
+
+
+def status_kib(pid, key):
+    tot = 0
+    for p in proc_tree(pid):
+        try:
+            for line in open("/proc/%d/status" % p):
+                if line.startswith(key + ":"):
+                    tot += int(line.split()[1])
+        except OSError:
+            pass
+    return tot
+
+
+def fd_count(pid):
+    n = 0
+    for p in proc_tree(pid):
+        try:
+            n += len(os.listdir("/proc/%d/fd" % p))
+        except OSError:
+            pass
+    return n
+
+
+class RssSampler:
+    """Peak of the summed VmRSS of a process tree, sampled every 20 ms."""
+
+    def __init__(self, pid, interval=0.02):
+        self.pid, self.interval, self.peak, self.base = pid, interval, 0, status_kib(pid, "VmRSS")
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, status_kib(self.pid, "VmRSS"))
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, status_kib(self.pid, "VmRSS"))
+
+
+# ---------------------------------------------------------------------------
+# nginx
+
+def nginx_conf(work, name, workers, servers, http_extra=""):
+    d = work.path(name)
+    os.makedirs(d, exist_ok=True)
+    user = "user root;\n" if os.getuid() == 0 else ""
+    conf = """%sworker_processes %d;
+daemon off;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+worker_rlimit_nofile 16384;
+events { worker_connections 4096; }
+http {
+    client_body_temp_path %s/body;
+    proxy_temp_path %s/proxy;
+    fastcgi_temp_path %s/fastcgi;
+    uwsgi_temp_path %s/uwsgi;
+    scgi_temp_path %s/scgi;
+    keepalive_requests 100000000;
+    keepalive_timeout 120s;
+    log_format bench '$request_method $uri $status $request_length $connection $authkind';
+    map $http_authorization $authkind { "~^Bearer eyJ" jwt; "~^Bearer " static; default none; }
+%s
+%s
+}
+""" % (user, workers, d, d, d, d, d, d, d, http_extra, servers)
+    path = os.path.join(d, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return path, d
+
+
+class Nginx:
+    def __init__(self, name, conf, d):
+        self.name, self.conf, self.dir, self.proc = name, conf, d, None
+
+    def start(self, ports):
+        self.proc = harness.spawn(["/usr/sbin/nginx", "-p", self.dir, "-c", self.conf],
+                                  stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "stderr.log"), "ab"),
+                                  stdin=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if all(port_open(p) for p in ports):
+                # the workers exist once the port answers
+                time.sleep(0.2)
+                return self
+            if self.proc.poll() is not None:
+                raise SystemExit("nginx %s exited: %s" % (self.name, harness._tail(os.path.join(self.dir, "error.log"))))
+            time.sleep(0.05)
+        raise SystemExit("nginx %s did not start" % self.name)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def port_open(p):
+    try:
+        socket.create_connection(("127.0.0.1", p), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def count_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+def tail_auth_kinds(path, start_line):
+    """Authorization kinds the upstream saw since start_line, and how many
+    distinct upstream connections carried them (connection churn)."""
+    kinds, conns = {}, set()
+    with open(path, "rb") as f:
+        for i, line in enumerate(f):
+            if i < start_line or not line.strip():
+                continue
+            parts = line.split()
+            k = parts[-1].decode()
+            kinds[k] = kinds.get(k, 0) + 1
+            conns.add(parts[-2])
+    return kinds, len(conns)
+
+
+# ---------------------------------------------------------------------------
+# wrk
+
+def wrk_script(work):
+    p = work.path("post64k.lua")
+    with open(p, "w") as f:
+        f.write('wrk.method = "POST"\n'
+                'wrk.body = string.rep("x", %d)\n'
+                'wrk.headers["Content-Type"] = "application/octet-stream"\n' % POST_BYTES)
+    d = work.path("soak.lua")
+    with open(d, "w") as f:
+        f.write("function delay() return %d end\n" % SOAK_DELAY_MS)
+    return p, d
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def parse_lat(s):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
+    return float(m.group(1)) * UNITS[m.group(2)] if m else None
+
+
+def run_wrk(url, conns, seconds, script=None):
+    threads = max(1, min(2, conns))
+    cmd = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--latency", "--timeout", "10s"]
+    if script:
+        cmd += ["-s", script]
+    cmd.append(url)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    r = {"raw": out}
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
+    r["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    r["rps"] = float(m.group(1)) if m else 0.0
+    for pct in ("50", "99"):
+        m = re.search(r"^\s+%s%%\s+(\S+)" % pct, out, re.M)
+        r["p" + pct] = parse_lat(m.group(1)) if m else None
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    r["sock_err"] = sum(int(x) for x in m.groups()) if m else 0
+    return r
+
+
+# ---------------------------------------------------------------------------
+
+def machine_description():
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemTotal"):
+            mem = int(line.split()[1]) // 1024
+    def ver(cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except Exception:
+            return "?"
+    osr = "?"
+    try:
+        for line in open("/etc/os-release"):
+            if line.startswith("PRETTY_NAME"):
+                osr = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    load = open("/proc/loadavg").read().split()[:3]
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_mib": mem, "kernel": platform.release(), "os": osr,
+            "nginx": ver(["/usr/sbin/nginx", "-v"]), "wrk": ver(["wrk", "-v"]),
+            "s2s": ver([harness.proxy_bin(), "--version"]), "load_before": " ".join(load),
+            "commit": ver(["git", "-C", REPO, "describe", "--always", "--dirty"])}
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+class Bench:
+    def __init__(self):
+        self.work = Work("bench")
+        # a private copy of the binary: other people rebuild build/s2s-proxy while
+        # the benchmark runs (and perf needs the exact binary it recorded)
+        src = harness.proxy_bin()
+        self.bin = self.work.path("s2s-proxy")
+        shutil.copy2(src, self.bin)
+        os.environ["S2S_PROXY_BIN"] = self.bin
+        self.up_port, self.sink_port, self.ngx_port = free_port(), free_port(), free_port()
+        self.results = {"machine": machine_description(), "params": {
+            "duration_s": DURATION, "repeats": REPEATS, "conns": CONNS, "workers": WORKERS,
+            "soak_s": SOAK_SECONDS, "soak_conns": SOAK_CONNS, "soak_delay_ms": SOAK_DELAY_MS, "big_mib": BIG_MIB,
+            "s2s_env": S2S_ENV, "s2s_log_level": S2S_LOG_LEVEL}}
+        self.post_lua, self.soak_lua = wrk_script(self.work)
+        self.big = self.work.path("big.bin")
+        with open(self.big, "wb") as f:
+            f.truncate(BIG_MIB << 20)  # sparse: reading it costs no disk
+
+    # -- servers
+    def start_upstream(self):
+        servers = """
+    upstream sink { server 127.0.0.1:%(sink)d; keepalive 64; }
+    server {
+        listen 127.0.0.1:%(up)d backlog=4096;
+        access_log %(d)s/access.log bench;
+        client_max_body_size 0;
+        client_body_buffer_size 128k;
+        location = /small.json { default_type application/json; return 200 '%(json)s'; }
+        location = /big { default_type application/octet-stream; alias %(big)s; }
+        # the body is read completely (memory up to 128k, then a temp file)
+        # before nginx forwards it to the sink: the answer follows the body
+        location = /post { proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://sink; }
+        location = /upload { proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://sink; }
+    }
+    server {
+        listen 127.0.0.1:%(sink)d backlog=4096;
+        access_log off;
+        client_max_body_size 0;
+        location / { default_type application/json; return 200 '{"ok":true}'; }
+    }
+""" % {"up": self.up_port, "sink": self.sink_port, "d": self.work.path("upstream"), "json": SMALL_JSON,
+       "big": self.big}
+        conf, d = nginx_conf(self.work, "upstream", WORKERS, servers)
+        self.up_log = os.path.join(d, "access.log")
+        self.upstream = Nginx("upstream", conf, d).start([self.up_port, self.sink_port])
+
+    def start_nginx_proxy(self, token):
+        servers = """
+    upstream up { server 127.0.0.1:%(up)d; keepalive 64; }
+    server {
+        listen 127.0.0.1:%(port)d backlog=4096 reuseport;
+        access_log %(d)s/access.log;
+        client_max_body_size 0;
+        client_body_buffer_size 128k;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "Bearer %(token)s";
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+        }
+    }
+""" % {"up": self.up_port, "port": self.ngx_port, "d": self.work.path("nginx-proxy"), "token": token}
+        conf, d = nginx_conf(self.work, "nginx-proxy", WORKERS, servers)
+        self.nginx = Nginx("nginx-proxy", conf, d).start([self.ngx_port])
+
+    def s2s_ini(self, port, log_level="info"):
+        routes = {"bench": {"match_path": "/", "upstream": "http://127.0.0.1:%d" % self.up_port,
+                            "audience": AUDIENCE, "credential": "contoso"}}
+        return proxy_ini(self.sim, routes=routes, work=self.work,
+                         extra_proxy={"listen": "127.0.0.1:%d" % port, "workers": WORKERS, "log_level": log_level,
+                                      "max_connections": 4096})
+
+    def start_s2s(self, name="s2s", log_level=None):
+        port = free_port()
+        px = Proxy(self.work, self.s2s_ini(port, log_level or S2S_LOG_LEVEL), name=name, env=S2S_ENV).start()
+        return px
+
+    def wait_ready(self, px, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                r = px.request("GET", "/small.json")
+                if r.status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise SystemExit("s2s-proxy not ready:\n" + harness._tail(px.log_path))
+
+    def token_requests(self):
+        return self.sim.stats().get("token_requests")
+
+    # -- part 1: the table
+    def table(self):
+        targets = {"direct": ("http://127.0.0.1:%d" % self.up_port, self.upstream.pid),
+                   "nginx": ("http://127.0.0.1:%d" % self.ngx_port, self.nginx.pid),
+                   "s2s-proxy": ("http://127.0.0.1:%d" % self.s2s.port, self.s2s.pid)}
+        targets = {k: v for k, v in targets.items() if k in TARGETS}
+        kinds = {"GET small": ("/small.json", None), "POST 64 KiB": ("/post", self.post_lua)}
+        kinds = {k: v for k, v in kinds.items() if k.split()[0].lower() in KINDS}
+        cells = {}
+        tok0 = self.token_requests()
+        # warm up every target (connections to the upstream, caches)
+        for name, (base, pid) in targets.items():
+            run_wrk(base + "/small.json", 8, 1)
+        for kind, (path, script) in kinds.items():
+            for c in CONNS:
+                for rep in range(REPEATS):
+                    order = list(targets)
+                    order = order[rep % len(order):] + order[:rep % len(order)]  # rotate: no variant always runs first
+                    for name in order:
+                        base, pid = targets[name]
+                        key = "%s|%d|%s" % (kind, c, name)
+                        up0 = count_lines(self.up_log)
+                        cpu0 = cpu_seconds(pid)
+                        with RssSampler(pid) as rs:
+                            r = run_wrk(base + path, c, DURATION, script)
+                        cpu = cpu_seconds(pid) - cpu0
+                        time.sleep(0.3)  # let the upstream's access log catch up
+                        up = count_lines(self.up_log) - up0
+                        kinds_seen, up_conns = tail_auth_kinds(self.up_log, up0)
+                        r.update({"cpu_s": cpu, "rss_peak_kib": rs.peak, "upstream_requests": up,
+                                  "auth": kinds_seen, "upstream_conns": up_conns,
+                                  "cpu_per_10k": cpu / r["requests"] * 10000 if r["requests"] else None})
+                        r.pop("raw")
+                        cells.setdefault(key, []).append(r)
+                        say("  %-12s c=%-4d %-10s rep %d: %9.0f req/s p50 %7.3f ms p99 %7.3f ms cpu/10k %.3f s "
+                            "rss %6.1f MiB upstream saw %d on %d conns (wrk %d, non2xx %d, errors %d) auth %s"
+                            % (kind, c, name, rep + 1, r["rps"], r["p50"] or -1, r["p99"] or -1,
+                               r["cpu_per_10k"] or -1, rs.peak / 1024, up, up_conns, r["requests"], r["non2xx"],
+                               r["sock_err"], kinds_seen))
+        self.results["cells"] = cells
+        self.results["hot_path_token_requests"] = self.token_requests() - tok0
+
+    # -- part 2a: 1 GiB up and down
+    def curl_big(self, base, upload):
+        if upload:
+            cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_upload} %{time_total}",
+                   "-H", "Expect:", "-H", "Content-Type: application/octet-stream", "-X", "POST",
+                   "--data-binary", "@" + self.big, base + "/upload"]
+            # --data-binary reads the file into memory: use -T (streams) instead
+            cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_upload} %{time_total}",
+                   "-H", "Expect:", "-H", "Content-Type: application/octet-stream", "-X", "POST",
+                   "-T", self.big, base + "/upload"]
+        else:
+            cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}",
+                   base + "/big"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        code, size, t = r.stdout.split()
+        return int(code), int(size), float(t)
+
+    def big_transfers(self):
+        out = {}
+        targets = {"direct": ("http://127.0.0.1:%d" % self.up_port, self.upstream.pid),
+                   "nginx": ("http://127.0.0.1:%d" % self.ngx_port, self.nginx.pid),
+                   "s2s-proxy": ("http://127.0.0.1:%d" % self.s2s.port, self.s2s.pid)}
+        for direction in ("download", "upload"):
+            for name, (base, pid) in targets.items():
+                rss0 = status_kib(pid, "VmRSS")
+                with RssSampler(pid, 0.01) as rs:
+                    code, size, t = self.curl_big(base, direction == "upload")
+                r = {"status": code, "bytes": size, "seconds": t, "mib_s": size / (1 << 20) / t if t else 0,
+                     "rss_before_kib": rss0, "rss_peak_kib": rs.peak, "rss_growth_kib": rs.peak - rss0}
+                out["%s|%s" % (direction, name)] = r
+                say("  %s %-10s %d %d bytes in %.2f s = %.0f MiB/s, RSS %.1f -> peak %.1f MiB (+%.2f MiB)"
+                    % (direction, name, code, size, t, r["mib_s"], rss0 / 1024, rs.peak / 1024,
+                       (rs.peak - rss0) / 1024))
+        self.results["big"] = out
+
+    # -- part 2b: soak
+    def soak(self):
+        px, pid = self.s2s, self.s2s.pid
+        samples = []
+        tok0 = self.token_requests()
+        step = max(1, min(10, SOAK_SECONDS // 20))
+        proc = subprocess.Popen(["wrk", "-t1", "-c%d" % SOAK_CONNS, "-d%ds" % SOAK_SECONDS, "--latency",
+                                 "--timeout", "10s", "-s", self.soak_lua, "http://127.0.0.1:%d/small.json" % px.port],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        t0 = time.time()
+        cpu0 = cpu_seconds(pid)
+        try:
+            while proc.poll() is None and time.time() - t0 < SOAK_SECONDS + 30:
+                samples.append({"t": round(time.time() - t0, 1), "rss_kib": status_kib(pid, "VmRSS"),
+                                "fds": fd_count(pid)})
+                time.sleep(step)
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        m = re.search(r"(\d+) requests in", out)
+        n = int(m.group(1)) if m else 0
+        m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        rps = float(m.group(1)) if m else 0
+        m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        non2xx = int(m.group(1)) if m else 0
+        # drift: the first 10 % is warm-up (allocator arenas, curl pool)
+        warm = [s for s in samples if s["t"] >= SOAK_SECONDS * 0.1] or samples
+        res = {"seconds": SOAK_SECONDS, "requests": n, "rps": rps, "non2xx": non2xx, "samples": samples,
+               "rss_start_kib": warm[0]["rss_kib"], "rss_end_kib": warm[-1]["rss_kib"],
+               "rss_max_kib": max(s["rss_kib"] for s in warm), "rss_min_kib": min(s["rss_kib"] for s in warm),
+               "fd_start": warm[0]["fds"], "fd_end": warm[-1]["fds"], "fd_max": max(s["fds"] for s in warm),
+               "cpu_s": cpu_seconds(pid) - cpu0, "token_requests": self.token_requests() - tok0}
+        self.results["soak"] = res
+        say("  soak %d s: %d requests (%.0f/s, non2xx %d), RSS %.1f -> %.1f MiB (min %.1f max %.1f), fds %d -> %d"
+            % (SOAK_SECONDS, n, rps, non2xx, res["rss_start_kib"] / 1024, res["rss_end_kib"] / 1024,
+               res["rss_min_kib"] / 1024, res["rss_max_kib"] / 1024, res["fd_start"], res["fd_end"]))
+
+    # -- part 3: cold start with 256 connections; startup time
+    def cold(self):
+        res = {}
+        # the token endpoint round trip, as a client sees it (TLS + sim)
+        rtts = []
+        for _ in range(5):
+            t = time.time()
+            self.sim.token(resource=AUDIENCE)
+            rtts.append((time.time() - t) * 1000)
+        res["token_rtt_ms"] = med(rtts)
+        # startup to ready: exec -> first 200 through the proxy. The client
+        # connects as soon as the port accepts (1 ms polling) and its request
+        # waits in the proxy for the first token; `-t` (start, parse, exit)
+        # is the floor without any network.
+        starts, listens, token_ms, checks = [], [], [], []
+        for i in range(5):
+            port = free_port()
+            ini = self.work.write("ready-%d.ini" % i, self.s2s_ini(port))
+            t = time.monotonic()
+            subprocess.run([self.bin, "-t", "-c", ini], capture_output=True, timeout=20)
+            checks.append((time.monotonic() - t) * 1000)
+            log = self.work.path("ready-%d.log" % i)
+            env = dict(os.environ, **S2S_ENV)
+            t0 = time.monotonic()
+            p = harness.spawn([self.bin, "-c", ini], stdout=subprocess.DEVNULL, stderr=open(log, "ab"),
+                              stdin=subprocess.DEVNULL, env=env)
+            sock = None
+            while time.monotonic() - t0 < 20:
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port), 1)
+                    break
+                except OSError:
+                    time.sleep(0.001)
+            t1 = time.monotonic()
+            sock.settimeout(20)
+            sock.sendall(b"GET /small.json HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                b = sock.recv(65536)
+                if not b:
+                    break
+                data += b
+            t2 = time.monotonic()
+            sock.close()
+            if not data.startswith(b"HTTP/1.1 200"):
+                say("  startup run %d: unexpected answer %r" % (i, data[:100]))
+            listens.append((t1 - t0) * 1000)
+            starts.append((t2 - t0) * 1000)
+            p.terminate()
+            p.wait(10)
+            for line in open(log, encoding="utf-8", errors="replace"):
+                if '"token_acquired"' in line:
+                    token_ms.append(json.loads(line).get("duration_ms"))
+                    break
+        res["startup_check_ms"] = med(checks)
+        res["startup_listen_ms"] = med(listens)
+        res["startup_ready_ms"] = med(starts)
+        res["startup_ready_all_ms"] = starts
+        res["startup_token_request_ms"] = med(token_ms)
+        # 256 connections at a cold proxy, while the first token is slow (500 ms)
+        self.sim.set_entra("slow", delay_ms=500)
+        try:
+            tok0 = self.token_requests()
+            px = self.start_s2s("cold-256")
+            r = run_wrk("http://127.0.0.1:%d/small.json" % px.port, 256, 3)
+            time.sleep(0.2)
+            res["cold256_token_requests"] = self.token_requests() - tok0
+            res["cold256_requests"] = r["requests"]
+            res["cold256_non2xx"] = r["non2xx"]
+            res["cold256_errors"] = r["sock_err"]
+            res["cold256_p99_ms"] = r["p99"]
+            res["cold256_vmhwm_kib"] = status_kib(px.pid, "VmHWM")
+            px.stop()
+        finally:
+            self.sim.set_entra("ok")
+        # peak RSS of a fresh proxy at 256 connections (part 1's proxy carries
+        # the history of every earlier cell)
+        for kind, path, script in (("get", "/small.json", None), ("post64k", "/post", self.post_lua)):
+            px = self.start_s2s("fresh256-%s" % kind)
+            self.wait_ready(px)
+            rss0 = status_kib(px.pid, "VmRSS")
+            r = run_wrk("http://127.0.0.1:%d%s" % (px.port, path), 256, 5, script)
+            res["fresh256_%s" % kind] = {"rss_idle_kib": rss0, "vmhwm_kib": status_kib(px.pid, "VmHWM"),
+                                         "rps": r["rps"], "errors": r["non2xx"] + r["sock_err"]}
+            say("  fresh proxy, 256 conns %s: idle RSS %.1f MiB, peak (VmHWM) %.1f MiB, %.0f req/s"
+                % (kind, rss0 / 1024, res["fresh256_%s" % kind]["vmhwm_kib"] / 1024, r["rps"]))
+            px.stop()
+        self.results["cold"] = res
+        say("  -t %.1f ms, listening %.1f ms, proxy's token request %s ms" % (res["startup_check_ms"],
+            res["startup_listen_ms"], res["startup_token_request_ms"]))
+        say("  token RTT %.1f ms, startup to ready %.0f ms (%s), cold 256 conns: %d token request(s), %d requests, "
+            "non2xx %d" % (res["token_rtt_ms"], res["startup_ready_ms"], ", ".join("%.0f" % s for s in starts),
+                            res["cold256_token_requests"], res["cold256_requests"], res["cold256_non2xx"]))
+
+    # -- profiling (not in the default parts): perf and strace on s2s-proxy under load
+    def profile(self):
+        d = os.path.join(HERE, "profile")
+        os.makedirs(d, exist_ok=True)
+        pid = self.s2s.pid
+        url = "http://127.0.0.1:%d" % self.s2s.port
+        secs = int(ENV.get("BENCH_PROFILE_SECONDS", "8"))
+        for kind, path, script in (("get", "/small.json", None), ("post64k", "/post", self.post_lua)):
+            # perf: where the CPU goes (call graphs)
+            data = os.path.join(d, "perf-%s.data" % kind)
+            perf = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384", "-o", data, "-p", str(pid), "--",
+                                     "sleep", str(secs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            r = run_wrk(url + path, 32, secs, script)
+            perf.wait(timeout=60)
+            with open(os.path.join(d, "perf-%s.txt" % kind), "w") as f:
+                subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso,sym", "--stdio",
+                                "-g", "none", "--percent-limit", "0.4"], stdout=f, stderr=subprocess.DEVNULL,
+                               timeout=300)
+            with open(os.path.join(d, "perf-%s-children.txt" % kind), "w") as f:
+                subprocess.run(["perf", "report", "-i", data, "--children", "--sort", "sym", "--stdio",
+                                "-g", "none", "--percent-limit", "1"], stdout=f, stderr=subprocess.DEVNULL,
+                               timeout=300)
+            say("  perf %s: %.0f req/s under perf" % (kind, r["rps"]))
+            # strace -c: syscalls per request (strace slows the proxy a lot; counts, not times, matter)
+            st = os.path.join(d, "strace-%s.txt" % kind)
+            tr = subprocess.Popen(["strace", "-c", "-f", "-o", st, "-p", str(pid)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            up0 = count_lines(self.up_log)
+            r = run_wrk(url + path, 32, 4, script)
+            tr.send_signal(2)
+            tr.wait(timeout=60)
+            time.sleep(0.3)
+            with open(st, "a") as f:
+                f.write("\nrequests completed by wrk during the trace: %d (upstream saw %d)\n"
+                        % (r["requests"], count_lines(self.up_log) - up0))
+            say("  strace %s: %d requests" % (kind, r["requests"]))
+            # the same for the nginx reference (all its processes)
+            st = os.path.join(d, "strace-nginx-%s.txt" % kind)
+            cmd = ["strace", "-c", "-f", "-o", st]
+            for p in proc_tree(self.nginx.pid):
+                cmd += ["-p", str(p)]
+            tr = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            r = run_wrk("http://127.0.0.1:%d%s" % (self.ngx_port, path), 32, 4, script)
+            tr.send_signal(2)
+            tr.wait(timeout=60)
+            time.sleep(0.3)
+            with open(st, "a") as f:
+                f.write("\nrequests completed by wrk during the trace: %d\n" % r["requests"])
+
+    def run(self):
+        say("bench: starting the simulated Entra, the upstream nginx, nginx proxy_pass and s2s-proxy "
+            "(%d workers each)" % WORKERS)
+        self.sim = Sim(self.work).start(roles=["entra"])
+        try:
+            self.start_upstream()
+            token = self.sim.access_token(resource=AUDIENCE)
+            self.start_nginx_proxy(token)
+            self.s2s = self.start_s2s()
+            self.wait_ready(self.s2s)
+            if "table" in PARTS:
+                say("bench: part 1, %d s per run, %d runs per cell" % (DURATION, REPEATS))
+                self.table()
+            if "big" in PARTS:
+                say("bench: part 2, %d MiB streamed download and upload" % BIG_MIB)
+                self.big_transfers()
+            if "soak" in PARTS:
+                say("bench: soak, %d s, %d connections pausing %d ms" % (SOAK_SECONDS, SOAK_CONNS, SOAK_DELAY_MS))
+                self.soak()
+            self.results["s2s_vmhwm_kib"] = status_kib(self.s2s.pid, "VmHWM")
+            self.results["s2s_log_lines"] = sum(1 for e in self.s2s.events() if e.get("event") == "request")
+            if "profile" in PARTS:
+                say("bench: profile (perf, strace)")
+                self.profile()
+            if "cold" in PARTS:
+                say("bench: cold start and startup time")
+                self.cold()
+        finally:
+            for s in ("s2s",):
+                if getattr(self, s, None):
+                    getattr(self, s).stop()
+            for s in ("nginx", "upstream"):
+                if getattr(self, s, None):
+                    getattr(self, s).stop()
+            self.sim.stop()
+            harness.kill_children()
+        self.results["machine"]["load_after"] = " ".join(open("/proc/loadavg").read().split()[:3])
+        with open(os.path.splitext(OUT)[0] + ".json", "w") as f:
+            json.dump(self.results, f, indent=1)
+        import report
+        report.write(self.results, OUT)
+        say("bench: wrote %s" % OUT)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, HERE)
+    Bench().run()

@@ -19,7 +19,6 @@
 #include "metrics.h"
 
 #define MAX_GENS 256 /* reloads remembered; more are refused (restart instead) */
-#define ERR_MAX  (64 * 1024)
 
 struct gen_slot {
 	struct worker_gen *g;

@@ -25,6 +25,7 @@
 #include "conntrack.h"
 #include "diag.h"
 #include "diaglog.h"
+#include "refusal.h"
 #include "bridge.h"
 #include "log.h"
 #include "metrics.h"
@@ -219,80 +220,6 @@ static bool status_has_body(long status)
 	return status != 204 && status != 304 && !(status >= 100 && status < 200);
 }
 
-/* ---- diagnosing upstream refusals ------------------------------------------- */
-
-#define DIAG_PEEK_MAX (64 * 1024) /* body bytes examined for a diagnosis */
-
-/*
- * Bytes of a 400/401/403 body to collect before answering. Below
- * down.cap - CURL_MAX_WRITE_SIZE on_write never pauses, so collecting
- * cannot stall the transfer; past it (or DIAG_PEEK_MAX) we diagnose on
- * what we have.
- */
-static size_t peek_limit(const struct request *rq)
-{
-	size_t cap = rq->down.cap > CURL_MAX_WRITE_SIZE ? rq->down.cap - CURL_MAX_WRITE_SIZE : 0;
-	return cap < DIAG_PEEK_MAX ? cap : DIAG_PEEK_MAX;
-}
-
-/* Hold the response back while its (small) error body is still arriving. */
-static bool holding_for_diagnosis(const struct request *rq)
-{
-	if (!diag_upstream_status_wanted(rq->up_status) || rq->is_head || rq->upstream_done)
-		return false;
-	if (rq->resp_length >= 0 && (int64_t)rbuf_len(&rq->down) >= rq->resp_length)
-		return false;
-	return rbuf_len(&rq->down) < peek_limit(rq);
-}
-
-/* Copy the unread ring contents (up to cap) without consuming them. */
-static size_t ring_peek(const struct rbuf *rb, char *out, size_t cap)
-{
-	size_t n = rb->len < cap ? rb->len : cap;
-	for (size_t i = 0; i < n;) {
-		size_t pos = (rb->head + i) % rb->cap;
-		size_t chunk = rb->cap - pos < n - i ? rb->cap - pos : n - i;
-		memcpy(out + i, rb->data + pos, chunk);
-		i += chunk;
-	}
-	return n;
-}
-
-static const char *upstream_header(const struct request *rq, const char *name)
-{
-	for (unsigned i = 0; i < rq->n_rh; i++)
-		if (strcasecmp(rq->rh_buf + rq->rh[i].name, name) == 0)
-			return rq->rh_buf + rq->rh[i].value;
-	return NULL;
-}
-
-/* Diagnose a 400/401/403 from its headers and the buffered body; after a
- * 401 drop the rejected token so the next request gets a fresh one. */
-static void diagnose_upstream(struct request *rq)
-{
-	struct upstream_evidence ev;
-	struct diagnosis d;
-	char *body;
-	size_t n = 0;
-
-	if (!diag_upstream_status_wanted(rq->up_status) || !rq->route)
-		return;
-	body = malloc(DIAG_PEEK_MAX);
-	if (body && rq->down.data)
-		n = ring_peek(&rq->down, body, DIAG_PEEK_MAX);
-	bool hit = diag_upstream(rq->route->audience_kind, rq->route->upstream.host, rq->up_status, body, n,
-				 upstream_header(rq, "WWW-Authenticate"), rq->tok_claims.aud, &ev, &d);
-	free(body);
-	if (!hit)
-		return;
-	rq->diagnosis = d.code;
-	rq->diag_title = d.title;
-	rq->diag_remediation = d.remediation;
-	diaglog_upstream(worker_now_ms(), rq->route->name, rq->request_id, &d, &ev, &rq->tok_claims, rq->tok_fp);
-	if (rq->up_status == 401)
-		token_reject(rq->tokens, rq->route->token_source, rq->tok_gen);
-}
-
 /*
  * translate_upstream_errors = problem: answer the diagnosed refusal with
  * problem+json (the upstream's status kept, its error embedded). The
@@ -314,15 +241,15 @@ static enum MHD_Result queue_translated(struct request *rq)
 	    .request_id = rq->request_id,
 	    .upstream_status = rq->up_status,
 	};
-	char *orig = malloc(DIAG_PEEK_MAX), *body;
+	char *orig = malloc(REFUSAL_PEEK_MAX), *body;
 	size_t len = 0;
 
 	if (orig && rq->down.data)
-		p.upstream_body_len = ring_peek(&rq->down, orig, DIAG_PEEK_MAX);
+		p.upstream_body_len = refusal_peek(rq, orig, REFUSAL_PEEK_MAX);
 	p.upstream_body = orig;
 	body = problem_render(&p, &len);
 	free(orig);
-	const char *www = upstream_header(rq, "WWW-Authenticate");
+	const char *www = refusal_header(rq, "WWW-Authenticate");
 	char keep[1024];
 	snprintf(keep, sizeof keep, "%s", www ? www : ""); /* rh_buf stays valid, but copy before abort anyway */
 	relay_abort(rq);
@@ -348,7 +275,7 @@ static enum MHD_Result queue_translated(struct request *rq)
 static enum MHD_Result queue_upstream(struct request *rq)
 {
 	struct MHD_Response *r;
-	diagnose_upstream(rq);
+	refusal_diagnose(rq);
 	if (rq->diagnosis && rq->route->translate_upstream_errors)
 		return queue_translated(rq);
 	bool body = status_has_body(rq->up_status) && !rq->is_head;
@@ -405,39 +332,14 @@ static void set_local_from_upstream(struct request *rq)
 static void start_with_token(struct request *rq, long long now);
 
 /*
- * A 401 arrived for a request without a body, nothing has been sent to the
- * client yet, and the rejected token could be dropped (token_reject: not
- * fetched moments ago): forget this answer and send the request once more
- * with the next token. A body is sent again from the copy replay_keep made
- * (idempotent methods, bodies up to replay_max_body, complete ones only). Returns true when the replay is under way.
+ * A 401 arrived before anything was sent to the client: when refusal.c
+ * can rewind the request (see refusal_rewind), send it once more with the
+ * next token. Returns true when the replay is under way.
  */
 static bool replay_after_401(struct request *rq)
 {
-	if (rq->up_status != 401 || rq->replayed || !rq->route || rq->w->draining)
+	if (!refusal_rewind(rq))
 		return false;
-	/* a body only when all of it is kept (and so has fully arrived) */
-	if (rq->has_body && (rq->replay_skip || !rq->up_eof || rq->replay_len != rq->bytes_in))
-		return false;
-	if (!token_reject(rq->tokens, rq->route->token_source, rq->tok_gen))
-		return false;
-	relay_abort(rq); /* drops the curl side's reference; the MHD side keeps rq */
-	rq->replayed = true;
-	rq->upstream_done = false;
-	rq->upstream_result = CURLE_OK;
-	rq->curl_err[0] = '\0';
-	rq->up_status = 0;
-	rq->headers_ready = rq->in_body = false;
-	rq->n_rh = 0;
-	rq->rh_len = 0;
-	rq->rh_overflow = false;
-	rq->resp_length = -1;
-	rq->pause_bits = 0;
-	rq->down.head = rq->down.len = 0;
-	rq->up.head = rq->up.len = 0;
-	rq->up_sent = 0;
-	rq->replay_pos = 0;
-	rq->replay_feed = rq->has_body;
-	rq->state = RQ_NEW;
 	log_msg(LOG_INFO, "request_replayed", "request %s: upstream 401, token dropped, sending again", rq->request_id);
 	start_with_token(rq, worker_now_ms()); /* parks until the fresh token is there */
 	return true;
@@ -453,7 +355,7 @@ static enum MHD_Result advance(struct request *rq)
 	if (!rq->local.set && rq->state == RQ_FORWARDING) {
 		if (rq->headers_ready && !rq->rh_overflow && replay_after_401(rq))
 			return advance(rq); /* parked or forwarding again, or a local answer */
-		if (rq->headers_ready && !rq->rh_overflow && holding_for_diagnosis(rq)) {
+		if (rq->headers_ready && !rq->rh_overflow && refusal_holding(rq)) {
 			request_suspend(rq); /* on_write / relay_done resume */
 			return MHD_YES;
 		}
@@ -757,48 +659,6 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 	return MHD_YES;
 }
 
-static bool method_idempotent(const char *m)
-{
-	static const char *const ok[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
-	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-		if (strcmp(m, ok[i]) == 0)
-			return true;
-	return false;
-}
-
-/*
- * Keep a copy of the body of an idempotent request, up to replay_max_body,
- * so it can be sent again after a 401. Growth is geometric; giving up (too
- * large, out of memory) only means no replay.
- */
-static void replay_keep(struct request *rq, const char *data, size_t n)
-{
-	size_t max = rq->cfg->proxy.replay_max_body, cap = rq->replay_body ? rq->replay_len : 0;
-	if (rq->replay_skip || n == 0)
-		return;
-	if (!method_idempotent(rq->method) || rq->replay_len + n > max) {
-		rq->replay_skip = true;
-		goto drop;
-	}
-	for (cap = cap < 4096 ? 4096 : cap; cap < rq->replay_len + n; cap *= 2)
-		;
-	char *nb = realloc(rq->replay_body, cap < max ? cap : max);
-	if (!nb) {
-		rq->replay_skip = true;
-		goto drop;
-	}
-	rq->replay_body = nb;
-	memcpy(rq->replay_body + rq->replay_len, data, n);
-	rq->replay_len += n;
-	return;
-drop:
-	if (rq->replay_body)
-		explicit_bzero(rq->replay_body, rq->replay_len);
-	free(rq->replay_body);
-	rq->replay_body = NULL;
-	rq->replay_len = 0;
-}
-
 /* A piece of request body. */
 static enum MHD_Result body_call(struct request *rq, const char *data, size_t *size)
 {
@@ -821,7 +681,7 @@ static enum MHD_Result body_call(struct request *rq, const char *data, size_t *s
 		log_limit(rq, "max_body_bytes", (long long)(rq->bytes_in + *size));
 	}
 	size_t n = rbuf_write(&rq->up, data, *size);
-	replay_keep(rq, data, n);
+	refusal_keep_body(rq, data, n);
 	rq->bytes_in += n;
 	*size -= n;
 	relay_unpause(rq);

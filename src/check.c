@@ -33,6 +33,7 @@
 #include "diag.h"
 #include "jwt.h"
 #include "log.h"
+#include "mi.h"
 #include "oauth.h"
 #include "tlsca.h"
 
@@ -102,28 +103,36 @@ static size_t on_head(char *line, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/* Free a header list, wiping it first (Authorization and identity headers). */
+static void slist_wipe_free(struct curl_slist *l)
+{
+	for (struct curl_slist *i = l; i; i = i->next)
+		explicit_bzero(i->data, strlen(i->data));
+	curl_slist_free_all(l);
+}
+
+/* Append line to *l. false when out of memory (*l unchanged). */
+static bool slist_add(struct curl_slist **l, const char *line)
+{
+	struct curl_slist *t = curl_slist_append(*l, line);
+	if (t)
+		*l = t;
+	return t != NULL;
+}
+
 /*
- * One blocking request. `post` is the form body (NULL: GET); `hdr` an extra
- * header line (may be NULL). Returns 0 when an HTTP answer arrived.
+ * One blocking request. `post` is the form body (NULL: GET); `hl` the
+ * request headers (borrowed). Returns 0 when an HTTP answer arrived.
  */
 static int fetch_run(const struct config *cfg, struct curl_slist *connect_to, const char *url, const char *post,
-		     long post_len, const char *hdr, struct fetch *f)
+		     long post_len, struct curl_slist *hl, struct fetch *f)
 {
-	struct curl_slist *hl = NULL, *t;
 	CURL *h = curl_easy_init();
 	int ret = -1;
 
 	f->rc = CURLE_FAILED_INIT;
 	if (!h)
 		return -1;
-	if (hdr && !(t = curl_slist_append(hl, hdr)))
-		goto done;
-	hl = hdr ? t : hl;
-	if (!(t = curl_slist_append(hl, post ? "Content-Type: application/x-www-form-urlencoded"
-					     : "Accept: "
-					       "application/json")))
-		goto done;
-	hl = t;
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
@@ -150,8 +159,6 @@ static int fetch_run(const struct config *cfg, struct curl_slist *connect_to, co
 		ret = f->status >= 100 ? 0 : -1;
 	if (ret < 0 && !f->err[0])
 		snprintf(f->err, sizeof f->err, "%s", curl_easy_strerror(f->rc));
-done:
-	curl_slist_free_all(hl);
 	curl_easy_cleanup(h);
 	return ret;
 }
@@ -201,29 +208,56 @@ static void token_answer(struct src_result *sr, struct fetch *f)
 	oauth_token_clear(&tok);
 }
 
+/* A managed identity: a GET to IMDS / App Service built by mi.c. */
+static void acquire_mi(const struct config *cfg, struct curl_slist *ct, const struct token_source_cfg *ts,
+		       struct src_result *sr, struct fetch *f)
+{
+	const struct credential_cfg *c = &cfg->credentials[ts->credential];
+	struct curl_slist *hl = NULL;
+	char why[256] = "";
+	char *url = mi_url(c, ts->resource);
+
+	if (!url || mi_headers(c, &hl, why, sizeof why) != 0)
+		local_fail(&sr->fail, TF_LOCAL, url ? why : "out of memory");
+	else if (fetch_run(cfg, ct, url, NULL, 0, hl, f) < 0)
+		local_fail(&sr->fail, TF_UNREACHABLE, f->err);
+	else
+		token_answer(sr, f);
+	slist_wipe_free(hl);
+	free(url);
+	fetch_reset(f);
+}
+
 static void acquire(const struct config *cfg, struct curl_slist *ct, size_t si, struct src_result *sr, struct fetch *f)
 {
 	const struct token_source_cfg *ts = &cfg->token_sources[si];
 	struct cred_material m = {0};
+	struct curl_slist *hl = NULL;
 	char why[256] = "";
-	struct cred *cr = cred_new(&cfg->credentials[ts->credential], why, sizeof why);
+	struct cred *cr;
 
 	sr->done = true;
+	fetch_reset(f);
+	if (cfg->credentials[ts->credential].kind == CRED_MANAGED_IDENTITY) {
+		acquire_mi(cfg, ct, ts, sr, f);
+		return;
+	}
+	cr = cred_new(&cfg->credentials[ts->credential], why, sizeof why);
 	if (!cr) {
 		local_fail(&sr->fail, TF_LOCAL, why);
 		return;
 	}
 	if (cred_material(cr, ts->token_endpoint, ts->scope ? ts->scope : ts->resource, (long long)time(NULL), &m, why,
-			  sizeof why) < 0) {
+			  sizeof why) < 0)
 		local_fail(&sr->fail, TF_LOCAL, why);
-		cred_free(cr);
-		return;
-	}
-	fetch_reset(f);
-	if (fetch_run(cfg, ct, ts->token_endpoint, m.form, m.form_len, m.basic, f) < 0)
+	else if ((m.basic && !slist_add(&hl, m.basic)) ||
+		 !slist_add(&hl, "Content-Type: application/x-www-form-urlencoded"))
+		local_fail(&sr->fail, TF_LOCAL, "out of memory");
+	else if (fetch_run(cfg, ct, ts->token_endpoint, m.form, m.form_len, hl, f) < 0)
 		local_fail(&sr->fail, TF_UNREACHABLE, f->err);
 	else
 		token_answer(sr, f);
+	slist_wipe_free(hl);
 	cred_material_wipe(&m);
 	cred_free(cr);
 	fetch_reset(f);
@@ -295,7 +329,14 @@ static void probe(const struct config *cfg, struct curl_slist *ct, const struct 
 	const struct route_cfg *r = v->route;
 	probe_url(cfg, r, v->probe_url, sizeof v->probe_url);
 	fetch_reset(f);
-	if (fetch_run(cfg, ct, v->probe_url, NULL, 0, sr->hdr, f) < 0) {
+	struct curl_slist *hl = NULL;
+	int got = -1;
+	if (slist_add(&hl, sr->hdr) && slist_add(&hl, "Accept: application/json"))
+		got = fetch_run(cfg, ct, v->probe_url, NULL, 0, hl, f);
+	else
+		snprintf(f->err, sizeof f->err, "out of memory");
+	slist_wipe_free(hl);
+	if (got < 0) {
 		static const struct diagnosis unreachable = {502, "upstream_unavailable",
 							     "The upstream could not be reached",
 							     "Check DNS, firewall and TLS trust from this host to the "

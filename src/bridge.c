@@ -74,8 +74,26 @@ int bridge_begin(struct request *rq)
 	if (rq->route && rq->route->max_body_bytes && (!cap || rq->route->max_body_bytes < cap))
 		cap = rq->route->max_body_bytes;
 	br->in_max = sts ? BRIDGE_STS_MAX_BODY : (cap && cap < BRIDGE_MAX_REQUEST ? (size_t)cap : BRIDGE_MAX_REQUEST);
+	if (sts) { /* whole at once: a realloc would leave copies of the password behind */
+		br->in = malloc(br->in_max + 1);
+		if (!br->in) {
+			free(br);
+			return -1;
+		}
+		br->in_cap = br->in_max + 1;
+	}
 	rq->bridge = br;
 	return 0;
+}
+
+/* The client's body may hold a password (sign-in): wiped, then freed. */
+static void wipe_in(struct bridge *br)
+{
+	if (br->in)
+		explicit_bzero(br->in, br->in_cap);
+	free(br->in);
+	br->in = NULL;
+	br->in_len = br->in_cap = 0;
 }
 
 /* Append to a buffer growing up to max; false when it would pass max. */
@@ -147,6 +165,7 @@ static void sts_request_done(struct request *rq)
 		return;
 	}
 	set_answer(br, rep.status, rep.content_type, rep.body, rep.len);
+	wipe_in(br); /* it held a password */
 }
 
 /* The sign-in handle must be live and bound to the route's credential. */
@@ -176,8 +195,7 @@ bool bridge_request_done(struct request *rq)
 		return false;
 	}
 	int r = soap_request_to_11(br->in ? br->in : "", br->in_len, &br->out, &br->out_len, &br->info);
-	free(br->in);
-	br->in = NULL;
+	wipe_in(br);
 	if (r != SOAP_OK) {
 		set_fault(rq, r == SOAP_E_NOMEM ? 500 : 400, r == SOAP_E_NOMEM ? "Receiver" : "Sender", NULL, NULL,
 			  soap_strerror(r));
@@ -361,7 +379,7 @@ void bridge_free(struct bridge *br)
 {
 	if (!br)
 		return;
-	free(br->in);
+	wipe_in(br);
 	free(br->out);
 	free(br->resp);
 	free(br->body);

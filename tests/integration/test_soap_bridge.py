@@ -242,3 +242,10 @@ def test_soap11_posted_to_bridge_refused():
             % WHOAMI).encode()
     r = post(body, ct="text/xml; charset=utf-8")
     eq((r.status, r.text), (400, local_fault("the message uses the other SOAP version")), "1.1 to the 1.2 path")
+
+
+def test_sign_in_paths_routed_when_facade_off():
+    # without sts_facade the WS-Trust paths are ordinary requests: no route here
+    r = PX.request("POST", "/RST2.srf", [("Content-Type", CT12), ("Host", "login.microsoftonline.com")], b"<x/>")
+    eq(r.status, 404, "status")
+    eq(header(r, "Content-Type"), "application/problem+json", "Content-Type")

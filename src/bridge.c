@@ -168,6 +168,19 @@ static void sts_request_done(struct request *rq)
 	wipe_in(br); /* it held a password */
 }
 
+/* Values that go into a header (the action) or the query (the SDK
+ * version): visible ASCII without the characters in `bad`; the action must
+ * be there. */
+static bool token_chars(const char *s, const char *bad)
+{
+	if (s[0] == '\0')
+		return bad[0] != '"'; /* only the action is required */
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || strchr(bad, *s))
+			return false;
+	return true;
+}
+
 /* The sign-in handle must be live and bound to the route's credential. */
 static bool handle_ok(const struct request *rq)
 {
@@ -201,8 +214,9 @@ bool bridge_request_done(struct request *rq)
 			  soap_strerror(r));
 		return false;
 	}
-	if (!br->info.action[0]) {
-		set_fault(rq, 400, "Sender", NULL, NULL, "the request has no WS-Addressing Action");
+	if (!token_chars(br->info.action, "\"\\") || !token_chars(br->info.sdk_version, "&#%+?/ ")) {
+		set_fault(rq, 400, "Sender", NULL, NULL,
+			  "the request has no usable WS-Addressing Action or SdkClientVersion");
 		return false;
 	}
 	if (!handle_ok(rq)) {

@@ -249,3 +249,21 @@ def test_sign_in_paths_routed_when_facade_off():
     r = PX.request("POST", "/RST2.srf", [("Content-Type", CT12), ("Host", "login.microsoftonline.com")], b"<x/>")
     eq(r.status, 404, "status")
     eq(header(r, "Content-Type"), "application/problem+json", "Content-Type")
+
+
+def test_action_and_version_cannot_inject():
+    n0 = len(web_requests())
+    reason = "the request has no usable WS-Addressing Action or SdkClientVersion"
+    bad_action = envelope12("Execute\r\nX-Injected: 1", WHOAMI, "urn:uuid:i1")
+    r = post(bad_action)
+    eq((r.status, r.text), (400, local_fault(reason).replace("</a:Action>", "</a:Action><a:RelatesTo>urn:uuid:i1"
+                                                             "</a:RelatesTo>", 1)), "action with CRLF")
+    bad_version = envelope12("Execute", WHOAMI, "urn:uuid:i2").replace(b">9.1<", b">9.1&amp;x=1<")
+    r = post(bad_version)
+    eq(r.status, 400, "SdkClientVersion with '&'")
+    no_action = envelope12("Execute", WHOAMI, "urn:uuid:i3").replace(
+        b'<a:Action s:mustUnderstand="1">http://schemas.microsoft.com/xrm/2011/Contracts/Services/'
+        b'IOrganizationService/Execute</a:Action>', b"")
+    r = post(no_action)
+    eq(r.status, 400, "no Action")
+    eq(len(web_requests()), n0, "nothing went upstream")

@@ -348,7 +348,8 @@ long bridge_upstream_url(const struct request *rq, char *out, size_t cap)
 
 bool bridge_forward_header(const char *name)
 {
-	static const char *const dropped[] = {"Content-Type", "SOAPAction", "Content-Length"};
+	/* Accept-Encoding too: a compressed answer could not be converted */
+	static const char *const dropped[] = {"Content-Type", "SOAPAction", "Content-Length", "Accept-Encoding"};
 	for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
 		if (strcasecmp(name, dropped[i]) == 0)
 			return false;

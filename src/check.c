@@ -268,6 +268,8 @@ static void probe_url(const struct config *cfg, const struct route_cfg *r, char 
 {
 	const struct url *u = &r->upstream;
 	const char *tenant = cfg->credentials[r->credential].tenant;
+	if (!tenant)
+		tenant = "common"; /* managed identity: no tenant configured; BC resolves it from the token */
 	if (r->probe_path) {
 		snprintf(out, cap, "%s%s%s", u->origin, u->path, r->probe_path);
 		return;
@@ -319,7 +321,7 @@ static void compare_claims(const struct config *cfg, const struct route_cfg *r, 
 	    strcasecmp(aud_host, r->upstream.host) != 0 && !strstr(r->upstream.host, ".api."))
 		o += (size_t)snprintf(out + o, cap - o, "token aud host %s differs from the upstream host %s. ",
 				      aud_host, r->upstream.host);
-	if (o < cap && c->tid[0] && strlen(tenant) == 36 && strcasecmp(c->tid, tenant) != 0)
+	if (o < cap && c->tid[0] && tenant && strlen(tenant) == 36 && strcasecmp(c->tid, tenant) != 0)
 		snprintf(out + o, cap - o, "token tid %s is not the configured tenant %s. ", c->tid, tenant);
 }
 

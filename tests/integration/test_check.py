@@ -147,3 +147,28 @@ def test_check_idp_unavailable_and_bad_response():
             eq((rc, r["verdict"], r["diagnosis"]), (1, "fail", want), "Entra mode %s" % mode)
     finally:
         SIM.reset(faults=True)
+
+
+def test_check_managed_identity():
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sim"))
+    import imds  # tests/sim: runs in this process
+
+    mi = imds.MI(lambda resource, cid, lifetime: SIM.mint(aud=resource, appid=cid, tid=TENANT_ID,
+                                                           lifetime=lifetime),
+                 identities=[imds.SYSTEM_ID]).start()
+    try:
+        cred_mi = {"managed_identity": "system",
+                   "managed_identity_endpoint": "http://127.0.0.1:%d/metadata/identity/oauth2/token" % mi.port}
+        routes = {"dv": {"match_path": "/dv/", "upstream": DATAVERSE_URL, "audience": "dataverse",
+                         "credential": "mi"}}
+        rc, out, err = run_check(proxy_ini(SIM, routes=routes, credentials={"mi": cred_mi}, work=W), "--json",
+                                 name="mi")
+        assert out, "no output: rc %r, stderr %r" % (rc, err[-800:])
+        r = json.loads(out)["routes"][0]
+        eq((rc, r["verdict"], r["claims"]["aud"], r["probe_status"]), (0, "ok", DATAVERSE_URL, 200),
+           "managed identity check (err %r)" % err[-300:])
+        eq(len(mi.log), 1, "IMDS requests")
+        eq(mi.log[0]["headers"].get("metadata"), "true", "Metadata header")
+    finally:
+        mi.stop()

@@ -480,6 +480,16 @@ char *soap_fault_12(const char *code, const char *subcode_ns, const char *subcod
 
 /* ---- WS-Trust RST ---------------------------------------------------------------- */
 
+/* Overwrite the text under `n` (a password) before the tree is freed;
+ * strings shared in the parser's dictionary cannot be written. */
+static void wipe_text(xmlDocPtr doc, xmlNode *n)
+{
+	for (xmlNode *t = n ? n->children : NULL; t; t = t->next)
+		if (t->type == XML_TEXT_NODE && t->content && !(doc->dict && xmlDictOwns(doc->dict, t->content)) &&
+		    t->content != (xmlChar *)&t->properties)
+			explicit_bzero(t->content, strlen((const char *)t->content));
+}
+
 static xmlNode *find_local(xmlNode *n, const char *local, int depth)
 {
 	for (; n && depth < SOAP_MAX_DEPTH; n = n->next) {
@@ -508,7 +518,9 @@ int soap_parse_rst(const char *in, size_t n, struct soap_rst_info *info)
 	xmlNode *sec = child(hdr, SOAP_NS_WSSE, "Security");
 	xmlNode *ut = child(sec, SOAP_NS_WSSE, "UsernameToken");
 	text_of(child(ut, SOAP_NS_WSSE, "Username"), info->username, sizeof info->username);
-	text_of(child(ut, SOAP_NS_WSSE, "Password"), info->password, sizeof info->password);
+	xmlNode *pw = child(ut, SOAP_NS_WSSE, "Password");
+	text_of(pw, info->password, sizeof info->password);
+	wipe_text(doc, pw);
 	xmlNode *as = sec ? find_local(sec->children, "Assertion", 0) : NULL;
 	if (as) {
 		xmlChar *id = xmlGetProp(as, (const xmlChar *)"ID");

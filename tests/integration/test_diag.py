@@ -221,7 +221,7 @@ def test_upstream_refusals_get_diagnosis_header_body_unchanged():
         px.stop()
 
 
-def test_other_answers_have_no_diagnosis_and_401_drops_the_token():
+def test_other_answers_have_no_diagnosis_and_fresh_token_is_kept():
     """200, 404, 500, a 403 without a known code: no header, bytes unchanged.
     A 401 on a plain route: diagnosed, and (the token being fresh) kept."""
     ini = proxy_ini(SIM, work=W)

@@ -293,20 +293,60 @@ done:
 
 /* ---- response: 1.1 -> 1.2 ----------------------------------------------------- */
 
-/* "s:Client" -> "<prefix>:Sender" etc.; codes outside the envelope
- * namespace map to Receiver (SOAP 1.2 5.4.6 allows only its own). */
-static void fault_value(const char *code11, const xmlNs *env, char *out, size_t cap)
+/*
+ * "s:Client" -> "<prefix>:Sender" etc. SOAP 1.2 5.4.6 allows only its own
+ * codes in Code/Value: a code from another namespace (WCF's
+ * "a:DeserializationFailed") becomes Sender or Receiver, and the caller
+ * keeps it as the Subcode (*foreign set).
+ */
+static void fault_value(const char *code11, bool in_env, const xmlNs *env, char *out, size_t cap, bool *foreign)
 {
+	static const char *const sender[] = {"DeserializationFailed", "InvalidSecurity",        "FailedAuthentication",
+					     "ActionNotSupported",    "DestinationUnreachable", "InvalidMessage"};
 	const char *local = strchr(code11, ':') ? strchr(code11, ':') + 1 : code11;
 	const char *v = "Receiver";
-	if (strcmp(local, "Client") == 0)
+	*foreign = !in_env;
+	if (in_env && strcmp(local, "Client") == 0)
 		v = "Sender";
-	else if (strcmp(local, "VersionMismatch") == 0 || strcmp(local, "MustUnderstand") == 0)
+	else if (in_env && (strcmp(local, "VersionMismatch") == 0 || strcmp(local, "MustUnderstand") == 0))
 		v = local;
+	for (size_t i = 0; !in_env && i < sizeof sender / sizeof sender[0]; i++)
+		if (strcmp(local, sender[i]) == 0)
+			v = "Sender";
 	if (env->prefix)
 		snprintf(out, cap, "%s:%s", (const char *)env->prefix, v);
 	else
 		snprintf(out, cap, "%s", v);
+}
+
+/* The namespace of faultcode's QName prefix (copied: fc is freed next). */
+static xmlChar *code_ns(xmlNode *fc, const char *code)
+{
+	char prefix[64];
+	const char *colon = strchr(code, ':');
+	if (!fc || !colon || (size_t)(colon - code) >= sizeof prefix)
+		return NULL;
+	memcpy(prefix, code, (size_t)(colon - code));
+	prefix[colon - code] = '\0';
+	xmlNs *ns = xmlSearchNs(fc->doc, fc, (const xmlChar *)prefix);
+	return ns && ns->href ? xmlStrdup(ns->href) : NULL;
+}
+
+/* Code/Subcode/Value for a foreign faultcode, under a prefix of its own. */
+static int add_subcode(xmlNode *cn, const xmlNs *env, const xmlChar *href, const char *code)
+{
+	const char *local = strchr(code, ':') ? strchr(code, ':') + 1 : code;
+	char qname[160];
+	xmlNode *sub = xmlNewChild(cn, (xmlNs *)env, (const xmlChar *)"Subcode", NULL);
+	if (!sub)
+		return SOAP_E_NOMEM;
+	/* never the envelope's own prefix: Value's name must keep resolving to it */
+	const char *p = env->prefix && strcmp((const char *)env->prefix, "c") == 0 ? "d" : "c";
+	snprintf(qname, sizeof qname, "%s%s%s", href ? p : "", href ? ":" : "", local);
+	xmlNode *v = xmlNewTextChild(sub, (xmlNs *)env, (const xmlChar *)"Value", (const xmlChar *)qname);
+	if (!v || (href && !xmlNewNs(v, href, (const xmlChar *)p)))
+		return SOAP_E_NOMEM;
+	return SOAP_OK;
 }
 
 /* Rebuild a 1.1 Fault's children as 1.2 Code/Reason/Detail. */
@@ -318,7 +358,10 @@ static int convert_fault(xmlNode *fault)
 	xmlNode *detail = child(fault, NULL, "detail");
 	text_of(fc, code, sizeof code);
 	text_of(fs, reason, sizeof reason);
-	fault_value(code, env, value, sizeof value);
+	xmlChar *href = code_ns(fc, code);
+	bool foreign;
+	fault_value(code, href ? strcmp((const char *)href, SOAP_NS_12) == 0 : !strchr(code, ':'), env, value,
+		    sizeof value, &foreign);
 	xmlChar *lang = fs ? xmlNodeGetLang(fs) : NULL;
 	if (detail)
 		xmlUnlinkNode(detail);
@@ -331,6 +374,8 @@ static int convert_fault(xmlNode *fault)
 	xmlNode *cn = xmlNewChild(fault, env, (const xmlChar *)"Code", NULL);
 	xmlNode *rn = xmlNewChild(fault, env, (const xmlChar *)"Reason", NULL);
 	if (!cn || !rn || !xmlNewTextChild(cn, env, (const xmlChar *)"Value", (const xmlChar *)value))
+		goto done;
+	if (foreign && code[0] && add_subcode(cn, env, href, code) != SOAP_OK)
 		goto done;
 	xmlNode *tn = xmlNewTextChild(rn, env, (const xmlChar *)"Text", (const xmlChar *)reason);
 	if (!tn)
@@ -347,6 +392,7 @@ static int convert_fault(xmlNode *fault)
 done:
 	xmlFreeNode(detail);
 	xmlFree(lang);
+	xmlFree(href);
 	return ret;
 }
 

@@ -183,6 +183,29 @@ static void test_response_to_12(void)
 	CHECK_INT(soap_response_to_12(v12, strlen(v12), "", "", &out, &on, &fault), SOAP_E_VERSION);
 }
 
+static void test_foreign_faultcode(void)
+{
+	const char *in =
+	    "<c:Envelope xmlns:c=\"" SOAP_NS_11 "\"><c:Body><c:Fault><faultcode "
+	    "xmlns:a=\"http://schemas.microsoft.com/net/2005/12/windowscommunicationfoundation/dispatcher\">"
+	    "a:DeserializationFailed</faultcode><faultstring xml:lang=\"en-US\">The formatter threw an "
+	    "exception</faultstring></c:Fault></c:Body></c:Envelope>";
+	char *out = NULL;
+	size_t on;
+	bool fault;
+	CHECK_INT(soap_response_to_12(in, strlen(in), "urn:act/Execute", "urn:uuid:2", &out, &on, &fault), SOAP_OK);
+	CHECK(fault);
+	/* the envelope already uses prefix c: the subcode's namespace gets d */
+	CHECK_STR(out, "<c:Envelope xmlns:c=\"" SOAP_NS_12 "\"><c:Header xmlns:a=\"" SOAP_NS_WSA
+		       "\"><a:Action c:mustUnderstand=\"1\">http://www.w3.org/2005/08/addressing/soap/fault</a:Action>"
+		       "<a:RelatesTo>urn:uuid:2</a:RelatesTo></c:Header><c:Body><c:Fault><c:Code><c:Value>c:Sender"
+		       "</c:Value><c:Subcode><c:Value xmlns:d=\"http://schemas.microsoft.com/net/2005/12/"
+		       "windowscommunicationfoundation/dispatcher\">d:DeserializationFailed</c:Value></c:Subcode>"
+		       "</c:Code><c:Reason><c:Text xml:lang=\"en-US\">The formatter threw an exception</c:Text>"
+		       "</c:Reason></c:Fault></c:Body></c:Envelope>");
+	free(out);
+}
+
 static void test_local_fault(void)
 {
 	size_t n;
@@ -229,6 +252,7 @@ int main(void)
 	RUN(test_malicious);
 	RUN(test_fault_to_12);
 	RUN(test_response_to_12);
+	RUN(test_foreign_faultcode);
 	RUN(test_local_fault);
 	RUN(test_rst);
 	return T_DONE();

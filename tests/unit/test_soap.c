@@ -71,6 +71,31 @@ static void test_request_mustunderstand(void)
 	free(out);
 }
 
+/* Prefixes used only inside QName values (i:type="a:QueryExpression")
+ * are declared on the Envelope: they must stay in scope. */
+static void test_request_qname_values(void)
+{
+	const char *in = "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\" xmlns:a=\"http://schemas.microsoft.com/xrm/2011/"
+			 "Contracts\" xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\"><s:Header><w:Action "
+			 "xmlns:w=\"" SOAP_NS_WSA "\">urn:act/RetrieveMultiple</w:Action><CallerObjectId "
+			 "xmlns=\"http://schemas.microsoft.com/xrm/2011/Contracts\">0b3c</CallerObjectId></s:Header>"
+			 "<s:Body><RetrieveMultiple xmlns=\"http://schemas.microsoft.com/xrm/2011/Contracts/Services\">"
+			 "<query i:type=\"a:QueryExpression\"><a:PageInfo><a:Count>50</a:Count></a:PageInfo></query>"
+			 "</RetrieveMultiple></s:Body></s:Envelope>";
+	char *out = NULL;
+	size_t on;
+	struct soap_request_info info;
+	CHECK_INT(soap_request_to_11(in, strlen(in), &out, &on, &info), SOAP_OK);
+	CHECK_STR(info.action, "urn:act/RetrieveMultiple");
+	CHECK_STR(out, "<s:Envelope xmlns:s=\"" SOAP_NS_11 "\" xmlns:a=\"http://schemas.microsoft.com/xrm/2011/"
+		       "Contracts\" xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\"><s:Header><CallerObjectId "
+		       "xmlns=\"http://schemas.microsoft.com/xrm/2011/Contracts\">0b3c</CallerObjectId></s:Header>"
+		       "<s:Body><RetrieveMultiple xmlns=\"http://schemas.microsoft.com/xrm/2011/Contracts/Services\">"
+		       "<query i:type=\"a:QueryExpression\"><a:PageInfo><a:Count>50</a:Count></a:PageInfo></query>"
+		       "</RetrieveMultiple></s:Body></s:Envelope>");
+	free(out);
+}
+
 static void test_request_refusals(void)
 {
 	char *out = NULL;
@@ -248,6 +273,7 @@ int main(void)
 {
 	RUN(test_request_whoami);
 	RUN(test_request_mustunderstand);
+	RUN(test_request_qname_values);
 	RUN(test_request_refusals);
 	RUN(test_malicious);
 	RUN(test_fault_to_12);

@@ -55,7 +55,9 @@ def token_count():
 def test_cold_cache_200_concurrent_one_token_request():
     reset_entra()
     ENTRA.set_entra("slow", count=1, delay_ms=2000)
-    px = Proxy(W, ini(), name="cold").start()
+    # 200 parked requests open 200 TLS connections to the simulator at once;
+    # on a loaded test machine that can take longer than the default 10 s.
+    px = Proxy(W, ini(routes=one_route(connect_timeout="60s")), name="cold").start()
     try:
         def one(i):
             return px.request("GET", "/dataverse/_test/echo?i=%d" % i, timeout=30).status

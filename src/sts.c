@@ -98,6 +98,11 @@ static void ids_refresh(const char *path)
 {
 	struct stat st;
 	if (!path || stat(path, &st) < 0) {
+		if (!path || ids_path)
+			log_msg(LOG_WARN, "sts_identities_unreadable", "%s%s: every legacy sign-in fails",
+				path ? "cannot stat legacy_identities_file "
+				     : "sts_facade without legacy_identities_file",
+				path ? path : "");
 		ids_clear();
 		return;
 	}

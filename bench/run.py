@@ -413,7 +413,22 @@ class Bench:
 
     def start_s2s(self, name="s2s", log_level=None):
         port = free_port()
-        px = Proxy(self.work, self.s2s_ini(port, log_level or S2S_LOG_LEVEL), name=name, env=S2S_ENV).start()
+        level = log_level or S2S_LOG_LEVEL
+        if level in ("info", "debug"):
+            return Proxy(self.work, self.s2s_ini(port, level), name=name, env=S2S_ENV).start()
+        # quieter levels do not log "listening": wait for the port instead
+        px = Proxy(self.work, self.s2s_ini(port, level), name=name, env=S2S_ENV)
+        env = dict(os.environ, **S2S_ENV)
+        with open(px.log_path, "ab") as log, open(px.out_path, "ab") as out:
+            px.proc = harness.spawn([self.bin, "-c", px.ini_path], stdout=out, stderr=log,
+                                    stdin=subprocess.DEVNULL, env=env)
+        deadline = time.time() + 20
+        while not port_open(port):
+            if time.time() > deadline or px.proc.poll() is not None:
+                raise SystemExit("s2s-proxy did not start:\n" + harness._tail(px.log_path))
+            time.sleep(0.01)
+        px.port = port
+        return px
         return px
 
     def wait_ready(self, px, timeout=20):
@@ -453,6 +468,7 @@ class Bench:
                         base, pid = targets[name]
                         key = "%s|%d|%s" % (kind, c, name)
                         up0 = count_lines(self.up_log)
+                        t0 = self.token_requests() if name == "s2s-proxy" else None
                         cpu0 = cpu_seconds(pid)
                         with RssSampler(pid) as rs:
                             r = run_wrk(base + path, c, DURATION, script)
@@ -460,6 +476,8 @@ class Bench:
                         time.sleep(0.3)  # let the upstream's access log catch up
                         up = count_lines(self.up_log) - up0
                         kinds_seen, up_conns = tail_auth_kinds(self.up_log, up0)
+                        if t0 is not None:
+                            r["token_requests"] = self.token_requests() - t0
                         r.update({"cpu_s": cpu, "rss_peak_kib": rs.peak, "upstream_requests": up,
                                   "auth": kinds_seen, "upstream_conns": up_conns,
                                   "cpu_per_10k": cpu / r["requests"] * 10000 if r["requests"] else None})
@@ -469,7 +487,8 @@ class Bench:
                             "rss %6.1f MiB upstream saw %d on %d conns (wrk %d, non2xx %d, errors %d) auth %s"
                             % (kind, c, name, rep + 1, r["rps"], r["p50"] or -1, r["p99"] or -1,
                                r["cpu_per_10k"] or -1, rs.peak / 1024, up, up_conns, r["requests"], r["non2xx"],
-                               r["sock_err"], kinds_seen))
+                               r["sock_err"], kinds_seen) + (" token requests %d" % r["token_requests"]
+                                                             if t0 is not None else ""))
         self.results["cells"] = cells
         self.results["hot_path_token_requests"] = self.token_requests() - tok0
 
@@ -692,6 +711,17 @@ class Bench:
             with open(st, "a") as f:
                 f.write("\nrequests completed by wrk during the trace: %d\n" % r["requests"])
 
+    def keep_events(self):
+        """The proxy's non-request log lines (token events etc.) next to the
+        results: the work directory is removed by the next run."""
+        if not getattr(self, "s2s", None):
+            return
+        out = os.path.splitext(OUT)[0] + "-events.log"
+        with open(out, "w") as f:
+            for line in self.s2s.log_text().splitlines():
+                if '"event":"request"' not in line:
+                    f.write(line + "\n")
+
     def run(self):
         say("bench: starting the simulated Entra, the upstream nginx, nginx proxy_pass and s2s-proxy "
             "(%d workers each)" % WORKERS)
@@ -720,6 +750,7 @@ class Bench:
                 say("bench: cold start and startup time")
                 self.cold()
         finally:
+            self.keep_events()
             for s in ("s2s",):
                 if getattr(self, s, None):
                     getattr(self, s).stop()

@@ -48,10 +48,21 @@ struct bridge {
 	size_t body_len;
 };
 
+/* Is the request's path, after strip_prefix (as route_upstream_url does), `path`? */
 static bool path_is(const struct request *rq, const char *path)
 {
-	const char *p = rq->match.path ? rq->match.path : rq->target;
-	size_t n = rq->match.path ? rq->match.path_len : strcspn(rq->target, "?");
+	const char *p = rq->match.path;
+	size_t n = rq->match.path_len;
+	if (!p)
+		return false;
+	if (rq->route->strip_prefix) {
+		size_t pl = strlen(rq->route->match_path);
+		if (pl > 0 && rq->route->match_path[pl - 1] == '/')
+			pl--; /* keep the slash that starts the remainder */
+		pl = pl < n ? pl : n;
+		p += pl;
+		n -= pl;
+	}
 	return strlen(path) == n && strncasecmp(p, path, n) == 0;
 }
 

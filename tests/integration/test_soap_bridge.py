@@ -10,7 +10,8 @@ import os
 import re
 import sys
 
-from harness import DATAVERSE_URL, REPO, Proxy, Sim, Work, default_routes, proxy_ini
+from harness import (DATAVERSE_URL, REPO, TENANT_ID, Proxy, Sim, Work, default_credentials,
+                     default_routes, proxy_ini)
 
 sys.path.insert(0, os.path.join(REPO, "tests", "sim"))
 from common import stable_guid  # noqa: E402
@@ -29,14 +30,22 @@ def routes():
     r = default_routes()
     r["org"] = {"match_path": "/XRMServices/", "upstream": DATAVERSE_URL, "audience": "dataverse",
                 "credential": "contoso", "soap_bridge": "true"}
+    r["orgbad"] = {"match_path": "/bad/", "strip_prefix": "true", "upstream": DATAVERSE_URL,
+                   "audience": "dataverse", "credential": "wrong", "soap_bridge": "true"}
     return r
+
+
+def credentials():
+    c = default_credentials()
+    c["wrong"] = {"tenant": TENANT_ID, "client_id": "99999999-aaaa-4bbb-8ccc-000000000099", "secret": "nope"}
+    return c
 
 
 def setup_module():
     global W, SIM, PX
     W = Work("test_soap_bridge")
     SIM = Sim(W).start()
-    PX = Proxy(W, proxy_ini(SIM, routes=routes(), extra_proxy={"soap_max_response": "64k"})).start()
+    PX = Proxy(W, proxy_ini(SIM, routes=routes(), credentials=credentials(), extra_proxy={"soap_max_response": "64k"})).start()
     PX.wait_event("token_acquired", 20)
 
 
@@ -266,4 +275,20 @@ def test_action_and_version_cannot_inject():
         b'IOrganizationService/Execute</a:Action>', b"")
     r = post(no_action)
     eq(r.status, 400, "no Action")
+    eq(len(web_requests()), n0, "nothing went upstream")
+
+
+def test_token_failure_answered_as_fault():
+    n0 = len(web_requests())
+    r = post(envelope12("Execute", WHOAMI, "urn:uuid:t1"), target="/bad" + ORG)
+    assert r.status in (401, 502, 503), (r.status, r.text)
+    eq(header(r, "Content-Type"), "application/soap+xml; charset=utf-8", "Content-Type")
+    m = re.fullmatch(re.escape('<s:Envelope xmlns:s="%s" xmlns:a="%s"><s:Header><a:Action s:mustUnderstand="1">'
+                               'http://www.w3.org/2005/08/addressing/soap/fault</a:Action><a:RelatesTo>urn:uuid:t1'
+                               '</a:RelatesTo></s:Header><s:Body><s:Fault><s:Code><s:Value>' % (S12, WSA))
+                     + "s:(Sender|Receiver)</s:Value></s:Code><s:Reason><s:Text xml:lang=\"en-US\">([^<]+)"
+                     "</s:Text></s:Reason></s:Fault></s:Body></s:Envelope>", r.text)
+    assert m, r.text
+    eq(m.group(2), "The application is not known in this tenant: HTTP 400 from the token endpoint", "reason")
+    eq((r.status, m.group(1)), (502, "Receiver"), "status and code")
     eq(len(web_requests()), n0, "nothing went upstream")

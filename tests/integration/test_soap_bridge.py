@@ -45,7 +45,7 @@ def setup_module():
     global W, SIM, PX
     W = Work("test_soap_bridge")
     SIM = Sim(W).start()
-    PX = Proxy(W, proxy_ini(SIM, routes=routes(), credentials=credentials(), extra_proxy={"soap_max_response": "64k"})).start()
+    PX = Proxy(W, proxy_ini(SIM, routes=routes(), credentials=credentials(), extra_proxy={"soap_max_response": "4m"})).start()
     PX.wait_event("token_acquired", 20)
 
 
@@ -186,12 +186,16 @@ def test_retrieve_multiple_and_size_cap():
     assert r.text.startswith(head12(ACT + "RetrieveMultipleResponse", "urn:uuid:m1")), r.text
     eq(r.text.count("<a:Entity>"), 3, "entities")
     assert "<a:MoreRecords>false</a:MoreRecords>" in r.text
-    r = rm(2000, "urn:uuid:m2")  # about 1.5 MB, above soap_max_response = 64k
+    r = rm(3000, "urn:uuid:m3")  # a page of about 2.3 MB
+    eq(r.status, 200, "large page status")
+    eq(r.text.count("<a:Entity>"), 3000, "large page entities")
+    assert r.text.endswith("</RetrieveMultipleResult></RetrieveMultipleResponse></s:Body></s:Envelope>")
+    r = rm(8000, "urn:uuid:m2")  # about 6 MB, above soap_max_response = 4m
     eq(r.status, 502, "status")
     eq(r.text, '<s:Envelope xmlns:s="%s" xmlns:a="%s"><s:Header><a:Action s:mustUnderstand="1">'
        'http://www.w3.org/2005/08/addressing/soap/fault</a:Action><a:RelatesTo>urn:uuid:m2</a:RelatesTo>'
        '</s:Header><s:Body><s:Fault><s:Code><s:Value>s:Receiver</s:Value></s:Code><s:Reason><s:Text '
-       'xml:lang="en-US">the response exceeds soap_max_response (65536 bytes); ask for smaller pages</s:Text>'
+       'xml:lang="en-US">the response exceeds soap_max_response (4194304 bytes); ask for smaller pages</s:Text>'
        '</s:Reason></s:Fault></s:Body></s:Envelope>' % (S12, WSA), "fault")
 
 

@@ -296,3 +296,17 @@ def test_token_failure_answered_as_fault():
     eq(m.group(2), "The application is not known in this tenant: HTTP 400 from the token endpoint", "reason")
     eq((r.status, m.group(1)), (502, "Receiver"), "status and code")
     eq(len(web_requests()), n0, "nothing went upstream")
+
+
+def test_throttling_fault_keeps_retry_after():
+    caller = '<MSCRMCallerID xmlns="%s">00000000-0000-0000-0000-000000000429</MSCRMCallerID>' % CON
+    r = post(envelope12("Execute", WHOAMI, "urn:uuid:q1", caller))
+    eq(r.status, 500, "status")
+    assert r.text.startswith(head12(ACT + "ExecuteOrganizationServiceFaultFault", "urn:uuid:q1")
+                             + "<s:Fault><s:Code><s:Value>s:Sender</s:Value></s:Code><s:Reason><s:Text "
+                             'xml:lang="en-US">Number of requests exceeded the limit of 6000 over time window of '
+                             "300 seconds.</s:Text></s:Reason><s:Detail><OrganizationServiceFault"), r.text
+    assert ("<ErrorCode>-2147015902</ErrorCode><ErrorDetails xmlns:a=\"http://schemas.datacontract.org/2004/07/"
+            "System.Collections.Generic\"><KeyValuePairOfstringanyType><a:key>Retry-After</a:key><a:value "
+            "xmlns:b=\"http://schemas.microsoft.com/2003/10/Serialization/\" i:type=\"b:duration\">PT30S</a:value>"
+            "</KeyValuePairOfstringanyType></ErrorDetails>") in r.text, r.text

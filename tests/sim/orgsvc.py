@@ -11,7 +11,9 @@ that breaks a rule gets HTTP 400 with a SOAP 1.1 fault whose faultstring
 starts with "shape:" and names the rule, so tests can tell bridge mistakes
 from service answers. Execute WhoAmI, Create, Retrieve and RetrieveMultiple
 are answered with recorded-shape SOAP 1.1 bodies; a Retrieve of an unknown
-id gets the OrganizationServiceFault Dataverse sends (HTTP 500)."""
+id gets the OrganizationServiceFault Dataverse sends (HTTP 500), and a call
+impersonating THROTTLED_CALLER the service protection fault (ErrorCode
+-2147015902 with a Retry-After TimeSpan in ErrorDetails)."""
 
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
@@ -38,13 +40,20 @@ def fault11(code, text, detail=""):
             "</s:Fault>" % (code, escape(text), detail) + ENV_CLOSE).encode()
 
 
-def org_fault(code, message):
+THROTTLED_CALLER = "00000000-0000-0000-0000-000000000429"  # MSCRMCallerID that gets the throttling fault
+RETRY_AFTER = ('<KeyValuePairOfstringanyType><a:key>Retry-After</a:key><a:value i:type="b:duration" '
+               'xmlns:b="http://schemas.microsoft.com/2003/10/Serialization/">PT30S</a:value>'
+               "</KeyValuePairOfstringanyType>")
+
+
+def org_fault(code, message, details=""):
     detail = ('<detail><OrganizationServiceFault xmlns="%s" xmlns:i="%s"><ActivityId>%s</ActivityId>'
-              "<ErrorCode>%d</ErrorCode><ErrorDetails xmlns:a=\"http://schemas.datacontract.org/2004/07/"
-              "System.Collections.Generic\"/><Message>%s</Message><Timestamp>%s</Timestamp>"
-              "<ExceptionRetriable>false</ExceptionRetriable><ExceptionSource i:nil=\"true\"/>"
-              "<InnerFault i:nil=\"true\"/><OriginalException i:nil=\"true\"/><TraceText i:nil=\"true\"/>"
-              "</OrganizationServiceFault></detail>" % (CON, XI, guid(), code, escape(message), iso_stamp()))
+              "<ErrorCode>%d</ErrorCode>" % (CON, XI, guid(), code))
+    detail += ('<ErrorDetails xmlns:a="http://schemas.datacontract.org/2004/07/System.Collections.Generic"%s'
+               % ((">%s</ErrorDetails>" % details) if details else "/>"))
+    detail += ("<Message>%s</Message><Timestamp>%s</Timestamp><ExceptionRetriable>false</ExceptionRetriable>"
+               '<ExceptionSource i:nil="true"/><InnerFault i:nil="true"/><OriginalException i:nil="true"/>'
+               '<TraceText i:nil="true"/></OrganizationServiceFault></detail>' % (escape(message), iso_stamp()))
     return fault11("s:Client", message, detail)
 
 
@@ -116,6 +125,11 @@ def answer(up, req, claims):
     except ShapeError as e:
         return req.send(400, [("Content-Type", "text/xml; charset=utf-8")], fault11("s:Client", "shape: %s" % e))
     req.soap_headers = [[h.tag, h.text or ""] for h in hdr] if hdr is not None else []
+    caller = _text(hdr, "{%s}MSCRMCallerID" % CON) if hdr is not None else ""
+    if caller == THROTTLED_CALLER:  # service protection limit, as the Organization service reports it
+        return req.send(500, [("Content-Type", "text/xml; charset=utf-8")], org_fault(
+            -2147015902, "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+            RETRY_AFTER))
     appid = claims.get("appid") or claims.get("azp")
     hs = [("Content-Type", "text/xml; charset=utf-8"), ("x-ms-service-request-id", guid()), ("REQ_ID", guid())]
     open_ = '<%sResponse xmlns="%s" xmlns:i="%s">' % (op, SVC, XI)

@@ -199,3 +199,16 @@ def test_adfs_usernamemixed_then_rst2():
     fake = re.sub(r'ID="_[0-9a-f]+"', 'ID="_%s"' % ("1" * 64), assertion)
     status, _, _ = CLIENT.rst2("urn:crmemea:dynamics.com", assertion=fake)
     eq(status, 400, "made-up assertion")
+
+
+def test_identities_file_read_again_when_changed():
+    carol_pw = "carol-n3w-pass"
+    status, _, _ = CLIENT.rst2("urn:crmemea:dynamics.com", "carol@contoso.com", carol_pw)
+    eq(status, 400, "carol unknown at first")
+    path = W.path("identities")
+    with open(path, "a") as f:
+        f.write("carol@contoso.com:%s:contoso\n" % crypt_hash(carol_pw))
+    tok = sign_in("carol@contoso.com", carol_pw)  # no restart, no reload signal
+    status, _, text = CLIENT.organization(ORG_HOST, "Execute", WHOAMI, tok["token_xml"], "urn:uuid:carol")
+    eq(status, 200, "carol's Execute: " + text)
+    assert carol_pw not in PX.log_text()

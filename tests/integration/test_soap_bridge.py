@@ -310,3 +310,12 @@ def test_throttling_fault_keeps_retry_after():
             "System.Collections.Generic\"><KeyValuePairOfstringanyType><a:key>Retry-After</a:key><a:value "
             "xmlns:b=\"http://schemas.microsoft.com/2003/10/Serialization/\" i:type=\"b:duration\">PT30S</a:value>"
             "</KeyValuePairOfstringanyType></ErrorDetails>") in r.text, r.text
+
+
+def test_query_kept_on_web_url():
+    r = post(envelope12("Execute", WHOAMI, "urn:uuid:q2"), target=ORG + "?SdkClientVersion=9.0")
+    eq(r.status, 200, "status: " + r.text)
+    eq(web_requests()[-1]["target"], ORG + "/web?SdkClientVersion=9.0", "the client's version wins")
+    r = post(envelope12("Execute", WHOAMI, "urn:uuid:q3"), target=ORG + "?x=1")
+    eq(r.status, 200, "status: " + r.text)
+    eq(web_requests()[-1]["target"], ORG + "/web?x=1&SdkClientVersion=9.1", "version from the header block")

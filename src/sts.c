@@ -296,7 +296,7 @@ static void form_value(const char *src, size_t n, const char *key, char *out, si
 		if (end - i > kl && memcmp(src + i, key, kl) == 0 && src[i + kl] == '=') {
 			for (size_t j = i + kl + 1; j < end && o + 1 < cap; j++) {
 				int hi, lo;
-				if (src[j] == '%' && j + 2 < end + 1 && (hi = hexval(src[j + 1])) >= 0 &&
+				if (src[j] == '%' && j + 2 < end && (hi = hexval(src[j + 1])) >= 0 &&
 				    (lo = hexval(src[j + 2])) >= 0) {
 					out[o++] = (char)(hi * 16 + lo);
 					j += 2;

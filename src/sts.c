@@ -132,26 +132,29 @@ static void ids_refresh(const char *path)
 	ids_stat = st;
 }
 
-/* Check user/password; on success copy the credential name. */
+/* Check user/password; on success copy the credential name. The hash is
+ * copied out so crypt(3), which is slow on purpose, runs without the lock. */
 static bool check_password(const char *path, const char *user, const char *password, char *cred, size_t cap)
 {
+	char hash[256], name[STS_CRED_MAX] = "";
+	bool known = false, ok = false;
 	struct crypt_data *cd = calloc(1, sizeof *cd);
-	bool ok = false;
 	if (!cd)
 		return false;
 	pthread_mutex_lock(&lock);
 	ids_refresh(path);
-	const struct identity *id = NULL;
-	for (size_t i = 0; i < n_ids && !id; i++)
+	for (size_t i = 0; i < n_ids && !known; i++)
 		if (strcasecmp(ids[i].user, user) == 0)
-			id = &ids[i];
-	const char *hash = id ? id->hash : dummy_hash;
-	const char *got = crypt_r(password, hash, cd);
-	if (got && got[0] != '*' && strlen(got) == strlen(hash) && CRYPTO_memcmp(got, hash, strlen(hash)) == 0 && id) {
-		ok = snprintf(cred, cap, "%s", id->cred) < (int)cap;
-	}
+			known = snprintf(hash, sizeof hash, "%s", ids[i].hash) < (int)sizeof hash &&
+				snprintf(name, sizeof name, "%s", ids[i].cred) < (int)sizeof name;
 	pthread_mutex_unlock(&lock);
+	if (!known)
+		snprintf(hash, sizeof hash, "%s", dummy_hash); /* unknown users cost one crypt too */
+	const char *got = crypt_r(password, hash, cd);
+	if (known && got && got[0] != '*' && strlen(got) == strlen(hash) && CRYPTO_memcmp(got, hash, strlen(hash)) == 0)
+		ok = snprintf(cred, cap, "%s", name) < (int)cap;
 	explicit_bzero(cd, sizeof *cd);
+	explicit_bzero(hash, sizeof hash);
 	free(cd);
 	return ok;
 }

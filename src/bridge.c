@@ -71,6 +71,28 @@ bool bridge_sts_path(const struct request *rq)
 	return rq->cfg->proxy.sts_facade && sts_is_path(rq->target, strcspn(rq->target, "?"));
 }
 
+/* The client's body may hold a password (sign-in): wiped, then freed. */
+static void wipe_in(struct bridge *br)
+{
+	if (br->in)
+		explicit_bzero(br->in, br->in_cap);
+	free(br->in);
+	br->in = NULL;
+	br->in_len = br->in_cap = 0;
+}
+
+/* Past the cap: a local 413, so proxy.c drains a bounded amount and closes. */
+static void refuse_too_large(struct request *rq)
+{
+	rq->bridge->too_large_in = true;
+	rq->local.set = true;
+	rq->local.status = 413;
+	rq->local.code = "body_too_large";
+	rq->local.title = "Request body too large";
+	rq->local.close = true;
+	wipe_in(rq->bridge);
+}
+
 int bridge_begin(struct request *rq)
 {
 	bool sts = !rq->route && bridge_sts_path(rq);
@@ -94,17 +116,9 @@ int bridge_begin(struct request *rq)
 		br->in_cap = br->in_max + 1;
 	}
 	rq->bridge = br;
+	if (rq->body_len >= 0 && (uint64_t)rq->body_len > br->in_max)
+		refuse_too_large(rq); /* known from Content-Length: refused before reading */
 	return 0;
-}
-
-/* The client's body may hold a password (sign-in): wiped, then freed. */
-static void wipe_in(struct bridge *br)
-{
-	if (br->in)
-		explicit_bzero(br->in, br->in_cap);
-	free(br->in);
-	br->in = NULL;
-	br->in_len = br->in_cap = 0;
 }
 
 /* Append to a buffer growing up to max; false when it would pass max. */
@@ -135,7 +149,7 @@ enum MHD_Result bridge_body(struct request *rq, const char *data, size_t *size)
 	struct bridge *br = rq->bridge;
 	rq->bytes_in += *size;
 	if (!br->too_large_in && !append(&br->in, &br->in_len, &br->in_cap, br->in_max, data, *size))
-		br->too_large_in = true; /* drained; answered with a fault at the end */
+		refuse_too_large(rq);
 	*size = 0;
 	return MHD_YES;
 }

@@ -11,7 +11,7 @@ import re
 import sys
 
 from harness import (DATAVERSE_URL, REPO, TENANT_ID, Proxy, Sim, Work, default_credentials,
-                     default_routes, proxy_ini)
+                     default_routes, proxy_ini, raw)
 
 sys.path.insert(0, os.path.join(REPO, "tests", "sim"))
 from common import stable_guid  # noqa: E402
@@ -319,3 +319,13 @@ def test_query_kept_on_web_url():
     r = post(envelope12("Execute", WHOAMI, "urn:uuid:q3"), target=ORG + "?x=1")
     eq(r.status, 200, "status: " + r.text)
     eq(web_requests()[-1]["target"], ORG + "/web?x=1&SdkClientVersion=9.1", "version from the header block")
+
+
+def test_oversized_request_refused():
+    n0 = len(web_requests())
+    head = ("POST %s HTTP/1.1\r\nHost: contoso.api.crm4.dynamics.com\r\nContent-Type: %s\r\n"
+            "Content-Length: %d\r\n\r\n" % (ORG, CT12, 17 << 20)).encode()
+    out = raw(PX.port, head + b"<s:Envelope", timeout=5)  # above the bridge's 16 MiB cap: refused unread
+    assert out.startswith(b"HTTP/1.1 413 "), out[:200]
+    assert b"\r\nConnection: close\r\n" in out, out[:400]
+    eq(len(web_requests()), n0, "nothing went upstream")

@@ -769,4 +769,7 @@ class Bench:
 
 if __name__ == "__main__":
     sys.path.insert(0, HERE)
+    import resource  # 256 connections x (client + upstream) per process: raise the fd limit
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
     Bench().run()

@@ -35,5 +35,4 @@ fi
 	echo "bench: build/s2s-proxy missing (run make)" >&2
 	exit 1
 }
-ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || true
 exec /usr/bin/python3 bench/run.py

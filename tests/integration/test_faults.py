@@ -314,8 +314,15 @@ def test_sigterm_under_load_is_graceful():
     px.wait_event("token_acquired", 10)
     t = Tally("SIGTERM under load", px)
     with concurrent.futures.ThreadPoolExecutor(20) as ex:
-        futs = [ex.submit(get, px, "/dataverse/_test/slow?ms=500") for _ in range(20)]
-        time.sleep(0.2)
+        futs = [ex.submit(get, px, "/dataverse/_test/slow?ms=1500&term=%d" % i) for i in range(20)]
+        # SIGTERM once all 20 are in flight (accepted and forwarded): a
+        # connection still in the kernel's accept queue is not in flight.
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            seen = [r for r in UP.requests(200) if "term=" in r["target"]]
+            if len(seen) >= 20:
+                break
+            time.sleep(0.05)
         px.proc.send_signal(signal.SIGTERM)
         for f in futs:
             t.add(*f.result())

@@ -394,6 +394,9 @@ def test_metrics_and_readyz_follow_a_reload():
         wait_for("ready", lambda: admin(px, "/readyz").status == 200)
         for _ in range(2):
             eq(px.request("GET", "/dataverse/_test/echo").status, 200, "before the reload")
+        # counted at completion, which may follow the client's receipt of the answer
+        wait_for("counted before the reload", lambda: val(scrape(px)[1], "s2s_requests_total", route="dataverse",
+                                                          method="read", status="2xx") == 2)
         routes = harness.default_routes()
         with open(px.ini_path, "w") as f:
             f.write(ini(routes={"dataverse": routes["dataverse"], "bc": routes["bc"]}))

@@ -162,11 +162,15 @@ def test_reloads_under_traffic_fail_no_request():
     try:
         for t in threads:
             t.start()
+        def some_traffic(n=20):  # counted, not timed: slow builds just take longer
+            want, deadline = len(results) + n, time.time() + 30
+            while len(results) < want and time.time() < deadline:
+                time.sleep(0.02)
         for i in range(6):
-            time.sleep(0.3)
+            some_traffic()
             rewrite(px, ini(("bc", "dataverse") if i % 2 else ("dataverse", "bc")))
             hup(px, "config_reloaded")
-        time.sleep(0.3)
+        some_traffic()
     finally:
         stop.set()
         for t in threads:

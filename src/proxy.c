@@ -588,17 +588,29 @@ static bool classify(struct request *rq, const char *method)
 	return true;
 }
 
-/* Claims and fingerprint of the token about to be sent, for diagnoses. */
+/* Claims and fingerprint of the token about to be sent, for diagnoses.
+ * Decoded once per token (generation) and worker, then copied. */
 static void remember_token(struct request *rq, const char *hdr)
 {
 	static const char prefix[] = "Authorization: Bearer ";
-	if (strncmp(hdr, prefix, sizeof prefix - 1) != 0)
-		return;
-	const char *tok = hdr + sizeof prefix - 1;
-	size_t n = strlen(tok);
-	if (jwt_decode_claims(tok, n, &rq->tok_claims) < 0)
-		memset(&rq->tok_claims, 0, sizeof rq->tok_claims);
-	jwt_fingerprint(tok, n, rq->tok_fp);
+	struct worker *w = rq->w;
+	size_t src = rq->route->token_source;
+	struct claims_cache *c = &w->claims_cache[src % (sizeof w->claims_cache / sizeof w->claims_cache[0])];
+
+	if (c->engine != rq->tokens || c->source != src || c->gen != rq->tok_gen) {
+		if (strncmp(hdr, prefix, sizeof prefix - 1) != 0)
+			return;
+		const char *tok = hdr + sizeof prefix - 1;
+		size_t n = strlen(tok);
+		if (jwt_decode_claims(tok, n, &c->claims) < 0)
+			memset(&c->claims, 0, sizeof c->claims);
+		jwt_fingerprint(tok, n, c->fp);
+		c->engine = rq->tokens;
+		c->source = src;
+		c->gen = rq->tok_gen;
+	}
+	rq->tok_claims = c->claims;
+	memcpy(rq->tok_fp, c->fp, sizeof rq->tok_fp);
 }
 
 static void start_with_token(struct request *rq, long long now)

@@ -372,8 +372,15 @@ static void handle_answer(struct token_engine *te, struct tsrc *s, CURLcode rc, 
 		return;
 	}
 	res = oauth_parse_response(status, s->body, s->body_len, s->started_ms / 1000, &tok, &f.err);
-	if (res == OAUTH_REJECTED && s->cred->kind == CRED_MANAGED_IDENTITY && mi_retryable(status))
-		res = OAUTH_TRANSIENT;
+	if (res == OAUTH_REJECTED && s->cred->kind == CRED_MANAGED_IDENTITY && mi_retryable(status)) {
+		/* 410: IMDS is upgrading, for up to 70 s; past that it is an answer. */
+		if (status == 410 && !s->gone_since_ms)
+			s->gone_since_ms = now;
+		if (status != 410 || now - s->gone_since_ms <= MI_GONE_RETRY_MS)
+			res = OAUTH_TRANSIENT;
+	}
+	if (status != 410)
+		s->gone_since_ms = 0;
 	switch (res) {
 	case OAUTH_OK:
 		store_token(te, s, &tok, now);

@@ -27,6 +27,8 @@
 #define BEARER_PREFIX         "Authorization: Bearer "
 
 /* One token source. */
+#define MI_GONE_RETRY_MS 70000LL /* IMDS 410 (upgrading) is retried this long */
+
 struct tsrc {
 	/* Immutable after token_engine_new(). */
 	size_t idx;
@@ -41,8 +43,9 @@ struct tsrc {
 	bool backing_off; /* next_due_ms is a retry after a failure */
 	long long started_ms;
 	long long next_due_ms;
-	unsigned attempt; /* consecutive transient failures */
-	char *form;       /* owned, holds the secret: wiped after the transfer */
+	unsigned attempt;        /* consecutive transient failures */
+	long long gone_since_ms; /* managed identity: first 410 of the current run of them */
+	char *form;              /* owned, holds the secret: wiped after the transfer */
 	size_t form_cap;
 	struct curl_slist *headers; /* owned, may hold Basic: wiped after the transfer */
 	char *body;                 /* owned, BODY_MAX bytes; may hold a token: wiped after use */

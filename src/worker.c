@@ -87,6 +87,15 @@ static int start_mhd(struct worker *w)
 	return 0;
 }
 
+/* Idle upstream connections kept per worker: as many as its share of
+ * client connections (each may need one at once), within 64..512. Fewer
+ * makes busy workers open a new TLS connection for most requests. */
+static long idle_pool(const struct worker *w)
+{
+	long n = (long)conntrack_limit(w);
+	return n < 64 ? 64 : n > 512 ? 512 : n;
+}
+
 static int start_multi(struct worker *w)
 {
 	w->multi = curl_multi_init();
@@ -95,7 +104,7 @@ static int start_multi(struct worker *w)
 	/* HTTP/1.1 only: a paused stream on a multiplexed connection makes curl
 	 * buffer it without bound (B.3.6). */
 	if (curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING) != CURLM_OK ||
-	    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, 64L) != CURLM_OK)
+	    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, idle_pool(w)) != CURLM_OK)
 		return -1;
 	/* Per upstream host and per worker (each worker has its own connection
 	 * cache); beyond the cap, requests queue inside curl. */

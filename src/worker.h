@@ -15,6 +15,7 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "jwt.h"
 #include "token.h"
 
 struct request;
@@ -60,7 +61,16 @@ struct worker {
 	int n_workers; /* how many workers share max_connections */
 	long long next_slow_check_ms;
 	long long idle_since_ms; /* no request in flight since */
-	bool busy_since_trim;    /* served requests since the last malloc_trim */
+	/* Claims and fingerprint of recently sent tokens, by (engine, source,
+	 * generation): decoding and hashing a token once, not per request. */
+	struct claims_cache {
+		const struct token_engine *engine;
+		size_t source;
+		unsigned long gen;
+		struct jwt_claims claims;
+		char fp[JWT_FINGERPRINT_LEN];
+	} claims_cache[8];
+	bool busy_since_trim; /* served requests since the last malloc_trim */
 	uint64_t rng;
 	char token_hdr[TOKEN_HEADER_MAX]; /* scratch for token_lookup */
 };

@@ -398,3 +398,21 @@ done:
 	assertion_key_free(k);
 	return ret;
 }
+
+int assertion_check_all(const struct config *cfg, long long now_s, void (*report)(void *arg, const char *line),
+			void *arg)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < cfg->n_credentials; i++) {
+		const struct credential_cfg *c = &cfg->credentials[i];
+		char why[512] = "", line[768];
+
+		if (c->kind != CRED_CERTIFICATE || assertion_check(c, now_s, why, sizeof why) == 0)
+			continue;
+		snprintf(line, sizeof line, "%s:%d: [credential:%s] %s", cfg->path, c->line, c->name, why);
+		report(arg, line);
+		ret = -1;
+	}
+	return ret;
+}

@@ -56,6 +56,14 @@ const char *assertion_thumbprint(const struct assertion_key *k);
  */
 int assertion_check(const struct credential_cfg *c, long long now_s, char *why, size_t whycap);
 
+/*
+ * assertion_check for every certificate credential of cfg at now_s. Each
+ * problem is handed to report(arg, line) as "FILE:LINE: [credential:NAME]
+ * reason". Returns 0 when all are usable, else -1.
+ */
+int assertion_check_all(const struct config *cfg, long long now_s, void (*report)(void *arg, const char *line),
+			void *arg);
+
 /* base64url without padding of len bytes into out; -1 if it does not fit. */
 long assertion_b64url(const unsigned char *in, size_t len, char *out, size_t cap);
 

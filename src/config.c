@@ -99,14 +99,14 @@ static bool seen(const struct section *s, const char *key)
 {
 	int i = find_row(s->kind, key);
 
-	return i >= 0 && (s->seen >> i & 1);
+	return i >= 0 && s->seen[i];
 }
 
 static int seen_line(const struct section *s, const char *key)
 {
 	int i = find_row(s->kind, key);
 
-	return i >= 0 && (s->seen >> i & 1) ? s->key_line[i] : 0;
+	return i >= 0 && s->seen[i] ? s->key_line[i] : 0;
 }
 
 static int run_parser(struct load *ld, struct section *s, size_t row, const char *value, int line, char *msg, size_t n)
@@ -136,13 +136,13 @@ static void set_key(struct load *ld, struct section *s, const char *key, const c
 		sec_error(ld, line, s, label, "unknown key");
 		return;
 	}
-	if ((s->seen >> i & 1) && !config_key_rows[i].repeat) {
+	if (s->seen[i] && !config_key_rows[i].repeat) {
 		sec_error(ld, line, s, label, "duplicate key (first set on line %d)", s->key_line[i]);
 		return;
 	}
-	if (!(s->seen >> i & 1))
+	if (!s->seen[i])
 		s->key_line[i] = line;
-	s->seen |= 1ULL << i;
+	s->seen[i] = true;
 	if (!*value)
 		sec_error(ld, line, s, label, "empty value (remove the line to get the default)");
 	else if (run_parser(ld, s, (size_t)i, value, line, msg, sizeof msg) < 0)
@@ -499,7 +499,7 @@ static void finish_section(struct load *ld, struct section *s)
 	char msg[MSG_MAX];
 
 	for (size_t i = 0; i < config_n_key_rows; i++) {
-		if (config_key_rows[i].kind != s->kind || (s->seen >> i & 1))
+		if (config_key_rows[i].kind != s->kind || s->seen[i])
 			continue;
 		if (config_key_rows[i].required && !mi_needs_no(s, config_key_rows[i].key))
 			sec_error(ld, s->line, s, config_key_rows[i].key, "required key missing");

@@ -16,19 +16,20 @@
 #define MAX_NAME       64
 #define DEFAULT_SUFFIX "/.default"
 #define MSG_MAX        320
+#define KEY_ROWS_MAX   128 /* rows in config_key_rows[] at most */
 
 enum sec_kind { SEC_PROXY = 0, SEC_CREDENTIAL, SEC_ROUTE };
 
 struct section {
 	enum sec_kind kind;
-	char *title;      /* "route:dataverse"; messages print it in brackets */
-	const char *name; /* the part after ':' ("" for proxy) */
-	int line;         /* of the header; 0 = not in the file */
-	size_t index;     /* among the sections of its kind, file order */
-	uint64_t seen;    /* bit i: key_rows[i] was set (even if its value was bad) */
-	int key_line[64]; /* where key_rows[i] was first set */
-	bool used;        /* credential: some route refers to it */
-	void *obj;        /* struct proxy_cfg, credential_cfg or route_sec */
+	char *title;                /* "route:dataverse"; messages print it in brackets */
+	const char *name;           /* the part after ':' ("" for proxy) */
+	int line;                   /* of the header; 0 = not in the file */
+	size_t index;               /* among the sections of its kind, file order */
+	bool seen[KEY_ROWS_MAX];    /* key_rows[i] was set (even if its value was bad) */
+	int key_line[KEY_ROWS_MAX]; /* where key_rows[i] was first set */
+	bool used;                  /* credential: some route refers to it */
+	void *obj;                  /* struct proxy_cfg, credential_cfg or route_sec */
 };
 
 /* A route while loading: the public part plus what is resolved later. */

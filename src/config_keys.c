@@ -678,7 +678,7 @@ const struct key_row config_key_rows[] = {
     {ROUTE("probe_path", r.probe_path), .parse = p_match_path},
 };
 const size_t config_n_key_rows = ARRAY_LEN(config_key_rows);
-_Static_assert(ARRAY_LEN(config_key_rows) <= 64, "section.seen is a 64-bit mask");
+_Static_assert(ARRAY_LEN(config_key_rows) <= KEY_ROWS_MAX, "section.seen has one slot per row");
 
 const char *config_audience_name(enum audience_kind kind)
 {

@@ -263,22 +263,10 @@ out:
 	return rc;
 }
 
-/* -t: certificates and keys must be readable, matching and not expired. */
-static int check_certificates(const struct config *cfg)
+/* -t: each certificate problem on stderr, as FILE:LINE: message. */
+static void print_problem(void *arg, const char *line)
 {
-	long long now = (long long)time(NULL);
-	int bad = 0;
-
-	for (size_t i = 0; i < cfg->n_credentials; i++) {
-		const struct credential_cfg *c = &cfg->credentials[i];
-		char why[512] = "";
-
-		if (c->kind == CRED_CERTIFICATE && assertion_check(c, now, why, sizeof why) != 0) {
-			fprintf(stderr, "%s:%d: [credential:%s] %s\n", cfg->path, c->line, c->name, why);
-			bad = 1;
-		}
-	}
-	return bad ? -1 : 0;
+	fprintf(arg, "%s\n", line);
 }
 
 int main(int argc, char **argv)
@@ -321,7 +309,7 @@ int main(int argc, char **argv)
 	struct config *cfg = config_load(path, stderr);
 	if (!cfg)
 		return 1;
-	if (test_only && check_certificates(cfg) != 0) {
+	if (test_only && assertion_check_all(cfg, (long long)time(NULL), print_problem, stderr) != 0) {
 		config_free(cfg);
 		return 1;
 	}

@@ -99,23 +99,11 @@ static struct config *load(const char *path)
 	return cfg;
 }
 
-/* Certificates must load, match and not be expired, as at start. */
-static int check_certs(const struct config *cfg)
+/* A certificate of the new configuration that cannot be used rejects it. */
+static void log_problem(void *arg, const char *line)
 {
-	long long now = (long long)time(NULL);
-	int ret = 0;
-
-	for (size_t i = 0; i < cfg->n_credentials; i++) {
-		const struct credential_cfg *c = &cfg->credentials[i];
-		char why[512] = "";
-
-		if (c->kind == CRED_CERTIFICATE && assertion_check(c, now, why, sizeof why) != 0) {
-			log_msg(LOG_ERROR, "reload_failed", "%s:%d: [credential:%s] %s", cfg->path, c->line, c->name,
-				why);
-			ret = -1;
-		}
-	}
-	return ret;
+	(void)arg;
+	log_msg(LOG_ERROR, "reload_failed", "%s", line);
 }
 
 static void warn_restart_only(const struct config *old, const struct config *cfg)
@@ -141,7 +129,7 @@ int reload_apply(struct reload *rl)
 		return -1;
 	}
 	cfg = load(cur->cfg->path);
-	if (cfg == NULL || check_certs(cfg) != 0)
+	if (cfg == NULL || assertion_check_all(cfg, (long long)time(NULL), log_problem, NULL) != 0)
 		goto fail;
 	te = token_engine_new(cfg, rl->notify, NULL);
 	if (te == NULL || (g = gen_new(cfg, te)) == NULL)

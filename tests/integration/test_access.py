@@ -3,7 +3,7 @@ IPv4 and IPv6) and the inbound key (constant-time compare, never forwarded,
 never logged)."""
 
 import harness
-from harness import Proxy, Sim, Work, check_config, proxy_ini
+from harness import eq, Proxy, Sim, Work, check_config, proxy_ini
 
 W = SIM = None
 KEY = "k3y-for-the-proxy-0123456789"
@@ -20,9 +20,6 @@ def teardown_module():
     if SIM:
         SIM.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def start(extra=None, routes=None, name="p"):

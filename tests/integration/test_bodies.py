@@ -2,7 +2,7 @@
 1 KiB and 64 MiB, content-length and chunked), and bounded memory."""
 
 import harness
-from harness import Proxy, Sim, Work, pattern_gen, pattern_sha256, proxy_ini
+from harness import eq, Proxy, Sim, Work, pattern_gen, pattern_sha256, proxy_ini
 
 W = SIM = PX = None
 SIZES = (0, 1024, 64 << 20)
@@ -22,9 +22,6 @@ def teardown_module():
     if SIM:
         SIM.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def rss_kib(field):

@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import harness
-from harness import DATAVERSE_URL, TENANT_ID, Sim, Work, proxy_ini
+from harness import eq, DATAVERSE_URL, TENANT_ID, Sim, Work, proxy_ini
 from test_diag import TOKEN_CASES, UP_CASES, app, client_id, cred
 
 W = SIM = None
@@ -24,9 +24,6 @@ def teardown_module():
     if SIM:
         SIM.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def run_check(ini_text, *args, name="check"):

@@ -15,7 +15,7 @@ import time
 
 import ca
 import harness
-from harness import DATAVERSE_URL, TENANT_ID, Proxy, Sim, Work, check_config, proxy_ini
+from harness import eq, DATAVERSE_URL, TENANT_ID, Proxy, Sim, Work, check_config, proxy_ini
 
 W = ENTRA = UP = None
 CERT_APP = "44444444-aaaa-4bbb-8ccc-000000000004"
@@ -37,9 +37,6 @@ def teardown_module():
         if s:
             s.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def register(client_id, **kw):

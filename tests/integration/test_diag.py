@@ -12,7 +12,7 @@ import json
 import time
 
 import harness
-from harness import BC_URL, DATAVERSE_URL, FO_URL, TENANT_ID, Proxy, Sim, Work, proxy_ini
+from harness import eq, BC_URL, DATAVERSE_URL, FO_URL, TENANT_ID, Proxy, Sim, Work, proxy_ini
 
 W = SIM = None
 SS_URL = "https://securityservice.operations365.dynamics.com"
@@ -89,9 +89,6 @@ def teardown_module():
     if SIM:
         SIM.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def app(n, name, **extra):

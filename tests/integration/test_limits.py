@@ -9,7 +9,7 @@ import socket
 import time
 
 import harness
-from harness import Proxy, Sim, Work, parse_responses, pattern_gen, proxy_ini
+from harness import eq, Proxy, Sim, Work, parse_responses, pattern_gen, proxy_ini
 
 W = SIM = PX = None
 
@@ -32,9 +32,6 @@ def teardown_module():
     if SIM:
         SIM.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def problem(r, status, code):

@@ -8,7 +8,7 @@ import re
 import time
 
 import harness
-from harness import DATAVERSE_URL, Proxy, Sim, Work, check_config, proxy_ini, request
+from harness import eq, DATAVERSE_URL, Proxy, Sim, Work, check_config, proxy_ini, request
 
 W = ENTRA = UP = None
 
@@ -25,9 +25,6 @@ def teardown_module():
         if s:
             s.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def ini(routes=None, creds=None, extra=None):

@@ -15,7 +15,7 @@ import unittest
 import yaml
 
 import harness
-from harness import REPO, Proxy, Sim, Work, proxy_bin, proxy_ini
+from harness import eq, REPO, Proxy, Sim, Work, proxy_bin, proxy_ini
 
 W = None
 EXAMPLES = os.path.join(REPO, "config", "examples")
@@ -27,9 +27,6 @@ def setup_module():
     global W
     W = Work("test_packaging")
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def run(cmd, env=None, timeout=120, **kw):

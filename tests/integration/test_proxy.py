@@ -5,7 +5,7 @@ failures. One simulator (all roles) and one proxy for the module."""
 import json
 
 import harness
-from harness import BC_URL, CLIENT_ID, DATAVERSE_URL, FO_URL, Proxy, Sim, Work, proxy_ini
+from harness import eq, BC_URL, CLIENT_ID, DATAVERSE_URL, FO_URL, Proxy, Sim, Work, proxy_ini
 
 W = SIM = PX = None
 
@@ -25,9 +25,6 @@ def teardown_module():
     if SIM:
         SIM.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def last_upstream(target):

@@ -10,7 +10,7 @@ import threading
 import time
 
 import harness
-from harness import BC_URL, DATAVERSE_URL, Proxy, Sim, Work, proxy_ini
+from harness import eq, BC_URL, DATAVERSE_URL, Proxy, Sim, Work, proxy_ini
 
 W = ENTRA = UP = None
 
@@ -27,9 +27,6 @@ def teardown_module():
         if s:
             s.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def ini(names=("dataverse",), creds=None):

@@ -10,7 +10,7 @@ import os
 import re
 import sys
 
-from harness import (DATAVERSE_URL, REPO, TENANT_ID, Proxy, Sim, Work, default_credentials,
+from harness import (eq, DATAVERSE_URL, REPO, TENANT_ID, Proxy, Sim, Work, default_credentials,
                      default_routes, proxy_ini, raw)
 
 sys.path.insert(0, os.path.join(REPO, "tests", "sim"))
@@ -55,9 +55,6 @@ def teardown_module():
     if SIM:
         SIM.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def envelope12(op, body, msgid, extra_headers=""):

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness import DATAVERSE_URL, Proxy, Sim, Work, default_routes, proxy_ini
+from harness import eq, DATAVERSE_URL, Proxy, Sim, Work, default_routes, proxy_ini
 from legacy_wstrust import Client, assertion_from_adfs, token_from_rstr
 
 W = SIM = PX = CLIENT = None
@@ -78,9 +78,6 @@ def teardown_module():
     if SIM:
         SIM.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def web_requests():

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness import Proxy, Sim, Work, check_config, proxy_ini
+from harness import eq, Proxy, Sim, Work, check_config, proxy_ini
 
 W = SIM = None
 CERTS = {}
@@ -54,9 +54,6 @@ def teardown_module():
     if SIM:
         SIM.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def tls_extra(client_ca=False):

@@ -9,7 +9,7 @@ import re
 import time
 
 import harness
-from harness import CLIENT_SECRET, DATAVERSE_URL, Proxy, Sim, Work, proxy_ini
+from harness import eq, CLIENT_SECRET, DATAVERSE_URL, Proxy, Sim, Work, proxy_ini
 
 W = ENTRA = UP = None
 ISSUED = []  # every access token the simulated Entra issued in this module
@@ -32,9 +32,6 @@ def teardown_module():
         if s:
             s.stop()
 
-
-def eq(got, want, what="value"):
-    assert got == want, "%s: expected %r, got %r" % (what, want, got)
 
 
 def one_route(**extra):

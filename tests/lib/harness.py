@@ -83,6 +83,12 @@ def default_apps():
     ]
 
 
+
+def eq(got, want, what="value"):
+    """Assert equality with a message naming what was compared."""
+    assert got == want, "%s: expected %r, got %r" % (what, want, got)
+
+
 # ---------------------------------------------------------------------------
 # child processes
 

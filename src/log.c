@@ -162,6 +162,22 @@ static void put_escaped(struct log_line *l, const char *s, size_t n)
 	size_t ulen;
 
 	while (n > 0) {
+		size_t run = 0; /* printable ASCII other than '"' and '\\': copied as they are */
+		while (run < n && p[run] >= 0x20 && p[run] < 0x7F && p[run] != '"' && p[run] != '\\')
+			run++;
+		if (run > 0) {
+			size_t room = l->len < LOG_BODY_MAX - 1 ? LOG_BODY_MAX - 1 - l->len : 0;
+			size_t k = run < room ? run : room;
+			memcpy(l->buf + l->len, p, k);
+			l->len += k;
+			if (k < run) {
+				l->truncated = true;
+				return;
+			}
+			p += run;
+			n -= run;
+			continue;
+		}
 		size_t used = escape_unit(p, n, unit, &ulen);
 		if (!put_lim(l, unit, ulen, LOG_BODY_MAX - 1)) {
 			l->truncated = true;
@@ -371,6 +387,27 @@ static void log_write_all(const char *p, size_t n)
 	}
 }
 
+/* The calling thread's batch (log_batch_begin); off on other threads. */
+static _Thread_local struct {
+	char buf[LOG_LINE_MAX];
+	size_t len;
+	bool on;
+} log_batch;
+
+void log_batch_begin(void)
+{
+	log_batch.on = true;
+	log_batch.len = 0;
+}
+
+void log_flush(void)
+{
+	if (log_batch.len == 0)
+		return;
+	log_write_all(log_batch.buf, log_batch.len);
+	log_batch.len = 0;
+}
+
 void log_end(struct log_line *l)
 {
 	const char *tail;
@@ -383,8 +420,15 @@ void log_end(struct log_line *l)
 		tail = l->truncated ? ",\"truncated\":true}\n" : "}\n";
 	/* The reserve guarantees the tail fits. */
 	put_lim(l, tail, strlen(tail), LOG_LINE_MAX);
-	log_write_all(l->buf, l->len);
 	l->enabled = false; /* a second log_end is a no-op */
+	if (!log_batch.on) {
+		log_write_all(l->buf, l->len);
+		return;
+	}
+	if (l->len > sizeof log_batch.buf - log_batch.len)
+		log_flush();
+	memcpy(log_batch.buf + log_batch.len, l->buf, l->len); /* l->len <= LOG_LINE_MAX: fits an empty batch */
+	log_batch.len += l->len;
 }
 
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)

@@ -46,6 +46,17 @@ void log_dbl(struct log_line *l, const char *key, double value);
 /* Finish the line and write it. */
 void log_end(struct log_line *l);
 
+/*
+ * Batching, for threads that log at request rate (the workers): from
+ * log_batch_begin on, this thread's lines are collected in a per-thread
+ * buffer of LOG_LINE_MAX bytes and written by log_flush (or when the next
+ * line does not fit). A batch never exceeds PIPE_BUF, so it is still one
+ * atomic write and lines of different threads never mix. Call log_flush
+ * before the thread sleeps and before it exits.
+ */
+void log_batch_begin(void);
+void log_flush(void);
+
 /* One-shot: an event with a printf-formatted "msg" field. */
 void log_msg(enum log_level level, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -272,6 +272,35 @@ static enum MHD_Result queue_translated(struct request *rq)
 	return ret;
 }
 
+/*
+ * The upstream transfer is complete, so the whole body sits in the down
+ * ring (curl cannot finish while a write is paused). A response from a
+ * buffer lets libmicrohttpd send the header block and the body in one
+ * send(2) where a content reader costs two; on loopback each send also
+ * runs the receiver's softirq, so this is most of the cost of a small
+ * answer. The ring goes back to the worker's pool at once.
+ */
+static struct MHD_Response *whole_body_response(struct request *rq)
+{
+	size_t len = rbuf_len(&rq->down);
+	char *copy = len ? malloc(len) : NULL;
+	struct MHD_Response *r;
+
+	if (len && !copy)
+		return NULL;
+	rbuf_read(&rq->down, copy, len);
+	/* MUST_FREE: MHD owns copy once the response exists */
+	r = MHD_create_response_from_buffer(len, len ? copy : (void *)"",
+					    len ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	if (!r) {
+		free(copy);
+		return NULL;
+	}
+	rq->bytes_out = len;
+	pool_ring_put(&rq->w->pool, &rq->down);
+	return r;
+}
+
 static enum MHD_Result queue_upstream(struct request *rq)
 {
 	struct MHD_Response *r;
@@ -279,7 +308,9 @@ static enum MHD_Result queue_upstream(struct request *rq)
 	if (rq->diagnosis && rq->route->translate_upstream_errors)
 		return queue_translated(rq);
 	bool body = status_has_body(rq->up_status) && !rq->is_head;
-	if (body || rq->is_head) {
+	if (body && rq->upstream_done && rq->upstream_result == CURLE_OK) {
+		r = whole_body_response(rq);
+	} else if (body || rq->is_head) {
 		uint64_t size = rq->resp_length >= 0 ? (uint64_t)rq->resp_length : MHD_SIZE_UNKNOWN;
 		r = MHD_create_response_from_callback(size, BODY_BLOCK, on_body_read, rq, on_body_free);
 		if (r)
@@ -653,7 +684,7 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 			set_local(rq, 503, "overloaded", "Out of memory", NULL);
 		else if (rq->bridge)
 			rq->up_eof = !rq->has_body; /* bridged: token once the body is in (bridge_request_done) */
-		else if (rq->has_body && rbuf_init(&rq->up, rq->cfg->proxy.buffer_bytes) < 0)
+		else if (rq->has_body && pool_ring_get(&rq->w->pool, &rq->up, relay_ring_bytes(rq->cfg)) < 0)
 			set_local(rq, 503, "overloaded", "Out of memory", NULL);
 		else
 			start_with_token(rq, now);

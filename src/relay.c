@@ -346,6 +346,14 @@ static void local_fail(struct request *rq, int status, const char *code, const c
 	rq->local.detail[n] = '\0';
 }
 
+size_t relay_ring_bytes(const struct config *cfg)
+{
+	size_t cap = cfg->proxy.buffer_bytes;
+	/* Two curl writes at least, or a paused download could never resume;
+	 * both rings use this size so one pool serves them. */
+	return cap < 2 * DOWN_RESUME_ROOM ? 2 * DOWN_RESUME_ROOM : cap;
+}
+
 int relay_start(struct request *rq, const char *auth_header)
 {
 	char url[URL_MAX];
@@ -355,16 +363,13 @@ int relay_start(struct request *rq, const char *auth_header)
 			   "the upstream URL would exceed the limit");
 		return -1;
 	}
-	size_t cap = rq->cfg->proxy.buffer_bytes;
-	if (cap < 2 * DOWN_RESUME_ROOM)
-		cap = 2 * DOWN_RESUME_ROOM; /* or a paused download could never resume */
-	if (!rq->down.data && rbuf_init(&rq->down, cap) < 0)
+	if (!rq->down.data && pool_ring_get(&rq->w->pool, &rq->down, relay_ring_bytes(rq->cfg)) < 0)
 		goto oom;
 	headers_reset(rq);
 	rq->up_headers = build_headers(rq, auth_header);
 	if (!rq->up_headers)
 		goto oom;
-	rq->easy = curl_easy_init();
+	rq->easy = pool_easy_get(&rq->w->pool);
 	if (!rq->easy || setup_easy(rq, rq->easy, url) < 0)
 		goto oom;
 	if (curl_multi_add_handle(rq->w->multi, rq->easy) != CURLM_OK)
@@ -374,8 +379,7 @@ int relay_start(struct request *rq, const char *auth_header)
 	rq->w->curl_dirty = true;
 	return 0;
 oom:
-	if (rq->easy)
-		curl_easy_cleanup(rq->easy);
+	pool_easy_put(&rq->w->pool, rq->easy);
 	rq->easy = NULL;
 	curl_slist_free_all(rq->up_headers);
 	rq->up_headers = NULL;
@@ -390,10 +394,8 @@ static void release_easy(struct request *rq)
 		curl_multi_remove_handle(rq->w->multi, rq->easy);
 		rq->in_multi = false;
 	}
-	if (rq->easy) {
-		curl_easy_cleanup(rq->easy);
-		rq->easy = NULL;
-	}
+	pool_easy_put(&rq->w->pool, rq->easy); /* reset there: nothing of this request survives */
+	rq->easy = NULL;
 	curl_slist_free_all(rq->up_headers);
 	rq->up_headers = NULL;
 	request_unref(rq);

@@ -7,7 +7,9 @@
 #define S2S_RELAY_H
 
 #include <curl/curl.h>
+#include <stddef.h>
 
+struct config;
 struct worker;
 struct request;
 
@@ -17,6 +19,8 @@ struct request;
  * rq->local set to the answer to give.
  */
 int relay_start(struct request *rq, const char *auth_header);
+/* Capacity of a request's body rings under cfg (buffer_size, at least 32 KiB). */
+size_t relay_ring_bytes(const struct config *cfg);
 /* CURLMSG_DONE for `easy`. */
 void relay_done(struct worker *w, CURL *easy, CURLcode result);
 /* Stop the transfer (client gone, shutdown). NULL-safe on a request

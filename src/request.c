@@ -43,11 +43,11 @@ void request_unref(struct request *rq)
 {
 	if (--rq->refs > 0)
 		return;
-	rbuf_free(&rq->up);
+	pool_ring_put(&rq->w->pool, &rq->up);
 	if (rq->replay_body)
 		explicit_bzero(rq->replay_body, rq->replay_len); /* request bodies may carry personal data */
 	free(rq->replay_body);
-	rbuf_free(&rq->down);
+	pool_ring_put(&rq->w->pool, &rq->down);
 	free(rq->rh_buf);
 	bridge_free(rq->bridge);
 	free(rq->target);

@@ -230,6 +230,7 @@ static void trim_when_idle(struct worker *w, long long now)
 		return;
 	}
 	if (w->busy_since_trim && now - w->idle_since_ms >= TRIM_AFTER_IDLE_MS) {
+		pool_drain(&w->pool);
 		malloc_trim(0);
 		w->busy_since_trim = false;
 	}
@@ -252,6 +253,7 @@ static void adopt_gen(struct worker *w)
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
+	log_batch_begin(); /* request lines go out once per loop turn, not one write each */
 	for (;;) {
 		adopt_gen(w);
 		long long now = worker_now_ms();
@@ -262,6 +264,7 @@ static void *worker_main(void *arg)
 			break;
 		struct curl_waitfd extra = {.fd = w->mhd_epfd, .events = CURL_WAIT_POLLIN, .revents = 0};
 		int nfds = 0;
+		log_flush(); /* before a possible sleep: lines are never held back */
 		CURLMcode mc = curl_multi_poll(w->multi, &extra, 1, loop_timeout(w, now), &nfds);
 		if (mc != CURLM_OK) {
 			log_msg(LOG_ERROR, "upstream_loop", "curl_multi_poll: %s", curl_multi_strerror(mc));
@@ -281,6 +284,7 @@ static void *worker_main(void *arg)
 	proxy_abort_all(w);
 	run_curl(w);
 	run_mhd(w);
+	log_flush();
 	atomic_store(&w->finished, true);
 	return NULL;
 }
@@ -345,6 +349,7 @@ void worker_join(struct worker *w)
 		curl_multi_cleanup(w->multi);
 		w->multi = NULL;
 	}
+	pool_drain(&w->pool); /* after the multi: pooled handles are in none */
 	curl_slist_free_all(w->connect_to);
 	w->connect_to = NULL;
 	if (w->listen_fd >= 0) {

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "jwt.h"
+#include "pool.h"
 #include "token.h"
 
 struct request;
@@ -71,6 +72,7 @@ struct worker {
 		char fp[JWT_FINGERPRINT_LEN];
 	} claims_cache[8];
 	bool busy_since_trim; /* served requests since the last malloc_trim */
+	struct pool pool;     /* recycled rings and easy handles (pool.c) */
 	uint64_t rng;
 	char token_hdr[TOKEN_HEADER_MAX]; /* scratch for token_lookup */
 };

@@ -301,12 +301,51 @@ static struct MHD_Response *whole_body_response(struct request *rq)
 	return r;
 }
 
+/*
+ * Does the upstream's header block, as it will be forwarded, fit in what
+ * MHD's connection pool has left next to this request? When it does not,
+ * libmicrohttpd closes the connection without an answer, so the proxy
+ * answers 502 itself. The request side is estimated from above: its bytes
+ * plus MHD's index entry per field.
+ */
+#define MHD_HEADER_ENTRY  64  /* MHD's per-field index entry, rounded up */
+#define MHD_RESPONSE_BASE 512 /* status line, Date, framing, Connection */
+
+static bool fits_mhd_pool(const struct request *rq, const char *conn_hdr)
+{
+	size_t need =
+	    MHD_RESPONSE_BASE + rq->header_bytes + strlen(rq->target) + (size_t)rq->n_headers * MHD_HEADER_ENTRY;
+	for (unsigned i = 0; i < rq->n_rh; i++) {
+		const char *name = rq->rh_buf + rq->rh[i].name, *value = rq->rh_buf + rq->rh[i].value;
+		if (hdr_response_forwardable(name, conn_hdr))
+			need += strlen(name) + strlen(value) + 4;
+	}
+	return need <= rq->w->mhd_pool_bytes;
+}
+
+static const char *connection_header(const struct request *rq)
+{
+	const char *conn_hdr = NULL;
+	for (unsigned i = 0; i < rq->n_rh; i++)
+		if (strcasecmp(rq->rh_buf + rq->rh[i].name, "Connection") == 0)
+			conn_hdr = rq->rh_buf + rq->rh[i].value;
+	return conn_hdr;
+}
+
 static enum MHD_Result queue_upstream(struct request *rq)
 {
 	struct MHD_Response *r;
+	const char *conn_hdr = connection_header(rq);
 	refusal_diagnose(rq);
 	if (rq->diagnosis && rq->route->translate_upstream_errors)
 		return queue_translated(rq);
+	if (!fits_mhd_pool(rq, conn_hdr)) {
+		relay_abort(rq);
+		set_local(
+		    rq, 502, "upstream_bad_response", "Upstream response headers could not be forwarded",
+		    "the upstream's header block is larger than the proxy forwards (max_header_bytes sets the room)");
+		return queue_local(rq);
+	}
 	bool body = status_has_body(rq->up_status) && !rq->is_head;
 	if (body && rq->upstream_done && rq->upstream_result == CURLE_OK) {
 		r = whole_body_response(rq);
@@ -320,10 +359,6 @@ static enum MHD_Result queue_upstream(struct request *rq)
 	}
 	if (!r)
 		return MHD_NO;
-	const char *conn_hdr = NULL;
-	for (unsigned i = 0; i < rq->n_rh; i++)
-		if (strcasecmp(rq->rh_buf + rq->rh[i].name, "Connection") == 0)
-			conn_hdr = rq->rh_buf + rq->rh[i].value;
 	for (unsigned i = 0; i < rq->n_rh; i++) {
 		const char *name = rq->rh_buf + rq->rh[i].name, *value = rq->rh_buf + rq->rh[i].value;
 		if (!hdr_response_forwardable(name, conn_hdr))
@@ -410,6 +445,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	if (!value)
 		value = "";
 	rq->header_bytes += strlen(name) + strlen(value) + 4; /* "name: value\r\n" */
+	rq->n_headers++;
 	if (!hdr_name_ok(name, strlen(name)))
 		rq->bad_header_name = true; /* RFC 9112 5.1: answer 400 */
 	hdr_framing_add(&rq->framing, name, value);

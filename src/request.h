@@ -105,6 +105,7 @@ struct request {
 	bool conn_tokens_overflow;
 	bool bad_header_name;
 	size_t header_bytes; /* the request's header block, as received */
+	unsigned n_headers;  /* its header fields */
 	bool client_sent_accept;
 	bool has_body;
 	int64_t body_len; /* -1 = chunked */

@@ -24,7 +24,8 @@
 #include "relay.h"
 #include "tlsin.h"
 
-#define MHD_POOL_BYTES     (128 * 1024) /* request headers + response header block */
+#define MHD_POOL_MIN       (32 * 1024) /* also the read buffer for request bodies */
+#define MHD_RESPONSE_ROOM  (16 * 1024) /* the answer's header block, next to the largest request */
 #define LOOP_MAX_SLEEP_MS  1000
 #define TRIM_AFTER_IDLE_MS 2000
 #define CONN_SLACK         16 /* connections accepted past the limit, to answer 503 */
@@ -51,12 +52,18 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_end(&l);
 }
 
-/* MHD's per-connection pool holds the request headers and the response
- * header block (B.7 #8): room for max_header_bytes plus a margin. */
+/*
+ * MHD's per-connection pool holds the request (line, headers, their index)
+ * and then the answer's header block (B.7 #8). libmicrohttpd 0.9.75 zeroes
+ * the whole pool for every request on a kept-alive connection, and every
+ * page of it stays resident per connection, so it is sized to need:
+ * max_header_bytes plus room for the answer's headers. proxy.c checks that
+ * an upstream's header block fits before it queues it (worker->mhd_pool_bytes).
+ */
 static size_t pool_bytes(const struct config *cfg)
 {
-	size_t want = cfg->proxy.max_header_bytes + 64 * 1024;
-	return want < MHD_POOL_BYTES ? (size_t)MHD_POOL_BYTES : want;
+	size_t want = cfg->proxy.max_header_bytes + MHD_RESPONSE_ROOM;
+	return want < MHD_POOL_MIN ? (size_t)MHD_POOL_MIN : want;
 }
 
 static int start_mhd(struct worker *w)
@@ -67,11 +74,12 @@ static int start_mhd(struct worker *w)
 	/* Room above the share of max_connections, so connections beyond it are
 	 * accepted and told 503 (conntrack) instead of being closed unanswered. */
 	unsigned limit = conntrack_limit(w) + CONN_SLACK;
+	w->mhd_pool_bytes = pool_bytes(w->cfg); /* fixed for the daemon's life, also across reloads */
 	w->mhd = MHD_start_daemon(
 	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tlsin_mhd_flags(), 0, NULL, NULL,
 	    proxy_on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd, MHD_OPTION_CONNECTION_LIMIT, limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    pool_bytes(w->cfg), MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, w,
+	    w->mhd_pool_bytes, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, w,
 	    MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, conntrack_on_notify, w,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_ARRAY, tls_ops, MHD_OPTION_END);
 	if (!w->mhd) {
@@ -250,9 +258,31 @@ static void adopt_gen(struct worker *w)
 	w->tokens = g->tokens;
 }
 
+/* Has curl's own timer (timeouts, retries, an added or unpaused transfer) expired? */
+static bool curl_timer_due(struct worker *w)
+{
+	long ms = -1;
+	return curl_multi_timeout(w->multi, &ms) == CURLM_OK && ms == 0;
+}
+
+static bool mhd_timer_due(struct worker *w)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+	return MHD_get_timeout(w->mhd, &ms) == MHD_YES && ms == 0;
+}
+
+/*
+ * Each side runs only when it has work: curl_multi_perform polls the
+ * socket of every running transfer and MHD_run calls epoll_wait, so a
+ * side run for nothing costs syscalls per request. When a flag already
+ * says what to run, the poll is skipped too (it could not sleep anyway),
+ * but never twice in a row, so ready sockets of the other side are
+ * always seen within one loop turn.
+ */
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
+	bool skipped_poll = false;
 	log_batch_begin(); /* request lines go out once per loop turn, not one write each */
 	for (;;) {
 		adopt_gen(w);
@@ -262,21 +292,31 @@ static void *worker_main(void *arg)
 			begin_drain(w, now);
 		if (w->draining && (w->inflight == 0 || stop == 2 || now >= w->drain_deadline_ms))
 			break;
-		struct curl_waitfd extra = {.fd = w->mhd_epfd, .events = CURL_WAIT_POLLIN, .revents = 0};
-		int nfds = 0;
+		bool curl_due = w->curl_dirty, mhd_due = w->mhd_dirty;
 		log_flush(); /* before a possible sleep: lines are never held back */
-		CURLMcode mc = curl_multi_poll(w->multi, &extra, 1, loop_timeout(w, now), &nfds);
-		if (mc != CURLM_OK) {
-			log_msg(LOG_ERROR, "upstream_loop", "curl_multi_poll: %s", curl_multi_strerror(mc));
-			break;
+		if (skipped_poll || !(curl_due || mhd_due)) {
+			struct curl_waitfd extra = {.fd = w->mhd_epfd, .events = CURL_WAIT_POLLIN, .revents = 0};
+			int nfds = 0;
+			CURLMcode mc = curl_multi_poll(w->multi, &extra, 1, loop_timeout(w, now), &nfds);
+			if (mc != CURLM_OK) {
+				log_msg(LOG_ERROR, "upstream_loop", "curl_multi_poll: %s", curl_multi_strerror(mc));
+				break;
+			}
+			mhd_due = mhd_due || extra.revents != 0;
+			curl_due = curl_due || nfds > (extra.revents != 0); /* nfds never counts the wakeup */
+			skipped_poll = false;
+		} else {
+			skipped_poll = true;
 		}
-		run_curl(w);
+		if (curl_due || curl_timer_due(w))
+			run_curl(w);
 		if (atomic_exchange(&w->token_event, 0))
 			proxy_token_event(w);
 		proxy_check_deadlines(w, worker_now_ms());
 		conntrack_cut_slow(w, worker_now_ms());
 		trim_when_idle(w, worker_now_ms());
-		run_mhd(w);
+		if (mhd_due || w->mhd_dirty || w->draining || mhd_timer_due(w))
+			run_mhd(w);
 	}
 	/* Whatever is still in flight is cut: clients see a truncated answer or
 	 * a 503, never a hang (MHD must not be stopped with suspended

@@ -43,6 +43,7 @@ struct worker {
 	int listen_fd;
 	struct MHD_Daemon *mhd;
 	int mhd_epfd;
+	size_t mhd_pool_bytes; /* MHD's memory per connection (worker.c pool_bytes) */
 	CURLM *multi;
 	struct curl_slist *connect_to;
 	bool mhd_dirty;  /* a connection was resumed: run MHD before sleeping */

@@ -155,3 +155,21 @@ def test_slow_client_cut_with_408_and_503_past_max_connections():
         eq(px.request("GET", "/dataverse/_test/echo").status, 200, "after the idle connections closed")
     finally:
         px.stop()
+
+
+def test_response_header_room():
+    """max_header_bytes = 4k here, so each connection's memory leaves about
+    32 KiB for the answer's header block: a block that fits is forwarded
+    whole; one that does not gets a 502 problem from the proxy (never a
+    connection closed without an answer), also next to a large request."""
+    r = PX.request("GET", "/dataverse/_test/bigheaders?kib=8")
+    eq(r.status, 200, "8 KiB of response headers")
+    eq(sum(1 for k, _ in r.headers if k.lower().startswith("x-filler-")), 8, "every filler header forwarded")
+    eq(r.body, b"big", "body")
+    r = PX.request("GET", "/dataverse/_test/bigheaders?kib=24")
+    eq(r.status, 200, "24 KiB of response headers")
+    eq(sum(1 for k, _ in r.headers if k.lower().startswith("x-filler-")), 24, "every filler header forwarded")
+    for kib, req_hdrs in ((40, []), (30, [("X-Big-%d" % i, "v" * 900) for i in range(4)])):
+        r = PX.request("GET", "/dataverse/_test/bigheaders?kib=%d" % kib, req_hdrs)
+        problem(r, 502, "upstream_bad_response")
+    eq(PX.request("GET", "/dataverse/_test/echo").status, 200, "the proxy still serves")

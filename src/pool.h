@@ -14,7 +14,7 @@
 
 #include "rbuf.h"
 
-#define POOL_MAX 64 /* per kind and worker: about the in-flight peak of a busy worker */
+#define POOL_MAX 256 /* per kind and worker: the in-flight peak of a busy worker */
 
 struct pool {
 	size_t ring_bytes; /* capacity of the pooled rings (buffer_size; may change on reload) */

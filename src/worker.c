@@ -2,18 +2,26 @@
  * worker.c - the worker loop: libmicrohttpd in external epoll mode plus a
  * libcurl multi, one thread, no locks on the request path.
  *
- * The loop follows c-style-and-design.md B.3.2: curl_multi_poll() waits on
- * curl's sockets and MHD's epoll fd together; after curl ran, MHD runs
- * until no callback resumed a connection (mhd_dirty), because in external
- * mode a resumed connection makes progress only when MHD_run() is called
- * again. Anything that unpauses or adds a transfer sets curl_dirty so the
- * next poll does not sleep.
+ * One epoll set per worker holds MHD's epoll fd, an eventfd other threads
+ * use to wake the worker, and curl's sockets, which curl hands over
+ * through CURLMOPT_SOCKETFUNCTION; curl runs through
+ * curl_multi_socket_action() for exactly the socket that is ready, or its
+ * timer (CURLMOPT_TIMERFUNCTION). This replaced curl_multi_poll() and
+ * curl_multi_perform(), which rebuild a pollfd array of every socket per
+ * loop turn and poll every running transfer's socket again on each call:
+ * O(transfers) syscalls per turn (docs/performance.md). MHD runs until no
+ * callback resumed a connection (mhd_dirty), because in external mode a
+ * resumed connection makes progress only when MHD_run() is called again.
+ * Anything that unpauses or adds a transfer sets curl_dirty so the next
+ * turn does not sleep.
  */
 #include "worker.h"
 
 #include <errno.h>
 #include <malloc.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +37,12 @@
 #define LOOP_MAX_SLEEP_MS  1000
 #define TRIM_AFTER_IDLE_MS 2000
 #define CONN_SLACK         16 /* connections accepted past the limit, to answer 503 */
+#define LOOP_EVENTS        64
+
+/* What an event in the worker's epoll set is: the tag in the low bits of
+ * data.u64, the file descriptor above them. */
+enum ev_tag { EV_MHD = 0, EV_WAKE = 1, EV_CURL = 2 };
+#define EV_DATA(fd, tag) (((uint64_t)(unsigned)(fd) << 2) | (uint64_t)(tag))
 
 long long worker_now_ms(void)
 {
@@ -104,10 +118,49 @@ static long idle_pool(const struct worker *w)
 	return n < 64 ? 64 : n > 512 ? 512 : n;
 }
 
+/* curl tells which of its sockets to watch for what (called from inside
+ * curl calls on this thread). socketp is non-NULL once s is in the set. */
+static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct worker *w = userp;
+	struct epoll_event ev = {.events = 0, .data.u64 = EV_DATA(s, EV_CURL)};
+	(void)easy;
+	if (what == CURL_POLL_REMOVE) {
+		if (socketp) {
+			epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL); /* fails only when curl closed s already */
+			curl_multi_assign(w->multi, s, NULL);
+		}
+		return 0;
+	}
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+	if (epoll_ctl(w->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) < 0 &&
+	    (errno != EEXIST || epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev) < 0)) {
+		log_msg(LOG_ERROR, "upstream_loop", "worker %d: epoll_ctl: %s", w->id, strerror(errno));
+		return -1; /* the transfer on s fails */
+	}
+	if (!socketp)
+		curl_multi_assign(w->multi, s, w); /* any non-NULL value: s is in the set */
+	return 0;
+}
+
+/* curl's next timeout: -1 none, 0 as soon as possible. */
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct worker *w = userp;
+	(void)multi;
+	w->curl_deadline_ms = timeout_ms < 0 ? -1 : worker_now_ms() + timeout_ms;
+	return 0;
+}
+
 static int start_multi(struct worker *w)
 {
 	w->multi = curl_multi_init();
 	if (!w->multi)
+		return -1;
+	if (curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+	    curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w) != CURLM_OK ||
+	    curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+	    curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w) != CURLM_OK)
 		return -1;
 	/* HTTP/1.1 only: a paused stream on a multiplexed connection makes curl
 	 * buffer it without bound (B.3.6). */
@@ -130,6 +183,30 @@ static int start_multi(struct worker *w)
 
 static int worker_count = 1;
 
+static int watch(struct worker *w, int fd, enum ev_tag tag)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV_DATA(fd, tag)};
+	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* After curl_multi_cleanup: curl removes its sockets from the set. */
+static void close_events(struct worker *w)
+{
+	if (w->epfd >= 0)
+		close(w->epfd);
+	if (w->wake_fd >= 0)
+		close(w->wake_fd);
+	w->epfd = w->wake_fd = -1;
+}
+
+/* Any thread: make the worker's epoll_wait return. */
+static void wake(struct worker *w)
+{
+	uint64_t one = 1;
+	if (w->wake_fd >= 0 && write(w->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+		log_msg(LOG_WARN, "worker_wake", "worker %d: %s", w->id, strerror(errno));
+}
+
 void worker_set_count(int n)
 {
 	worker_count = n > 0 ? n : 1;
@@ -144,18 +221,30 @@ int worker_init(struct worker *w, int id, const struct config *cfg, struct token
 	w->tokens = tokens;
 	w->listen_fd = listen_fd;
 	w->mhd_epfd = -1;
+	w->curl_deadline_ms = -1;
+	w->epfd = w->wake_fd = -1;
 	atomic_init(&w->token_event, 0);
 	atomic_init(&w->next_gen, NULL);
 	atomic_init(&w->stop, 0);
 	atomic_init(&w->finished, false);
 	if (getrandom(&w->rng, sizeof w->rng, 0) != (ssize_t)sizeof w->rng)
 		w->rng = (uint64_t)worker_now_ms() * 0x9E3779B97F4A7C15ull + (uint64_t)id;
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->epfd < 0 || w->wake_fd < 0 || watch(w, w->wake_fd, EV_WAKE) < 0) {
+		log_msg(LOG_ERROR, "worker_failed", "worker %d: cannot create its event set: %s", id, strerror(errno));
+		goto fail;
+	}
 	if (start_multi(w) < 0) {
 		log_msg(LOG_ERROR, "worker_failed", "worker %d: cannot create the upstream client", id);
 		goto fail;
 	}
 	if (start_mhd(w) < 0)
 		goto fail;
+	if (watch(w, w->mhd_epfd, EV_MHD) < 0) {
+		log_msg(LOG_ERROR, "worker_failed", "worker %d: cannot watch the HTTP server: %s", id, strerror(errno));
+		goto fail;
+	}
 	return 0;
 fail:
 	/* The caller keeps listen_fd on failure. */
@@ -169,6 +258,7 @@ fail:
 	if (w->multi)
 		curl_multi_cleanup(w->multi);
 	w->multi = NULL;
+	close_events(w);
 	return -1;
 }
 
@@ -181,6 +271,8 @@ static int loop_timeout(struct worker *w, long long now)
 	MHD_UNSIGNED_LONG_LONG mto;
 	if (MHD_get_timeout(w->mhd, &mto) == MHD_YES && (long long)mto < to)
 		to = (long long)mto;
+	if (w->curl_deadline_ms >= 0 && w->curl_deadline_ms - now < to)
+		to = w->curl_deadline_ms - now;
 	long long park = proxy_next_deadline(w);
 	if (park > 0 && park - now < to)
 		to = park - now;
@@ -189,13 +281,31 @@ static int loop_timeout(struct worker *w, long long now)
 	return to < 0 ? 0 : (int)to;
 }
 
-static void run_curl(struct worker *w)
+static void curl_act(struct worker *w, curl_socket_t s, int flags)
 {
 	int running = 0;
-	w->curl_dirty = false;
-	CURLMcode mc = curl_multi_perform(w->multi, &running);
+	CURLMcode mc = curl_multi_socket_action(w->multi, s, flags, &running);
 	if (mc != CURLM_OK)
-		log_msg(LOG_ERROR, "upstream_loop", "curl_multi_perform: %s", curl_multi_strerror(mc));
+		log_msg(LOG_ERROR, "upstream_loop", "curl_multi_socket_action: %s", curl_multi_strerror(mc));
+}
+
+/* curl's timers: added or unpaused transfers (curl_dirty, or a timeout of
+ * 0), connect and transfer timeouts. The deadline is re-read from curl
+ * afterwards, because curl reports a timer only when it changes. */
+static void run_curl_timers(struct worker *w)
+{
+	long ms = -1;
+	if (!w->curl_dirty && (w->curl_deadline_ms < 0 || w->curl_deadline_ms > worker_now_ms()))
+		return;
+	w->curl_dirty = false;
+	curl_act(w, CURL_SOCKET_TIMEOUT, 0);
+	if (curl_multi_timeout(w->multi, &ms) == CURLM_OK)
+		w->curl_deadline_ms = ms < 0 ? -1 : worker_now_ms() + ms;
+}
+
+/* Finished transfers. */
+static void collect_curl(struct worker *w)
+{
 	CURLMsg *msg;
 	int left;
 	while ((msg = curl_multi_info_read(w->multi, &left))) {
@@ -258,31 +368,50 @@ static void adopt_gen(struct worker *w)
 	w->tokens = g->tokens;
 }
 
-/* Has curl's own timer (timeouts, retries, an added or unpaused transfer) expired? */
-static bool curl_timer_due(struct worker *w)
-{
-	long ms = -1;
-	return curl_multi_timeout(w->multi, &ms) == CURLM_OK && ms == 0;
-}
-
 static bool mhd_timer_due(struct worker *w)
 {
 	MHD_UNSIGNED_LONG_LONG ms;
 	return MHD_get_timeout(w->mhd, &ms) == MHD_YES && ms == 0;
 }
 
-/*
- * Each side runs only when it has work: curl_multi_perform polls the
- * socket of every running transfer and MHD_run calls epoll_wait, so a
- * side run for nothing costs syscalls per request. When a flag already
- * says what to run, the poll is skipped too (it could not sleep anyway),
- * but never twice in a row, so ready sockets of the other side are
- * always seen within one loop turn.
- */
+/* Wait for events (or until a timer is due) and hand curl its ready
+ * sockets. Returns whether MHD has something to do, or -1 on failure. */
+static int wait_events(struct worker *w, int timeout_ms)
+{
+	struct epoll_event evs[LOOP_EVENTS];
+	int mhd_ready = 0;
+	int n = epoll_wait(w->epfd, evs, LOOP_EVENTS, timeout_ms);
+	if (n < 0 && errno != EINTR) {
+		log_msg(LOG_ERROR, "upstream_loop", "worker %d: epoll_wait: %s", w->id, strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		int fd = (int)(evs[i].data.u64 >> 2);
+		uint64_t drained;
+		switch ((enum ev_tag)(evs[i].data.u64 & 3)) {
+		case EV_MHD:
+			mhd_ready = 1;
+			break;
+		case EV_WAKE: /* the reason (stop, token, generation) is in atomics */
+			if (read(w->wake_fd, &drained, sizeof drained) < 0 && errno != EAGAIN)
+				log_msg(LOG_WARN, "worker_wake", "worker %d: %s", w->id, strerror(errno));
+			break;
+		case EV_CURL:
+			curl_act(w, fd,
+				 ((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+				     ((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+				     ((evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0));
+			break;
+		}
+	}
+	return mhd_ready;
+}
+
+/* MHD_run calls epoll_wait and walks MHD's lists, so it runs only when
+ * something is pending for it. */
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	bool skipped_poll = false;
 	log_batch_begin(); /* request lines go out once per loop turn, not one write each */
 	for (;;) {
 		adopt_gen(w);
@@ -292,37 +421,29 @@ static void *worker_main(void *arg)
 			begin_drain(w, now);
 		if (w->draining && (w->inflight == 0 || stop == 2 || now >= w->drain_deadline_ms))
 			break;
-		bool curl_due = w->curl_dirty, mhd_due = w->mhd_dirty;
 		log_flush(); /* before a possible sleep: lines are never held back */
-		if (skipped_poll || !(curl_due || mhd_due)) {
-			struct curl_waitfd extra = {.fd = w->mhd_epfd, .events = CURL_WAIT_POLLIN, .revents = 0};
-			int nfds = 0;
-			CURLMcode mc = curl_multi_poll(w->multi, &extra, 1, loop_timeout(w, now), &nfds);
-			if (mc != CURLM_OK) {
-				log_msg(LOG_ERROR, "upstream_loop", "curl_multi_poll: %s", curl_multi_strerror(mc));
-				break;
-			}
-			mhd_due = mhd_due || extra.revents != 0;
-			curl_due = curl_due || nfds > (extra.revents != 0); /* nfds never counts the wakeup */
-			skipped_poll = false;
-		} else {
-			skipped_poll = true;
-		}
-		if (curl_due || curl_timer_due(w))
-			run_curl(w);
+		int mhd_ready = wait_events(w, loop_timeout(w, now));
+		if (mhd_ready < 0)
+			break;
+		run_curl_timers(w);
+		collect_curl(w);
 		if (atomic_exchange(&w->token_event, 0))
 			proxy_token_event(w);
 		proxy_check_deadlines(w, worker_now_ms());
 		conntrack_cut_slow(w, worker_now_ms());
 		trim_when_idle(w, worker_now_ms());
-		if (mhd_due || w->mhd_dirty || w->draining || mhd_timer_due(w))
+		if (mhd_ready || w->mhd_dirty || w->draining || mhd_timer_due(w))
 			run_mhd(w);
+		if (w->curl_dirty) { /* requests MHD just started go out in this turn */
+			run_curl_timers(w);
+			collect_curl(w);
+		}
 	}
 	/* Whatever is still in flight is cut: clients see a truncated answer or
 	 * a 503, never a hang (MHD must not be stopped with suspended
 	 * connections, B.7 #6). */
 	proxy_abort_all(w);
-	run_curl(w);
+	collect_curl(w);
 	run_mhd(w);
 	log_flush();
 	atomic_store(&w->finished, true);
@@ -342,8 +463,7 @@ int worker_start(struct worker *w)
 void worker_request_stop(struct worker *w, bool now)
 {
 	atomic_store(&w->stop, now ? 2 : 1);
-	if (w->multi)
-		curl_multi_wakeup(w->multi);
+	wake(w);
 }
 
 void worker_set_gen(struct worker *w, struct worker_gen *g)
@@ -354,15 +474,13 @@ void worker_set_gen(struct worker *w, struct worker_gen *g)
 	old = atomic_exchange(&w->next_gen, g);
 	if (old != NULL) /* never adopted: superseded by g */
 		atomic_fetch_sub(&old->refs, 1);
-	if (w->multi)
-		curl_multi_wakeup(w->multi);
+	wake(w);
 }
 
 void worker_token_changed(struct worker *w)
 {
 	atomic_store(&w->token_event, 1);
-	if (w->multi)
-		curl_multi_wakeup(w->multi);
+	wake(w);
 }
 
 void worker_join(struct worker *w)
@@ -390,6 +508,7 @@ void worker_join(struct worker *w)
 		w->multi = NULL;
 	}
 	pool_drain(&w->pool); /* after the multi: pooled handles are in none */
+	close_events(w);
 	curl_slist_free_all(w->connect_to);
 	w->connect_to = NULL;
 	if (w->listen_fd >= 0) {

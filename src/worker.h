@@ -3,7 +3,7 @@
  * mode and one libcurl multi handle driven by a single loop, so every
  * callback of a request runs on one thread (c-style-and-design.md B.3).
  * Workers share nothing on the request path; the token engine wakes them
- * with curl_multi_wakeup().
+ * through an eventfd in the worker's epoll set.
  */
 #ifndef S2S_WORKER_H
 #define S2S_WORKER_H
@@ -43,7 +43,10 @@ struct worker {
 	int listen_fd;
 	struct MHD_Daemon *mhd;
 	int mhd_epfd;
-	size_t mhd_pool_bytes; /* MHD's memory per connection (worker.c pool_bytes) */
+	int epfd;                   /* the worker's epoll set: MHD's epfd, wake_fd, curl's sockets */
+	int wake_fd;                /* eventfd: other threads wake the loop (stop, tokens, reload) */
+	long long curl_deadline_ms; /* curl's timer (CURLMOPT_TIMERFUNCTION), -1 none */
+	size_t mhd_pool_bytes;      /* MHD's memory per connection (worker.c pool_bytes) */
 	CURLM *multi;
 	struct curl_slist *connect_to;
 	bool mhd_dirty;  /* a connection was resumed: run MHD before sleeping */

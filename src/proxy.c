@@ -722,6 +722,8 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 			rq->up_eof = !rq->has_body; /* bridged: token once the body is in (bridge_request_done) */
 		else if (rq->has_body && pool_ring_get(&rq->w->pool, &rq->up, relay_ring_bytes(rq->cfg)) < 0)
 			set_local(rq, 503, "overloaded", "Out of memory", NULL);
+		else if (rq->has_body && rq->body_len >= 0 && (uint64_t)rq->body_len <= rq->up.cap)
+			rq->start_deferred = true; /* whole body first: see proxy_on_request */
 		else
 			start_with_token(rq, now);
 	}
@@ -787,6 +789,15 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const c
 	if (rq->has_body && !rq->up_eof) {
 		rq->up_eof = true; /* the final call: the body is complete */
 		relay_unpause(rq);
+	}
+	/* A body that fits the ring is taken whole before the upstream request
+	 * starts (as nginx's request buffering does): curl then sends it in one
+	 * go instead of pausing and resuming per piece MHD delivers, each of
+	 * which cost a loop turn and epoll changes. Larger and chunked bodies
+	 * stream. */
+	if (rq->start_deferred && !rq->local.set) {
+		rq->start_deferred = false;
+		start_with_token(rq, worker_now_ms());
 	}
 	if (rq->bridge && bridge_request_done(rq))
 		start_with_token(rq, worker_now_ms());

@@ -110,7 +110,8 @@ struct request {
 	bool has_body;
 	int64_t body_len; /* -1 = chunked */
 	struct rbuf up;
-	bool up_eof;      /* the client's body is complete */
+	bool up_eof;         /* the client's body is complete */
+	bool start_deferred; /* the upstream request waits for the whole (small) body */
 	uint64_t up_sent; /* bytes handed to curl */
 	uint64_t bytes_in;
 

@@ -112,7 +112,7 @@ struct request {
 	struct rbuf up;
 	bool up_eof;         /* the client's body is complete */
 	bool start_deferred; /* the upstream request waits for the whole (small) body */
-	uint64_t up_sent; /* bytes handed to curl */
+	uint64_t up_sent;    /* bytes handed to curl */
 	uint64_t bytes_in;
 
 	/* upstream transfer */

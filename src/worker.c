@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -118,29 +119,82 @@ static long idle_pool(const struct worker *w)
 	return n < 64 ? 64 : n > 512 ? 512 : n;
 }
 
+/*
+ * What the worker's epoll set holds for a curl socket, by fd. curl asks to
+ * stop watching a kept-alive upstream connection after every request and
+ * to watch it again for the next; a removal is therefore only noted
+ * (SOCK_IDLE) and the next request's interest becomes one EPOLL_CTL_MOD
+ * instead of a DEL and an ADD. An idle socket that becomes readable (the
+ * upstream closed it) is removed for real when its event arrives, so it
+ * cannot spin the loop. When curl closed the socket meanwhile, the kernel
+ * dropped it from the set and MOD fails with ENOENT: then it is added.
+ */
+enum { SOCK_NONE = 0, SOCK_WANTED, SOCK_IDLE };
+#define SOCK_FD_MAX (1 << 20)
+
+static unsigned char *sock_state(struct worker *w, curl_socket_t s)
+{
+	if (s < 0 || s >= SOCK_FD_MAX)
+		return NULL;
+	if ((size_t)s >= w->sock_cap) {
+		size_t cap = w->sock_cap ? w->sock_cap : 256;
+		while (cap <= (size_t)s)
+			cap *= 2;
+		unsigned char *n = realloc(w->sock, cap);
+		if (!n)
+			return NULL;
+		memset(n + w->sock_cap, SOCK_NONE, cap - w->sock_cap);
+		w->sock = n;
+		w->sock_cap = cap;
+	}
+	return &w->sock[s];
+}
+
 /* curl tells which of its sockets to watch for what (called from inside
- * curl calls on this thread). socketp is non-NULL once s is in the set. */
+ * curl calls on this thread). */
 static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
 	struct worker *w = userp;
 	struct epoll_event ev = {.events = 0, .data.u64 = EV_DATA(s, EV_CURL)};
+	unsigned char *st = sock_state(w, s);
 	(void)easy;
+	(void)socketp;
 	if (what == CURL_POLL_REMOVE) {
-		if (socketp) {
-			epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL); /* fails only when curl closed s already */
-			curl_multi_assign(w->multi, s, NULL);
-		}
+		if (st && *st == SOCK_WANTED)
+			*st = SOCK_IDLE;
+		else if (!st)
+			epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL); /* no bookkeeping: remove at once */
 		return 0;
 	}
 	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
-	if (epoll_ctl(w->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) < 0 &&
-	    (errno != EEXIST || epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev) < 0)) {
+	int rc = epoll_ctl(w->epfd, st && *st != SOCK_NONE ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev);
+	if (rc < 0 && errno == ENOENT)
+		rc = epoll_ctl(w->epfd, EPOLL_CTL_ADD, s, &ev);
+	else if (rc < 0 && errno == EEXIST)
+		rc = epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev);
+	if (rc < 0) {
 		log_msg(LOG_ERROR, "upstream_loop", "worker %d: epoll_ctl: %s", w->id, strerror(errno));
 		return -1; /* the transfer on s fails */
 	}
-	if (!socketp)
-		curl_multi_assign(w->multi, s, w); /* any non-NULL value: s is in the set */
+	if (st)
+		*st = SOCK_WANTED;
 	return 0;
+}
+
+static void curl_act(struct worker *w, curl_socket_t s, int flags);
+
+/* An event on a curl socket: to curl when it wants it, else (idle) out of the set. */
+static void curl_socket_event(struct worker *w, int fd, uint32_t events)
+{
+	unsigned char *st = sock_state(w, fd);
+	if (st && *st != SOCK_WANTED) {
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+		*st = SOCK_NONE;
+		return;
+	}
+	curl_act(w, fd,
+		 ((events & EPOLLIN) ? CURL_CSELECT_IN : 0) | ((events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+		     ((events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0));
 }
 
 /* curl's next timeout: -1 none, 0 as soon as possible. */
@@ -197,6 +251,9 @@ static void close_events(struct worker *w)
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
 	w->epfd = w->wake_fd = -1;
+	free(w->sock);
+	w->sock = NULL;
+	w->sock_cap = 0;
 }
 
 /* Any thread: make the worker's epoll_wait return. */
@@ -397,10 +454,7 @@ static int wait_events(struct worker *w, int timeout_ms)
 				log_msg(LOG_WARN, "worker_wake", "worker %d: %s", w->id, strerror(errno));
 			break;
 		case EV_CURL:
-			curl_act(w, fd,
-				 ((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
-				     ((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
-				     ((evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0));
+			curl_socket_event(w, fd, evs[i].events);
 			break;
 		}
 	}

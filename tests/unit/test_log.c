@@ -446,6 +446,61 @@ static void test_threads_do_not_interleave(void)
 		CHECK_INT(counts[i], N_LINES);
 }
 
+/* Batching (worker threads): nothing reaches the fd before log_flush or
+ * before the next line would overflow the batch; lines stay whole. */
+static void *batch_thread(void *arg)
+{
+	char msg[901];
+	int *newlines = arg;
+	const char *s;
+
+	memset(msg, 'm', sizeof msg - 1);
+	msg[sizeof msg - 1] = '\0';
+	log_batch_begin();
+	log_msg(LOG_INFO, "one", "a");
+	log_msg(LOG_INFO, "two", "b");
+	newlines[0] = (int)strlen(captured()); /* 0: held back */
+	log_flush();
+	s = captured();
+	newlines[1] = 0;
+	for (; *s; s++)
+		newlines[1] += *s == '\n';
+	for (int i = 0; i < 5; i++) /* about 970 bytes each: the fifth does not fit */
+		log_msg(LOG_INFO, "big", "%s", msg);
+	s = captured();
+	newlines[2] = 0;
+	for (; *s; s++)
+		newlines[2] += *s == '\n';
+	newlines[3] = s > out && s[-1] == '\n';
+	log_flush();
+	s = captured();
+	newlines[4] = 0;
+	for (; *s; s++)
+		newlines[4] += *s == '\n';
+	log_flush(); /* empty: writes nothing */
+	newlines[5] = (int)strlen(captured());
+	return NULL;
+}
+
+static void test_batch_holds_lines_until_flush(void)
+{
+	pthread_t t;
+	int got[6] = {-1, -1, -1, -1, -1, -1};
+
+	capture(LOG_DEBUG, LOG_FMT_JSON);
+	captured();
+	CHECK_INT(pthread_create(&t, NULL, batch_thread, got), 0);
+	pthread_join(t, NULL);
+	CHECK_INT(got[0], 0);
+	CHECK_INT(got[1], 2);
+	CHECK_INT(got[2], 4);
+	CHECK_INT(got[3], 1);
+	CHECK_INT(got[4], 1);
+	CHECK_INT(got[5], 0);
+	log_msg(LOG_INFO, "main", "not batched"); /* other threads write at once */
+	CHECK(strstr(captured(), "\"event\":\"main\"") != NULL);
+}
+
 int main(void)
 {
 	RUN(test_json_fields_in_order);
@@ -462,6 +517,7 @@ int main(void)
 	RUN(test_parse_names);
 	RUN(test_bad_fd_is_harmless);
 	RUN(test_threads_do_not_interleave);
+	RUN(test_batch_holds_lines_until_flush);
 	log_setup(LOG_INFO, LOG_FMT_JSON, 2);
 	return T_DONE();
 }

@@ -583,6 +583,7 @@ int check_main(int argc, char **argv)
 		return 2;
 	}
 	rc = 2;
+	tlsca_system_init();
 	if (cfg->proxy.ca_file && tlsca_load(cfg->proxy.ca_file, err, sizeof err) < 0)
 		fprintf(stderr, "%s: ca_file: %s\n", path, err);
 	else

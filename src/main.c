@@ -228,6 +228,7 @@ static int run(const struct config *cfg)
 		log_msg(LOG_ERROR, "startup_failed", "libcurl initialisation failed");
 		return 1;
 	}
+	tlsca_system_init();
 	if (cfg->proxy.ca_file && tlsca_load(cfg->proxy.ca_file, err, sizeof err) < 0) {
 		log_msg(LOG_ERROR, "startup_failed", "ca_file: %s", err);
 		goto out;

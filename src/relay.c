@@ -269,6 +269,8 @@ static struct curl_slist *build_headers(struct request *rq, const char *auth_hea
 	add_header(&b, "Expect:"); /* MHD answered 100-continue already (B.7 #11) */
 	if (!rq->client_sent_accept)
 		add_header(&b, "Accept:"); /* or curl invents Accept: star/star */
+	if (!rq->client_sent_content_type)
+		add_header(&b, "Content-Type:"); /* or curl invents a form type for an in-memory body */
 	if (b.failed) {
 		curl_slist_free_all(b.list);
 		return NULL;
@@ -279,6 +281,20 @@ static struct curl_slist *build_headers(struct request *rq, const char *auth_hea
 static bool method_wants_body(const char *m)
 {
 	return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
+/*
+ * Is the whole request body in the up ring, contiguous from its start?
+ * (proxy.c takes a body with a Content-Length that fits the ring whole
+ * before the transfer starts.) Then curl sends it from memory
+ * (CURLOPT_POSTFIELDS): below 64 KiB in the same send(2) as the header
+ * block, with no read callback and no upload buffer. The ring is not
+ * touched again until the transfer has ended.
+ */
+static bool body_in_memory(const struct request *rq)
+{
+	return rq->has_body && !rq->bridge && !rq->replay_feed && !rq->is_head && rq->up_eof && rq->body_len >= 0 &&
+	       rq->up.head == 0 && (int64_t)rq->up.len == rq->body_len;
 }
 
 #define SETOPT(h, opt, val)                                                                                            \
@@ -320,7 +336,12 @@ static int setup_easy(struct request *rq, CURL *h, const char *url)
 	} else if (strcmp(rq->method, "GET") != 0) {
 		SETOPT(h, CURLOPT_CUSTOMREQUEST, rq->method);
 	}
-	if (rq->has_body || method_wants_body(rq->method)) {
+	if (body_in_memory(rq)) {
+		SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->up.len);
+		SETOPT(h, CURLOPT_POSTFIELDS, rq->up.len ? rq->up.data : "");
+		SETOPT(h, CURLOPT_CUSTOMREQUEST, rq->method); /* POSTFIELDS implies POST */
+		rq->up_sent = rq->up.len;
+	} else if (rq->has_body || method_wants_body(rq->method)) {
 		/* UPLOAD streams from on_read; the custom method keeps the verb. */
 		SETOPT(h, CURLOPT_UPLOAD, 1L);
 		SETOPT(h, CURLOPT_CUSTOMREQUEST, rq->method);

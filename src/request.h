@@ -107,6 +107,7 @@ struct request {
 	size_t header_bytes; /* the request's header block, as received */
 	unsigned n_headers;  /* its header fields */
 	bool client_sent_accept;
+	bool client_sent_content_type;
 	bool has_body;
 	int64_t body_len; /* -1 = chunked */
 	struct rbuf up;

@@ -11,6 +11,7 @@
 #ifndef S2S_TLSCA_H
 #define S2S_TLSCA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <curl/curl.h>
@@ -32,6 +33,10 @@ size_t tlsca_count(void);
  * the option is logged (the handle then trusts the system store only).
  */
 void tlsca_apply(CURL *h);
+/* Once before threads start: use the system CA directory (OpenSSL hash
+ * links) rather than the bundle file when libcurl uses OpenSSL and the
+ * directory has them. Returns whether it does. */
+bool tlsca_system_init(void);
 
 /* Forget the loaded certificates. NULL-safe, idempotent. */
 void tlsca_free(void);

@@ -62,6 +62,23 @@ def test_echo_body_exact():
     eq((r.json()["body_len"], r.json()["body_sha256"]), (1024, harness.sha256(body)), "echo")
 
 
+def test_small_bodies_sent_from_memory():
+    """A body with a Content-Length that fits buffer_size is taken whole and
+    sent from memory: the verb, the exact bytes and the client's Content-Type
+    (or none: curl must not invent a form type) reach the upstream."""
+    for method, ctype, n in (("POST", None, 100), ("PUT", "application/json", 4096), ("PATCH", None, 0),
+                             ("DELETE", "text/plain", 7), ("POST", "application/json", 65536)):
+        hs = [("Content-Type", ctype)] if ctype else []
+        body = pattern_gen(n) if n else b""
+        r = PX.request(method, "/dataverse/_test/echo", hs + [("Content-Length", str(n))], body)
+        eq(r.status, 200, "%s %d status" % (method, n))
+        e = r.json()
+        eq((e["method"], e["body_len"], e["body_sha256"]), (method, n, pattern_sha256(n)), "%s %d" % (method, n))
+        got = [v for k, v in e["headers"] if k.lower() == "content-type"]
+        eq(got, [ctype] if ctype else [], "%s %d content type upstream" % (method, n))
+        eq([v for k, v in e["headers"] if k.lower() == "content-length"], [str(n)], "%s %d length" % (method, n))
+
+
 def test_memory_stays_bounded():
     """64 MiB each way must not grow the proxy's peak RSS by more than a few MiB."""
     before = rss_kib("VmHWM")

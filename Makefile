@@ -62,7 +62,6 @@ UNIT_BINS_ASAN := $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
 
 test: deps
 	@$(MAKE) --no-print-directory -j2 build/s2s-proxy build/asan/s2s-proxy $(UNIT_BINS) $(UNIT_BINS_ASAN) $(FUZZ_BINS)
-	@$(MAKE) --no-print-directory format-check
 	@tests/run.sh
 
 # The fault suite alone, with its table (also part of make test).

@@ -33,8 +33,9 @@
 #include "relay.h"
 #include "tlsin.h"
 
-#define MHD_POOL_MIN       (32 * 1024) /* also the read buffer for request bodies */
-#define MHD_RESPONSE_ROOM  (8 * 1024) /* the answer's header block next to the largest request (nginx: proxy_buffer_size 4k|8k) */
+#define MHD_POOL_MIN (32 * 1024) /* also the read buffer for request bodies */
+#define MHD_RESPONSE_ROOM                                                                                              \
+	(8 * 1024) /* the answer's header block next to the largest request (nginx: proxy_buffer_size 4k|8k) */
 #define LOOP_MAX_SLEEP_MS  1000
 #define TRIM_AFTER_IDLE_MS 2000
 #define CONN_SLACK         16 /* connections accepted past the limit, to answer 503 */

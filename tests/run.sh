@@ -4,12 +4,12 @@
 # "ok NAME" or "FAIL NAME: why"; this script counts them and ends with the
 # summary line "N passed, N failed". Exit status 1 on any failure.
 #
-# TESTS selects phases (default: all): unit unit-asan fuzz integration integration-asan
+# TESTS selects phases (default: all): format unit unit-asan fuzz integration integration-asan
 # Extra arguments are passed to the integration runner (test module names).
 set -u
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
-PHASES=${TESTS:-"unit unit-asan fuzz integration integration-asan"}
+PHASES=${TESTS:-"format unit unit-asan fuzz integration integration-asan"}
 OUT=tests/.work/results
 mkdir -p "$OUT"
 : >"$OUT/all.txt"
@@ -47,8 +47,24 @@ unit_tests() { # dir
 export TEST_JOBS=${TEST_JOBS:-3}
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:exitcode=99"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# The C sources against .clang-format: one counted check, so a formatting
+# slip shows in the summary and the rest of the suite still runs.
+format_check() {
+	if make --no-print-directory -s format-check >"$OUT/format-check.log" 2>&1; then
+		if grep -q skipped "$OUT/format-check.log"; then
+			echo "skip clang-format: not installed"
+		else
+			echo "ok clang-format"
+		fi
+	else
+		echo "FAIL clang-format: $(grep -m1 "format-check:" "$OUT/format-check.log")"
+		return 1
+	fi
+}
+
 for phase in $PHASES; do
 	case $phase in
+	format) run_phase format format_check ;;
 	unit) run_phase unit unit_tests build ;;
 	unit-asan) run_phase unit-asan unit_tests build/asan ;;
 	fuzz) run_phase fuzz tests/fuzz_smoke.sh ;;

@@ -34,6 +34,8 @@ def write(res, path):
              "columns of one run, not runs of different days." % (m["load_before"], m.get("load_after", "?")))
     L.append("- Both proxies: %d workers (nginx `worker_processes`, s2s-proxy `workers`); the upstream nginx also "
              "%d workers. wrk: 1 thread at 1 connection, else 2." % (p["workers"], p["workers"]))
+    for note in res.get("notes", []):  # parts re-run separately and merged in (see docs/performance.md)
+        L.append("- %s" % note)
     if p.get("s2s_env") or p.get("s2s_log_level", "info") != "info":
         L.append("- Experiment: s2s-proxy ran with environment %s and log_level = %s."
                  % (p.get("s2s_env") or "{}", p.get("s2s_log_level")))

@@ -448,6 +448,14 @@ static void test_threads_do_not_interleave(void)
 
 /* Batching (worker threads): nothing reaches the fd before log_flush or
  * before the next line would overflow the batch; lines stay whole. */
+static int count_newlines(const char *s)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
 static void *batch_thread(void *arg)
 {
 	char msg[901];
@@ -461,22 +469,14 @@ static void *batch_thread(void *arg)
 	log_msg(LOG_INFO, "two", "b");
 	newlines[0] = (int)strlen(captured()); /* 0: held back */
 	log_flush();
-	s = captured();
-	newlines[1] = 0;
-	for (; *s; s++)
-		newlines[1] += *s == '\n';
+	newlines[1] = count_newlines(captured());
 	for (int i = 0; i < 5; i++) /* about 970 bytes each: the fifth does not fit */
 		log_msg(LOG_INFO, "big", "%s", msg);
 	s = captured();
-	newlines[2] = 0;
-	for (; *s; s++)
-		newlines[2] += *s == '\n';
-	newlines[3] = s > out && s[-1] == '\n';
+	newlines[2] = count_newlines(s);
+	newlines[3] = *s && s[strlen(s) - 1] == '\n'; /* whole lines only */
 	log_flush();
-	s = captured();
-	newlines[4] = 0;
-	for (; *s; s++)
-		newlines[4] += *s == '\n';
+	newlines[4] = count_newlines(captured());
 	log_flush(); /* empty: writes nothing */
 	newlines[5] = (int)strlen(captured());
 	return NULL;

@@ -85,10 +85,7 @@ static void wipe_in(struct bridge *br)
 static void refuse_too_large(struct request *rq)
 {
 	rq->bridge->too_large_in = true;
-	rq->local.set = true;
-	rq->local.status = 413;
-	rq->local.code = "body_too_large";
-	rq->local.title = "Request body too large";
+	request_set_local(rq, 413, "body_too_large", "Request body too large", NULL);
 	rq->local.close = true;
 	wipe_in(rq->bridge);
 }

@@ -97,15 +97,6 @@ static void copy_cut(char *dst, size_t cap, const char *src)
 	dst[n] = '\0';
 }
 
-static void set_local(struct request *rq, int status, const char *code, const char *title, const char *detail)
-{
-	rq->local.set = true;
-	rq->local.status = status;
-	rq->local.code = code;
-	rq->local.title = title;
-	copy_cut(rq->local.detail, sizeof rq->local.detail, detail ? detail : "");
-}
-
 /* What the route expects, for diag_token_note. */
 static struct diag_context route_context(const struct request *rq)
 {
@@ -121,7 +112,7 @@ static void set_local_from_failure(struct request *rq, const struct token_failur
 	struct diagnosis d;
 	struct diag_context ctx = route_context(rq);
 	diag_token_failure(f, &d);
-	set_local(rq, d.status, d.code, d.title, f->detail[0] ? f->detail : f->err.description);
+	request_set_local(rq, d.status, d.code, d.title, f->detail[0] ? f->detail : f->err.description);
 	rq->local.has_failure = true;
 	rq->local.failure = *f;
 	diag_token_note(f, &ctx, rq->local.note, sizeof rq->local.note);
@@ -345,7 +336,7 @@ static enum MHD_Result queue_upstream(struct request *rq)
 		return queue_translated(rq);
 	if (!fits_mhd_pool(rq, conn_hdr)) {
 		relay_abort(rq);
-		set_local(
+		request_set_local(
 		    rq, 502, "upstream_bad_response", "Upstream response headers could not be forwarded",
 		    "the upstream's header block is larger than the proxy forwards (max_header_bytes sets the room)");
 		return queue_local(rq);
@@ -387,16 +378,16 @@ static void set_local_from_upstream(struct request *rq)
 	char detail[384];
 	const struct route_cfg *rt = rq->route;
 	if (rq->rh_overflow && rq->headers_ready) {
-		set_local(rq, 502, "upstream_bad_response", "Upstream response headers could not be forwarded",
-			  "the upstream sent a malformed or oversized header block");
+		request_set_local(rq, 502, "upstream_bad_response", "Upstream response headers could not be forwarded",
+				  "the upstream sent a malformed or oversized header block");
 		return;
 	}
 	snprintf(detail, sizeof detail, "%s: %s", rt->upstream.origin,
 		 rq->curl_err[0] ? rq->curl_err : curl_easy_strerror(rq->upstream_result));
 	if (rq->upstream_result == CURLE_OPERATION_TIMEDOUT)
-		set_local(rq, 504, "upstream_timeout", "The upstream did not answer in time", detail);
+		request_set_local(rq, 504, "upstream_timeout", "The upstream did not answer in time", detail);
 	else
-		set_local(rq, 502, "upstream_unavailable", "The upstream could not be reached", detail);
+		request_set_local(rq, 502, "upstream_unavailable", "The upstream could not be reached", detail);
 }
 
 static void start_with_token(struct request *rq, long long now);
@@ -552,7 +543,7 @@ static bool admitted(struct request *rq)
 	}
 	if (!code)
 		return true;
-	set_local(rq, 403, code, "Forbidden", why);
+	request_set_local(rq, 403, code, "Forbidden", why);
 	log_denied(rq, code);
 	return false;
 }
@@ -582,7 +573,7 @@ static uint64_t body_cap(const struct request *rq)
 static bool classify(struct request *rq, const char *method)
 {
 	if (strlen(method) >= sizeof rq->method) {
-		set_local(rq, 501, "method_not_supported", "Method not supported", NULL);
+		request_set_local(rq, 501, "method_not_supported", "Method not supported", NULL);
 		return false;
 	}
 	copy_cut(rq->method, sizeof rq->method, method);
@@ -591,14 +582,14 @@ static bool classify(struct request *rq, const char *method)
 		return false;
 	char why[160];
 	if (tlsin_check_client(rq->conn, why, sizeof why) < 0) {
-		set_local(rq, 403, "client_certificate_required", "Forbidden", why);
+		request_set_local(rq, 403, "client_certificate_required", "Forbidden", why);
 		rq->local.close = true;
 		log_denied(rq, "client_certificate_required");
 		return false;
 	}
 	if (strcmp(method, "CONNECT") == 0) {
-		set_local(rq, 405, "connect_refused", "CONNECT is not supported",
-			  "this is a reverse proxy, not a tunnel");
+		request_set_local(rq, 405, "connect_refused", "CONNECT is not supported",
+				  "this is a reverse proxy, not a tunnel");
 		rq->local.close = true;
 		return false;
 	}
@@ -606,29 +597,29 @@ static bool classify(struct request *rq, const char *method)
 	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, scan_header, rq);
 	enum hdr_framing_verdict fv = hdr_framing_check(&rq->framing);
 	if (fv != FRAMING_OK) {
-		set_local(rq, 400, "bad_framing", "Request framing refused", hdr_framing_reason(fv));
+		request_set_local(rq, 400, "bad_framing", "Request framing refused", hdr_framing_reason(fv));
 		rq->local.close = true; /* the body boundary is unknowable: never reuse (RFC 9112 6.3) */
 		return false;
 	}
 	if (rq->header_bytes > rq->cfg->proxy.max_header_bytes) {
-		set_local(rq, 431, "headers_too_large", "Request header fields too large", NULL);
+		request_set_local(rq, 431, "headers_too_large", "Request header fields too large", NULL);
 		rq->local.close = true;
 		log_limit(rq, "max_header_bytes", (long long)rq->header_bytes);
 		return false;
 	}
 	if ((long)strlen(rq->target) > rq->cfg->proxy.max_url_bytes) {
-		set_local(rq, 414, "uri_too_long", "Request-target too long", NULL);
+		request_set_local(rq, 414, "uri_too_long", "Request-target too long", NULL);
 		rq->local.close = true;
 		log_limit(rq, "max_url_bytes", (long long)strlen(rq->target));
 		return false;
 	}
 	if (rq->bad_header_name) {
-		set_local(rq, 400, "bad_request", "Invalid header field name", NULL);
+		request_set_local(rq, 400, "bad_request", "Invalid header field name", NULL);
 		rq->local.close = true;
 		return false;
 	}
 	if (rq->conn_tokens_overflow) {
-		set_local(rq, 400, "bad_request", "Connection header too long", NULL);
+		request_set_local(rq, 400, "bad_request", "Connection header too long", NULL);
 		rq->local.close = true;
 		return false;
 	}
@@ -645,7 +636,7 @@ static bool classify(struct request *rq, const char *method)
 	    strlen(rq->target) > ROUTE_MAX_TARGET ? ROUTE_TOO_LONG : route_select(rq->cfg, &rr, &rq->match);
 	copy_cut(rq->host, sizeof rq->host, rq->match.host);
 	if (v != ROUTE_OK) {
-		set_local(rq, route_status[v], route_code[v], route_verdict_reason(v), NULL);
+		request_set_local(rq, route_status[v], route_code[v], route_verdict_reason(v), NULL);
 		rq->local.close = rq->has_body;
 		return false;
 	}
@@ -654,7 +645,7 @@ static bool classify(struct request *rq, const char *method)
 		return false;
 	uint64_t cap = body_cap(rq);
 	if (cap && rq->body_len >= 0 && (uint64_t)rq->body_len > cap) {
-		set_local(rq, 413, "body_too_large", "Request body too large", NULL);
+		request_set_local(rq, 413, "body_too_large", "Request body too large", NULL);
 		log_limit(rq, "max_body_bytes", rq->body_len);
 		return false;
 	}
@@ -717,17 +708,17 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 	client_address(rq);
 	conntrack_request_started(rq->conn);
 	if (conntrack_over_limit(rq->w)) {
-		set_local(rq, 503, "overloaded", "Too many connections", "max_connections reached");
+		request_set_local(rq, 503, "overloaded", "Too many connections", "max_connections reached");
 		rq->local.retry_after_s = 1;
 		rq->local.close = true;
 		log_limit(rq, "max_connections", rq->w->n_conns);
 	} else if (classify(rq, method)) {
 		if (bridge_begin(rq) < 0)
-			set_local(rq, 503, "overloaded", "Out of memory", NULL);
+			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
 		else if (rq->bridge)
 			rq->up_eof = !rq->has_body; /* bridged: token once the body is in (bridge_request_done) */
 		else if (rq->has_body && pool_ring_get(&rq->w->pool, &rq->up, relay_ring_bytes(rq->cfg)) < 0)
-			set_local(rq, 503, "overloaded", "Out of memory", NULL);
+			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
 		else if (rq->has_body && rq->body_len >= 0 && (uint64_t)rq->body_len <= rq->up.cap)
 			rq->start_deferred = true; /* whole body first: see proxy_on_request */
 		else
@@ -763,7 +754,7 @@ static enum MHD_Result body_call(struct request *rq, const char *data, size_t *s
 	uint64_t cap = body_cap(rq);
 	if (cap && !rq->local.set && rq->bytes_in + *size > cap) { /* a chunked body outgrew the cap */
 		relay_abort(rq);
-		set_local(rq, 413, "body_too_large", "Request body too large", NULL);
+		request_set_local(rq, 413, "body_too_large", "Request body too large", NULL);
 		rq->local.close = true;
 		log_limit(rq, "max_body_bytes", (long long)(rq->bytes_in + *size));
 	}
@@ -924,8 +915,8 @@ void proxy_check_deadlines(struct worker *w, long long now_ms)
 			continue;
 		park_unlink(w, rq);
 		rq->t_parked_ms = rq->cfg->proxy.token_wait_ms;
-		set_local(rq, 503, "token_wait_timeout", "No token from Microsoft Entra ID in time",
-			  "the first token for this route is still being requested");
+		request_set_local(rq, 503, "token_wait_timeout", "No token from Microsoft Entra ID in time",
+				  "the first token for this route is still being requested");
 		rq->local.retry_after_s = 1;
 		proxy_upstream_progress(rq);
 	}
@@ -946,7 +937,7 @@ void proxy_abort_all(struct worker *w)
 		park_unlink(w, rq);
 		relay_abort(rq);
 		if (rq->state != RQ_RESPONDED && !rq->local.set) {
-			set_local(rq, 503, "shutting_down", "The proxy is shutting down", NULL);
+			request_set_local(rq, 503, "shutting_down", "The proxy is shutting down", NULL);
 			rq->local.close = true;
 		}
 		request_resume(rq);

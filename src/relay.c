@@ -356,17 +356,6 @@ fail:
 	return -1;
 }
 
-static void local_fail(struct request *rq, int status, const char *code, const char *title, const char *detail)
-{
-	rq->local.set = true;
-	rq->local.status = status;
-	rq->local.code = code;
-	rq->local.title = title;
-	size_t n = strnlen(detail ? detail : "", sizeof rq->local.detail - 1);
-	memcpy(rq->local.detail, detail ? detail : "", n);
-	rq->local.detail[n] = '\0';
-}
-
 size_t relay_ring_bytes(const struct config *cfg)
 {
 	size_t cap = cfg->proxy.buffer_bytes;
@@ -380,8 +369,8 @@ int relay_start(struct request *rq, const char *auth_header)
 	char url[URL_MAX];
 	if ((rq->bridge ? bridge_upstream_url(rq, url, sizeof url) : route_upstream_url(&rq->match, url, sizeof url)) <
 	    0) {
-		local_fail(rq, 414, "uri_too_long", "Request-target too long",
-			   "the upstream URL would exceed the limit");
+		request_set_local(rq, 414, "uri_too_long", "Request-target too long",
+				  "the upstream URL would exceed the limit");
 		return -1;
 	}
 	if (!rq->down.data && pool_ring_get(&rq->w->pool, &rq->down, relay_ring_bytes(rq->cfg)) < 0)
@@ -404,7 +393,7 @@ oom:
 	rq->easy = NULL;
 	curl_slist_free_all(rq->up_headers);
 	rq->up_headers = NULL;
-	local_fail(rq, 500, "internal_error", "Internal error", "out of memory starting the upstream request");
+	request_set_local(rq, 500, "internal_error", "Internal error", "out of memory starting the upstream request");
 	return -1;
 }
 

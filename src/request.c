@@ -57,6 +57,17 @@ void request_unref(struct request *rq)
 	free(rq);
 }
 
+void request_set_local(struct request *rq, int status, const char *code, const char *title, const char *detail)
+{
+	size_t n = detail ? strnlen(detail, sizeof rq->local.detail - 1) : 0;
+	rq->local.set = true;
+	rq->local.status = status;
+	rq->local.code = code;
+	rq->local.title = title;
+	memcpy(rq->local.detail, detail ? detail : "", n);
+	rq->local.detail[n] = '\0';
+}
+
 void request_resume(struct request *rq)
 {
 	if (!rq->mhd_suspended || rq->client_gone)

@@ -174,6 +174,10 @@ void request_ref(struct request *rq);
 /* Drop one reference; frees at zero. */
 void request_unref(struct request *rq);
 
+/* Decide the local answer (status, catalogue code, title, detail cut to
+ * fit; NULL detail = none). code and title must be static strings. */
+void request_set_local(struct request *rq, int status, const char *code, const char *title, const char *detail);
+
 /* Resume the MHD connection if (and only if) it is suspended. */
 void request_resume(struct request *rq);
 /* Suspend the MHD connection (from an MHD callback only). */

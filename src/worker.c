@@ -372,6 +372,13 @@ static void collect_curl(struct worker *w)
 	}
 }
 
+/* curl's due timers, then its finished transfers. */
+static void run_curl(struct worker *w)
+{
+	run_curl_timers(w);
+	collect_curl(w);
+}
+
 static void run_mhd(struct worker *w)
 {
 	int rounds = 0;
@@ -480,8 +487,7 @@ static void *worker_main(void *arg)
 		int mhd_ready = wait_events(w, loop_timeout(w, now));
 		if (mhd_ready < 0)
 			break;
-		run_curl_timers(w);
-		collect_curl(w);
+		run_curl(w);
 		if (atomic_exchange(&w->token_event, 0))
 			proxy_token_event(w);
 		proxy_check_deadlines(w, worker_now_ms());
@@ -489,10 +495,8 @@ static void *worker_main(void *arg)
 		trim_when_idle(w, worker_now_ms());
 		if (mhd_ready || w->mhd_dirty || w->draining || mhd_timer_due(w))
 			run_mhd(w);
-		if (w->curl_dirty) { /* requests MHD just started go out in this turn */
-			run_curl_timers(w);
-			collect_curl(w);
-		}
+		if (w->curl_dirty) /* requests MHD just started go out in this turn */
+			run_curl(w);
 	}
 	/* Whatever is still in flight is cut: clients see a truncated answer or
 	 * a 503, never a hang (MHD must not be stopped with suspended

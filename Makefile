@@ -57,6 +57,10 @@ $(eval $(call flavour,asan,build/asan))
 
 asan: build/asan/s2s-proxy
 
+# The libraries' own cost per request, without s2s-proxy (bench/floor.c; make bench).
+build/bench-floor: bench/floor.c | build/obj
+	$(CC) $(BASE_CFLAGS) $(OPT_release) $< $(LIBS) -o $@
+
 UNIT_BINS      := $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
 UNIT_BINS_ASAN := $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
 
@@ -76,10 +80,10 @@ demo: deps
 	@scripts/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory build/s2s-proxy
+	@$(MAKE) --no-print-directory build/s2s-proxy build/bench-floor
 	@scripts/bench.sh
 
-FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c)
+FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c bench/*.c)
 format:
 	clang-format -i $(FORMAT_FILES)
 

@@ -8,7 +8,10 @@ Started by scripts/bench.sh (which installs nginx-light and wrk). Starts:
             upload sink (/upload, body read completely before the answer);
   reference nginx proxy_pass to the upstream, keep-alive pool, static
             Authorization header, same worker count as s2s-proxy;
-  s2s-proxy with a token from the simulated Entra (tests/sim/mscloud.py).
+  s2s-proxy with a token from the simulated Entra (tests/sim/mscloud.py);
+  floor     build/bench-floor proxy (bench/floor.c): the thinnest proxy that
+            libmicrohttpd and libcurl allow, driven as s2s-proxy drives them,
+            with none of s2s-proxy's work: what the two libraries cost alone.
 Measures with wrk and writes bench/results.md (and bench/results.json).
 
 Parameters (environment):
@@ -54,7 +57,7 @@ SOAK_CONNS = int(ENV.get("BENCH_SOAK_CONNS", "16"))
 SOAK_DELAY_MS = int(ENV.get("BENCH_SOAK_DELAY_MS", "5"))
 BIG_MIB = int(ENV.get("BENCH_BIG_MIB", "1024"))
 PARTS = ENV.get("BENCH_PARTS", "table big soak cold").split()
-TARGETS = ENV.get("BENCH_TARGETS", "direct nginx s2s-proxy").split()
+TARGETS = ENV.get("BENCH_TARGETS", "direct nginx floor s2s-proxy").split()
 KINDS = ENV.get("BENCH_KINDS", "get post").split()
 # experiments: extra environment for s2s-proxy only (e.g. GLIBC_TUNABLES=...),
 # and its log level (info, the default, logs one line per request)
@@ -404,6 +407,22 @@ class Bench:
         conf, d = nginx_conf(self.work, "nginx-proxy", WORKERS, servers)
         self.nginx = Nginx("nginx-proxy", conf, d).start([self.ngx_port])
 
+    def start_floor(self, token):
+        """bench/floor.c's thin proxy, WORKERS threads, the same token upstream."""
+        fl = os.path.join(REPO, "build", "bench-floor")
+        if not os.path.exists(fl):
+            raise SystemExit("bench: build/bench-floor missing (make build/bench-floor)")
+        self.floor_port = free_port()
+        log = open(self.work.path("floor.log"), "ab")
+        self.floor = subprocess.Popen([fl, "proxy", str(self.floor_port), "http://127.0.0.1:%d" % self.up_port,
+                                       str(WORKERS)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                      env=dict(os.environ, BENCH_FLOOR_TOKEN=token), start_new_session=True)
+        deadline = time.time() + 10
+        while not port_open(self.floor_port):
+            if time.time() > deadline or self.floor.poll() is not None:
+                raise SystemExit("bench: bench-floor did not start")
+            time.sleep(0.01)
+
     def s2s_ini(self, port, log_level="info"):
         routes = {"bench": {"match_path": "/", "upstream": "http://127.0.0.1:%d" % self.up_port,
                             "audience": AUDIENCE, "credential": "contoso"}}
@@ -429,7 +448,6 @@ class Bench:
             time.sleep(0.01)
         px.port = port
         return px
-        return px
 
     def wait_ready(self, px, timeout=20):
         deadline = time.time() + timeout
@@ -451,7 +469,9 @@ class Bench:
         targets = {"direct": ("http://127.0.0.1:%d" % self.up_port, self.upstream.pid),
                    "nginx": ("http://127.0.0.1:%d" % self.ngx_port, self.nginx.pid),
                    "s2s-proxy": ("http://127.0.0.1:%d" % self.s2s.port, self.s2s.pid)}
-        targets = {k: v for k, v in targets.items() if k in TARGETS}
+        if getattr(self, "floor", None):  # the libraries alone (bench/floor.c), next to the two proxies
+            targets["floor"] = ("http://127.0.0.1:%d" % self.floor_port, self.floor.pid)
+        targets = {k: targets[k] for k in TARGETS if k in targets}
         kinds = {"GET small": ("/small.json", None), "POST 64 KiB": ("/post", self.post_lua)}
         kinds = {k: v for k, v in kinds.items() if k.split()[0].lower() in KINDS}
         cells = {}
@@ -732,6 +752,8 @@ class Bench:
             self.start_upstream()
             token = self.sim.access_token(resource=AUDIENCE)
             self.start_nginx_proxy(token)
+            if "floor" in TARGETS:
+                self.start_floor(token)
             self.s2s = self.start_s2s()
             self.wait_ready(self.s2s)
             if "table" in PARTS:
@@ -759,6 +781,9 @@ class Bench:
             for s in ("nginx", "upstream"):
                 if getattr(self, s, None):
                     getattr(self, s).stop()
+            if getattr(self, "floor", None) and self.floor.poll() is None:
+                self.floor.terminate()
+                self.floor.wait(10)
             self.sim.stop()
             harness.kill_children()
         self.results["machine"]["load_after"] = " ".join(open("/proc/loadavg").read().split()[:3])

@@ -40,6 +40,8 @@
 #define TRIM_AFTER_IDLE_MS 2000
 #define CONN_SLACK         16 /* connections accepted past the limit, to answer 503 */
 #define LOOP_EVENTS        64
+#define MHD_STEPS          8  /* MHD_run calls per loop turn while MHD has work (run_mhd) */
+#define LOG_HOLD_MS        50 /* longest a busy loop keeps request lines unwritten */
 
 /* What an event in the worker's epoll set is: the tag in the low bits of
  * data.u64, the file descriptor above them. */
@@ -379,14 +381,33 @@ static void run_curl(struct worker *w)
 	collect_curl(w);
 }
 
+static bool mhd_timer_due(struct worker *w)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+	return MHD_get_timeout(w->mhd, &ms) == MHD_YES && ms == 0;
+}
+
+/*
+ * MHD moves each connection one step per MHD_run (one read, one send, the
+ * reset between kept-alive requests) and shows more to do as a zero
+ * timeout. Taking up to MHD_STEPS of those steps here, instead of one per
+ * loop turn, saves the loop's own epoll_wait on each: two per small
+ * request, one per 20 KiB of request body. curl's sockets wait meanwhile
+ * for at most MHD_STEPS MHD_run calls.
+ */
 static void run_mhd(struct worker *w)
 {
-	int rounds = 0;
-	do {
+	int resumed_rounds = 0, steps = 0;
+	for (;;) {
 		w->mhd_dirty = false;
 		if (MHD_run(w->mhd) != MHD_YES)
 			log_msg(LOG_WARN, "http_server", "worker %d: MHD_run failed", w->id);
-	} while (w->mhd_dirty && ++rounds < 64);
+		if (w->mhd_dirty && ++resumed_rounds < 64)
+			continue; /* a connection resumed from inside MHD_run */
+		if (++steps < MHD_STEPS && mhd_timer_due(w))
+			continue;
+		break;
+	}
 }
 
 static void begin_drain(struct worker *w, long long now)
@@ -433,12 +454,6 @@ static void adopt_gen(struct worker *w)
 	w->tokens = g->tokens;
 }
 
-static bool mhd_timer_due(struct worker *w)
-{
-	MHD_UNSIGNED_LONG_LONG ms;
-	return MHD_get_timeout(w->mhd, &ms) == MHD_YES && ms == 0;
-}
-
 /* Wait for events (or until a timer is due) and hand curl its ready
  * sockets. Returns whether MHD has something to do, or -1 on failure. */
 static int wait_events(struct worker *w, int timeout_ms)
@@ -483,8 +498,15 @@ static void *worker_main(void *arg)
 			begin_drain(w, now);
 		if (w->draining && (w->inflight == 0 || stop == 2 || now >= w->drain_deadline_ms))
 			break;
-		log_flush(); /* before a possible sleep: lines are never held back */
-		int mhd_ready = wait_events(w, loop_timeout(w, now));
+		int timeout_ms = loop_timeout(w, now);
+		/* Lines go out before a sleep, and at least every LOG_HOLD_MS while
+		 * the loop is busy (or when PIPE_BUF fills): a busy turn does not
+		 * pay a write(2), and a response is not held behind its log line. */
+		if (timeout_ms != 0 || now - w->log_flushed_ms >= LOG_HOLD_MS) {
+			log_flush();
+			w->log_flushed_ms = now;
+		}
+		int mhd_ready = wait_events(w, timeout_ms);
 		if (mhd_ready < 0)
 			break;
 		run_curl(w);
@@ -495,8 +517,11 @@ static void *worker_main(void *arg)
 		trim_when_idle(w, worker_now_ms());
 		if (mhd_ready || w->mhd_dirty || w->draining || mhd_timer_due(w))
 			run_mhd(w);
-		if (w->curl_dirty) /* requests MHD just started go out in this turn */
+		if (w->curl_dirty) { /* requests MHD just started go out in this turn */
 			run_curl(w);
+			if (w->mhd_dirty) /* an upstream answered at once: so does the client */
+				run_mhd(w);
+		}
 	}
 	/* Whatever is still in flight is cut: clients see a truncated answer or
 	 * a 503, never a hang (MHD must not be stopped with suspended

@@ -46,6 +46,7 @@ struct worker {
 	int epfd;                   /* the worker's epoll set: MHD's epfd, wake_fd, curl's sockets */
 	int wake_fd;                /* eventfd: other threads wake the loop (stop, tokens, reload) */
 	long long curl_deadline_ms; /* curl's timer (CURLMOPT_TIMERFUNCTION), -1 none */
+	long long log_flushed_ms;   /* when the loop last wrote its batched request lines */
 	unsigned char *sock;        /* per fd: is a curl socket in epfd, and wanted (worker.c) */
 	size_t sock_cap;
 	size_t mhd_pool_bytes; /* MHD's memory per connection (worker.c pool_bytes) */

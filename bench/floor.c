@@ -1,0 +1,715 @@
+/*
+ * bench/floor.c - what the two libraries s2s-proxy is built on cost per
+ * request by themselves, with nothing of s2s-proxy in between: what any
+ * proxy made of libmicrohttpd (inbound) and libcurl (upstream) spends per
+ * request at least. bench/run.py (part "floor") sets these beside nginx's
+ * proxy_pass and s2s-proxy.
+ *
+ *   bench-floor server PORT THREADS
+ *       libmicrohttpd in external epoll mode, one daemon per thread on one
+ *       port (SO_REUSEPORT), as s2s-proxy's workers drive it. Every request
+ *       is suspended once (a proxy must wait for its upstream without
+ *       blocking) and resumed in the same loop turn, then answered from
+ *       memory with the benchmark upstream's small JSON body and headers.
+ *       Runs until SIGTERM or SIGINT.
+ *
+ *   bench-floor client URL CONNS SECONDS THREADS
+ *       libcurl's multi interface on epoll (curl_multi_socket_action), as
+ *       s2s-proxy's workers drive it: CONNS keep-alive GETs in flight, each
+ *       re-added as soon as it completes, with the headers a proxy adds
+ *       upstream (a bearer token, X-Forwarded-*). Idle sockets stay in the
+ *       epoll set, as in s2s-proxy. Prints one JSON line: requests, errors,
+ *       seconds, cpu_s (user + system time of the whole process).
+ *
+ *   bench-floor proxy PORT UPSTREAM THREADS
+ *       both halves in one loop per thread: the thinnest proxy the two
+ *       libraries allow: the client's method and path sent to UPSTREAM with
+ *       the headers above (a request body up to 64 KiB received whole, then
+ *       sent from memory), the upstream's status and small body handed back;
+ *       no routing, header copying, token handling or log. Runs until
+ *       SIGTERM or SIGINT.
+ *
+ * Benchmark code: it exits on the first failed setup call.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_THREADS 64
+#define MAX_PENDING 4096 /* suspended connections per server thread */
+#define MAX_EVENTS  256
+
+/* The benchmark upstream's answer to GET /small.json (bench/run.py SMALL_JSON). */
+static const char SMALL_JSON[] =
+    "{\"@odata.context\":\"https://contoso.crm4.dynamics.com/api/data/v9.2/#accounts(name)\","
+    "\"value\":[{\"@odata.etag\":\"W/\"1234567\"\",\"name\":\"Fourth Coffee\","
+    "\"accountid\":\"7d577253-3ef0-4a0a-bb7f-8335c2596e70\"}]}";
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "bench-floor: %s\n", what);
+	exit(2);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---------------------------------------------------------------- server */
+
+struct server {
+	pthread_t thread;
+	uint16_t port;
+	struct MHD_Daemon *daemon;
+	struct MHD_Connection *pending[MAX_PENDING];
+	size_t n_pending;
+};
+
+enum { REQ_NEW = 0, REQ_SEEN, REQ_SUSPENDED };
+
+static enum MHD_Result answer(struct MHD_Connection *c)
+{
+	/* A proxy builds a new response per request: status and headers are the upstream's. */
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(sizeof SMALL_JSON - 1, (void *)SMALL_JSON, MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	enum MHD_Result ok = MHD_add_response_header(r, "Server", "nginx/1.22.1");
+	if (ok == MHD_YES)
+		ok = MHD_add_response_header(r, "Content-Type", "application/json");
+	if (ok == MHD_YES)
+		ok = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ok;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				  const char *version, const char *upload, size_t *upload_size, void **req_cls)
+{
+	struct server *s = cls;
+	(void)url, (void)method, (void)version, (void)upload;
+	uintptr_t state = (uintptr_t)*req_cls;
+	if (state == REQ_NEW) {
+		*req_cls = (void *)(uintptr_t)REQ_SEEN;
+		return MHD_YES;
+	}
+	if (*upload_size != 0) { /* a body: dropped */
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (state == REQ_SEEN && s->n_pending < MAX_PENDING) {
+		*req_cls = (void *)(uintptr_t)REQ_SUSPENDED;
+		MHD_suspend_connection(c);
+		s->pending[s->n_pending++] = c;
+		return MHD_YES;
+	}
+	return answer(c);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode why)
+{
+	(void)cls, (void)c, (void)why;
+	*req_cls = NULL;
+}
+
+static void *server_main(void *arg)
+{
+	struct server *s = arg;
+	s->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, s->port, NULL, NULL, on_request, s,
+				     MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_CONNECTION_LIMIT, 4096u,
+				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(40 * 1024), /* s2s-proxy's default */
+				     MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+	if (!s->daemon)
+		die("cannot start libmicrohttpd (port in use?)");
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!info)
+		die("no epoll fd from libmicrohttpd");
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = info->epoll_fd};
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, info->epoll_fd, &ev) < 0)
+		die("epoll");
+	while (!stop_requested) {
+		MHD_UNSIGNED_LONG_LONG wait_ms = 100;
+		if (MHD_get_timeout(s->daemon, &wait_ms) != MHD_YES || wait_ms > 100)
+			wait_ms = 100; /* notice a stop request */
+		struct epoll_event got;
+		if (epoll_wait(ep, &got, 1, (int)wait_ms) < 0 && errno != EINTR)
+			die("epoll_wait");
+		MHD_run(s->daemon); /* reads requests; each is suspended */
+		if (s->n_pending == 0)
+			continue;
+		for (size_t i = 0; i < s->n_pending; i++) /* "the upstream answered" */
+			MHD_resume_connection(s->pending[i]);
+		s->n_pending = 0;
+		MHD_run(s->daemon); /* answers them */
+	}
+	close(ep);
+	MHD_stop_daemon(s->daemon);
+	return NULL;
+}
+
+static int server(int argc, char **argv)
+{
+	if (argc != 4)
+		return 1;
+	int port = atoi(argv[2]), threads = atoi(argv[3]);
+	if (port <= 0 || port > 65535 || threads < 1 || threads > MAX_THREADS)
+		return 1;
+	static struct server servers[MAX_THREADS];
+	for (int i = 0; i < threads; i++) {
+		servers[i].port = (uint16_t)port;
+		if (pthread_create(&servers[i].thread, NULL, server_main, &servers[i]) != 0)
+			die("pthread_create");
+	}
+	for (int i = 0; i < threads; i++)
+		pthread_join(servers[i].thread, NULL);
+	return 0;
+}
+
+/* ------------------------------------------------ libcurl on an epoll set */
+
+#define FD_CAP 65536
+
+/* curl's sockets in a thread's epoll set, driven as s2s-proxy's workers do:
+ * a socket curl stops watching (an idle keep-alive connection) stays in the
+ * set, so the next request on that connection costs no epoll_ctl when its
+ * interest is the same. */
+struct curl_loop {
+	CURLM *multi;
+	int ep;
+	double deadline;         /* when curl wants its timers run (now_s() clock), < 0: never */
+	uint8_t in_set[FD_CAP];  /* epoll events + 1 for fds in the set, 0 = not in it */
+	bool curl_wants[FD_CAP]; /* false: curl removed it */
+};
+
+static void set_interest(struct curl_loop *l, int fd, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.fd = fd};
+	int op = l->in_set[fd] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (epoll_ctl(l->ep, op, fd, &ev) < 0) {
+		/* curl closed and reused the fd number meanwhile: the kernel dropped it */
+		if (errno != ENOENT || epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+			die("epoll_ctl");
+	}
+	l->in_set[fd] = (uint8_t)(events + 1);
+}
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *cls, void *sockp)
+{
+	struct curl_loop *l = cls;
+	(void)e, (void)sockp;
+	if (fd < 0 || fd >= FD_CAP)
+		die("socket number out of range");
+	if (what == CURL_POLL_REMOVE) {
+		l->curl_wants[fd] = false;
+		return 0;
+	}
+	l->curl_wants[fd] = true;
+	uint32_t want = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+	if (l->in_set[fd] != (uint8_t)(want + 1))
+		set_interest(l, fd, want);
+	return 0;
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *cls)
+{
+	struct curl_loop *l = cls;
+	(void)m;
+	l->deadline = timeout_ms < 0 ? -1.0 : now_s() + (double)timeout_ms / 1000.0;
+	return 0;
+}
+
+static void curl_loop_init(struct curl_loop *l, int ep, long max_connects)
+{
+	l->ep = ep;
+	l->deadline = -1.0;
+	l->multi = curl_multi_init();
+	if (!l->multi || curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+	    curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l) != CURLM_OK ||
+	    curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_timer) != CURLM_OK ||
+	    curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l) != CURLM_OK ||
+	    curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, max_connects) != CURLM_OK)
+		die("curl_multi_init");
+}
+
+static int curl_loop_wait_ms(const struct curl_loop *l)
+{
+	if (l->deadline < 0)
+		return 100;
+	double left_ms = (l->deadline - now_s()) * 1000.0;
+	return left_ms <= 0 ? 0 : left_ms >= 100 ? 100 : (int)left_ms + 1;
+}
+
+static void curl_loop_event(struct curl_loop *l, const struct epoll_event *ev)
+{
+	int fd = ev->data.fd, running;
+	if (!l->curl_wants[fd]) { /* an idle connection closed by the upstream */
+		epoll_ctl(l->ep, EPOLL_CTL_DEL, fd, NULL);
+		l->in_set[fd] = 0;
+		return;
+	}
+	int flags = (ev->events & (EPOLLIN | EPOLLHUP) ? CURL_CSELECT_IN : 0) |
+		    (ev->events & EPOLLOUT ? CURL_CSELECT_OUT : 0) | (ev->events & EPOLLERR ? CURL_CSELECT_ERR : 0);
+	curl_multi_socket_action(l->multi, fd, flags, &running);
+}
+
+static void curl_loop_timers(struct curl_loop *l)
+{
+	int running;
+	if (l->deadline >= 0 && now_s() >= l->deadline) {
+		l->deadline = -1.0; /* curl sets the next one from inside the call */
+		curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *u)
+{
+	(void)p, (void)u;
+	return size * n;
+}
+
+/* What s2s-proxy adds upstream: a bearer token (BENCH_FLOOR_TOKEN, so the
+ * upstream sees what it sees from s2s-proxy; else one of a real token's size:
+ * Entra access tokens run 1.2-2 KiB) and the X-Forwarded-* fields; no
+ * Expect: 100-continue (the body is already here). */
+static struct curl_slist *proxy_headers(void)
+{
+	static char bearer[22 + 4096 + 1] = "Authorization: Bearer ";
+	const char *token = getenv("BENCH_FLOOR_TOKEN");
+	if (token && strlen(token) <= 4096)
+		memcpy(bearer + 22, token, strlen(token) + 1);
+	else
+		memset(bearer + 22, 'x', 1500);
+	struct curl_slist *h = NULL;
+	const char *fields[] = {
+	    bearer,   "X-Forwarded-For: 127.0.0.1", "X-Forwarded-Proto: http", "X-Forwarded-Host: 127.0.0.1", "Accept:",
+	    "Expect:"};
+	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+		if (!(h = curl_slist_append(h, fields[i])))
+			die("out of memory");
+	return h;
+}
+
+/* ---------------------------------------------------------------- client */
+
+struct client {
+	pthread_t thread;
+	const char *url;
+	int conns;
+	double seconds;
+	struct curl_slist *headers;
+	struct curl_loop loop;
+	unsigned long requests, errors;
+};
+
+static CURL *new_transfer(struct client *c)
+{
+	CURL *e = curl_easy_init();
+	if (!e || curl_easy_setopt(e, CURLOPT_URL, c->url) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK)
+		die("curl_easy_setopt");
+	return e;
+}
+
+static void client_collect(struct client *c)
+{
+	int left;
+	CURLMsg *msg;
+	while ((msg = curl_multi_info_read(c->loop.multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		CURL *e = msg->easy_handle;
+		long status = 0;
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+		if (msg->data.result == CURLE_OK && status == 200)
+			c->requests++;
+		else
+			c->errors++;
+		/* the same handle again: the connection goes back to the cache and is picked up at once */
+		curl_multi_remove_handle(c->loop.multi, e);
+		if (curl_multi_add_handle(c->loop.multi, e) != CURLM_OK)
+			die("curl_multi_add_handle");
+	}
+}
+
+static void *client_main(void *arg)
+{
+	struct client *c = arg;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		die("epoll_create1");
+	curl_loop_init(&c->loop, ep, c->conns);
+	CURL **easies = calloc((size_t)c->conns, sizeof *easies);
+	if (!easies)
+		die("out of memory");
+	for (int i = 0; i < c->conns; i++) {
+		easies[i] = new_transfer(c);
+		if (curl_multi_add_handle(c->loop.multi, easies[i]) != CURLM_OK)
+			die("curl_multi_add_handle");
+	}
+	double end = now_s() + c->seconds;
+	struct epoll_event evs[MAX_EVENTS];
+	while (now_s() < end) {
+		int n = epoll_wait(ep, evs, MAX_EVENTS, curl_loop_wait_ms(&c->loop));
+		if (n < 0 && errno != EINTR)
+			die("epoll_wait");
+		for (int i = 0; i < n; i++)
+			curl_loop_event(&c->loop, &evs[i]);
+		curl_loop_timers(&c->loop);
+		client_collect(c);
+	}
+	for (int i = 0; i < c->conns; i++) {
+		curl_multi_remove_handle(c->loop.multi, easies[i]);
+		curl_easy_cleanup(easies[i]);
+	}
+	free(easies);
+	curl_multi_cleanup(c->loop.multi);
+	close(ep);
+	return NULL;
+}
+
+/* ----------------------------------------------------------------- proxy */
+
+#define BODY_CAP     8192        /* the thin proxy answers small bodies only */
+#define REQ_BODY_CAP (64u << 10) /* and request bodies up to 64 KiB, whole */
+#define URL_CAP      1024
+
+/* The thinnest proxy the two libraries allow: both halves above in one loop
+ * per thread, the upstream's status and body handed back, nothing else (no
+ * routing, header copying, token handling or log). */
+struct thin {
+	pthread_t thread;
+	uint16_t port;
+	const char *upstream; /* scheme://host:port, the path is the client's */
+	struct curl_slist *headers;
+	struct MHD_Daemon *daemon;
+	int mhd_fd;
+	struct curl_loop loop;
+	CURL *spare[MAX_PENDING]; /* easy handles kept for the next request */
+	size_t n_spare;
+	char *bufs[MAX_PENDING]; /* request body buffers, likewise */
+	size_t n_bufs;
+};
+
+struct xfer {
+	struct MHD_Connection *conn;
+	CURL *easy;
+	bool started, in_multi, done, too_big;
+	long status;
+	char *req; /* the request body, sent from memory as s2s-proxy sends small bodies */
+	size_t req_len;
+	size_t len;
+	char body[BODY_CAP];
+};
+
+static size_t collect_body(char *p, size_t size, size_t count, void *cls)
+{
+	struct xfer *x = cls;
+	size_t n = size * count; /* size is 1 */
+	if (n > BODY_CAP - x->len)
+		return 0; /* too large for the thin proxy: the transfer fails, the client gets a 502 */
+	memcpy(x->body + x->len, p, n);
+	x->len += n;
+	return n;
+}
+
+/* A request body is taken whole into a pooled 64 KiB buffer (s2s-proxy's
+ * buffer_size), then sent from memory as s2s-proxy sends small bodies. */
+static void keep_body(struct thin *t, struct xfer *x, const char *p, size_t n)
+{
+	if (x->too_big || n > REQ_BODY_CAP - x->req_len) {
+		x->too_big = true;
+		return;
+	}
+	if (!x->req && !(x->req = t->n_bufs ? t->bufs[--t->n_bufs] : malloc(REQ_BODY_CAP))) {
+		x->too_big = true;
+		return;
+	}
+	memcpy(x->req + x->req_len, p, n);
+	x->req_len += n;
+}
+
+static int thin_start(struct thin *t, struct xfer *x, const char *url)
+{
+	char full[URL_CAP];
+	int n = snprintf(full, sizeof full, "%s%s", t->upstream, url);
+	if (n < 0 || (size_t)n >= sizeof full)
+		return -1;
+	x->easy = t->n_spare ? t->spare[--t->n_spare] : curl_easy_init();
+	if (!x->easy || curl_easy_setopt(x->easy, CURLOPT_URL, full) != CURLE_OK ||
+	    curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, t->headers) != CURLE_OK ||
+	    curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, collect_body) != CURLE_OK ||
+	    curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x) != CURLE_OK ||
+	    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x) != CURLE_OK ||
+	    curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK)
+		return -1;
+	CURLcode rc = x->req ? curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req_len)
+			     : curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
+	if (rc == CURLE_OK && x->req)
+		rc = curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->req);
+	if (rc != CURLE_OK || x->too_big || curl_multi_add_handle(t->loop.multi, x->easy) != CURLM_OK)
+		return -1;
+	x->in_multi = true;
+	return 0;
+}
+
+static enum MHD_Result thin_answer(struct MHD_Connection *c, struct xfer *x)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(x->len, x->body, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	enum MHD_Result ok = MHD_add_response_header(r, "Content-Type", "application/json");
+	if (ok == MHD_YES)
+		ok = MHD_queue_response(c, x->done && x->status > 0 ? (unsigned)x->status : MHD_HTTP_BAD_GATEWAY, r);
+	MHD_destroy_response(r);
+	return ok;
+}
+
+static enum MHD_Result thin_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				    const char *version, const char *upload, size_t *upload_size, void **req_cls)
+{
+	struct thin *t = cls;
+	struct xfer *x = *req_cls;
+	(void)method, (void)version;
+	if (!x) {
+		if (!(x = calloc(1, sizeof *x)))
+			return MHD_NO;
+		x->conn = c;
+		*req_cls = x;
+		return MHD_YES;
+	}
+	if (*upload_size != 0) {
+		keep_body(t, x, upload, *upload_size);
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (x->started)
+		return thin_answer(c, x); /* resumed: the upstream has answered */
+	x->started = true;
+	if (thin_start(t, x, url) < 0)
+		return thin_answer(c, x);
+	MHD_suspend_connection(c);
+	return MHD_YES;
+}
+
+static void thin_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode why)
+{
+	struct thin *t = cls;
+	struct xfer *x = *req_cls;
+	(void)c, (void)why;
+	if (!x)
+		return;
+	if (x->in_multi)
+		curl_multi_remove_handle(t->loop.multi, x->easy);
+	if (x->easy && t->n_spare < MAX_PENDING)
+		t->spare[t->n_spare++] = x->easy;
+	else if (x->easy)
+		curl_easy_cleanup(x->easy);
+	if (x->req && t->n_bufs < MAX_PENDING)
+		t->bufs[t->n_bufs++] = x->req;
+	else
+		free(x->req);
+	free(x);
+	*req_cls = NULL;
+}
+
+/* Finished transfers: hand each back to its (suspended) connection. */
+static bool thin_collect(struct thin *t)
+{
+	bool resumed = false;
+	int left;
+	CURLMsg *msg;
+	while ((msg = curl_multi_info_read(t->loop.multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		struct xfer *x = NULL;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		if (msg->data.result == CURLE_OK)
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &x->status);
+		x->done = true;
+		curl_multi_remove_handle(t->loop.multi, x->easy);
+		x->in_multi = false;
+		MHD_resume_connection(x->conn);
+		resumed = true;
+	}
+	return resumed;
+}
+
+/* MHD shows work its epoll fd does not signal (buffered input, a resumed
+ * connection, the reset between kept-alive requests) as a zero timeout. */
+static bool mhd_due(struct MHD_Daemon *d)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+	return MHD_get_timeout(d, &ms) == MHD_YES && ms == 0;
+}
+
+/* MHD moves a connection one step per MHD_run: take up to 8 steps at once,
+ * as s2s-proxy's run_mhd does. */
+static void run_mhd(struct MHD_Daemon *d)
+{
+	for (int steps = 0; steps < 8; steps++) {
+		MHD_run(d);
+		if (!mhd_due(d))
+			break;
+	}
+}
+
+static void *thin_main(void *arg)
+{
+	struct thin *t = arg;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		die("epoll_create1");
+	curl_loop_init(&t->loop, ep, 512);
+	t->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, t->port, NULL, NULL, thin_request, t,
+				     MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_CONNECTION_LIMIT, 4096u,
+				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(40 * 1024), /* s2s-proxy's default */
+				     MHD_OPTION_NOTIFY_COMPLETED, thin_completed, t, MHD_OPTION_END);
+	if (!t->daemon)
+		die("cannot start libmicrohttpd (port in use?)");
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(t->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!info)
+		die("no epoll fd from libmicrohttpd");
+	t->mhd_fd = info->epoll_fd;
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = t->mhd_fd};
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, t->mhd_fd, &ev) < 0)
+		die("epoll_ctl");
+	struct epoll_event evs[MAX_EVENTS];
+	while (!stop_requested) {
+		int n = epoll_wait(ep, evs, MAX_EVENTS, mhd_due(t->daemon) ? 0 : curl_loop_wait_ms(&t->loop));
+		if (n < 0 && errno != EINTR)
+			die("epoll_wait");
+		bool mhd_ready = false;
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.fd == t->mhd_fd)
+				mhd_ready = true;
+			else
+				curl_loop_event(&t->loop, &evs[i]);
+		}
+		curl_loop_timers(&t->loop);
+		if (thin_collect(t) || mhd_ready || mhd_due(t->daemon))
+			run_mhd(t->daemon); /* answers, and new requests start their transfers */
+		curl_loop_timers(&t->loop); /* sends what MHD just started */
+		if (thin_collect(t))
+			run_mhd(t->daemon);
+	}
+	MHD_stop_daemon(t->daemon);
+	while (t->n_spare > 0)
+		curl_easy_cleanup(t->spare[--t->n_spare]);
+	while (t->n_bufs > 0)
+		free(t->bufs[--t->n_bufs]);
+	curl_multi_cleanup(t->loop.multi);
+	close(ep);
+	return NULL;
+}
+
+static int proxy(int argc, char **argv)
+{
+	if (argc != 5)
+		return 1;
+	int port = atoi(argv[2]), threads = atoi(argv[4]);
+	if (port <= 0 || port > 65535 || threads < 1 || threads > MAX_THREADS)
+		return 1;
+	struct curl_slist *h = proxy_headers();
+	struct thin *ts = calloc((size_t)threads, sizeof *ts);
+	if (!ts)
+		die("out of memory");
+	for (int i = 0; i < threads; i++) {
+		ts[i].port = (uint16_t)port;
+		ts[i].upstream = argv[3];
+		ts[i].headers = h;
+		if (pthread_create(&ts[i].thread, NULL, thin_main, &ts[i]) != 0)
+			die("pthread_create");
+	}
+	for (int i = 0; i < threads; i++)
+		pthread_join(ts[i].thread, NULL);
+	free(ts);
+	curl_slist_free_all(h);
+	return 0;
+}
+
+static double cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static int client(int argc, char **argv)
+{
+	if (argc != 6)
+		return 1;
+	int conns = atoi(argv[3]), seconds = atoi(argv[4]), threads = atoi(argv[5]);
+	if (conns < 1 || seconds < 1 || threads < 1 || threads > MAX_THREADS || threads > conns)
+		return 1;
+	struct curl_slist *h = proxy_headers();
+	struct client *cl = calloc((size_t)threads, sizeof *cl);
+	if (!cl)
+		die("out of memory");
+	double cpu0 = cpu_s(), t0 = now_s();
+	for (int i = 0; i < threads; i++) {
+		cl[i] = (struct client){
+		    .url = argv[2], .seconds = seconds, .headers = h, .conns = conns / threads + (i < conns % threads)};
+		if (pthread_create(&cl[i].thread, NULL, client_main, &cl[i]) != 0)
+			die("pthread_create");
+	}
+	unsigned long requests = 0, errors = 0;
+	for (int i = 0; i < threads; i++) {
+		pthread_join(cl[i].thread, NULL);
+		requests += cl[i].requests;
+		errors += cl[i].errors;
+	}
+	printf("{\"requests\":%lu,\"errors\":%lu,\"seconds\":%.3f,\"cpu_s\":%.3f}\n", requests, errors, now_s() - t0,
+	       cpu_s() - cpu0);
+	free(cl);
+	curl_slist_free_all(h);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = 1;
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		die("curl_global_init");
+	if (argc >= 2 && strcmp(argv[1], "server") == 0)
+		rc = server(argc, argv);
+	else if (argc >= 2 && strcmp(argv[1], "client") == 0)
+		rc = client(argc, argv);
+	else if (argc >= 2 && strcmp(argv[1], "proxy") == 0)
+		rc = proxy(argc, argv);
+	if (rc == 1)
+		fprintf(stderr, "usage: bench-floor server PORT THREADS\n"
+				"       bench-floor client URL CONNS SECONDS THREADS\n"
+				"       bench-floor proxy PORT UPSTREAM THREADS\n");
+	curl_global_cleanup();
+	return rc;
+}

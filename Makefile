@@ -9,7 +9,8 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototy
             -Wpointer-arith -Wvla -Wundef
 BASE_CFLAGS = -std=c17 -D_GNU_SOURCE -DS2S_VERSION='"$(VERSION)"' $(WARN) -pthread \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS      = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+# libxml2 is compiled against but not linked: xmlapi.c loads it on first use.
+LIBS      = $(shell pkg-config --libs $(filter-out libxml-2.0,$(PKGS)) 2>/dev/null) -ldl -pthread
 
 # Two flavours share the sources: release (build/) and ASan+UBSan (build/asan/).
 OPT_release := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2

@@ -38,6 +38,7 @@
 
 #include "config_int.h"
 #include "config_syntax.h"
+#include "xmlapi.h"
 #include "log.h"
 
 /* ---- messages ---- */
@@ -779,6 +780,22 @@ static void check_duplicate_routes(struct load *ld)
 	}
 }
 
+/* The WS-Trust features parse XML with libxml2, which is loaded only when
+ * one of them is on (xmlapi.h): a missing library is a startup error, not a
+ * fault on the first legacy sign-in. */
+static void check_xml(struct load *ld)
+{
+	const char *why = NULL;
+	for (size_t i = 0; i < ld->n_secs; i++) {
+		const struct section *s = ld->secs[i];
+		bool wants = s->kind == SEC_ROUTE ? ((const struct route_sec *)s->obj)->r.soap_bridge
+						  : s->kind == SEC_PROXY && ld->proxy.sts_facade;
+		const char *key = s->kind == SEC_ROUTE ? "soap_bridge" : "sts_facade";
+		if (wants && !xmlapi_load(&why))
+			sec_error(ld, seen_line(s, key), s, key, "needs libxml2: %s", why);
+	}
+}
+
 static void validate(struct load *ld)
 {
 	apply_env(ld);
@@ -793,6 +810,7 @@ static void validate(struct load *ld)
 			check_route(ld, ld->secs[i]);
 	if (ld->n_routes == 0)
 		load_error(ld, 0, "no [route:...] section");
+	check_xml(ld);
 	for (size_t i = 0; i < ld->n_secs; i++)
 		if (ld->secs[i]->kind == SEC_CREDENTIAL && !ld->secs[i]->used && ld->n_routes)
 			config_warn_at(ld, "config_credential_unused", ld->secs[i]->line,

@@ -11,9 +11,8 @@
  */
 #include "soap.h"
 
-#include <libxml/parser.h>
-#include <libxml/tree.h>
-#include <pthread.h>
+#include "xmlapi.h" /* libxml2, through the table loaded on first use */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +23,6 @@
 	"<a:Action s:mustUnderstand=\"1\">" WSA_FAULT_ACTION "</a:Action>%s</s:Header><s:Body>"                        \
 	"<s:Fault><s:Code><s:Value>s:%s</s:Value>%s</s:Code><s:Reason><s:Text xml:lang=\"en-US\">"                     \
 	"%s</s:Text></s:Reason>%s%s%s</s:Fault></s:Body></s:Envelope>"
-
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-
-static void init_parser(void)
-{
-	xmlInitParser();
-}
 
 /* ---- parsing ------------------------------------------------------------ */
 
@@ -104,7 +96,8 @@ static int parse(const char *in, size_t n, xmlDocPtr *out)
 	*out = NULL;
 	if (n > SOAP_MAX_INPUT || n > (size_t)INT32_MAX)
 		return SOAP_E_LIMIT;
-	pthread_once(&init_once, init_parser);
+	if (!xmlapi_load(NULL))
+		return SOAP_E_UNAVAILABLE;
 	xmlSetGenericErrorFunc(NULL, silent); /* per thread in libxml2 */
 	xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
 	if (!ctxt)
@@ -600,6 +593,8 @@ const char *soap_strerror(int err)
 		return "the message is not the expected SOAP envelope";
 	case SOAP_E_VERSION:
 		return "the message uses the other SOAP version";
+	case SOAP_E_UNAVAILABLE:
+		return "the XML library (libxml2) cannot be loaded";
 	default:
 		return "out of memory";
 	}

@@ -38,7 +38,8 @@ enum soap_err {
 	SOAP_E_LIMIT = -3, /* size, depth, attribute or node cap */
 	SOAP_E_SHAPE = -4, /* well-formed but not the expected envelope */
 	SOAP_E_NOMEM = -5,
-	SOAP_E_VERSION = -6, /* the other SOAP version than expected */
+	SOAP_E_VERSION = -6,     /* the other SOAP version than expected */
+	SOAP_E_UNAVAILABLE = -7, /* libxml2 cannot be loaded (xmlapi.h) */
 };
 
 /* What the bridge needs from a client's SOAP 1.2 request. */

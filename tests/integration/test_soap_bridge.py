@@ -101,6 +101,32 @@ WHOAMI = ('<Execute xmlns="%s"><request i:type="c:WhoAmIRequest" xmlns:b="%s" '
           '<b:RequestId i:nil="true"/><b:RequestName>WhoAmI</b:RequestName></request></Execute>' % (SVC, CON))
 
 
+def mapped_libraries(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return {os.path.basename(line.split()[-1]) for line in f if "/" in line}
+
+
+def test_libxml2_loaded_only_when_a_ws_trust_feature_is_on():
+    """libxml2 (with the ICU and libstdc++ it pulls in) is not linked: a proxy
+    without soap_bridge or sts_facade never maps it; with either it is loaded
+    at startup, so a missing library is a startup error."""
+    plain = Proxy(W, proxy_ini(SIM), name="noxml").start()
+    try:
+        eq(plain.request("GET", "/dataverse/api/data/v9.2/WhoAmI").status, 200)
+        libs = mapped_libraries(plain.pid)
+        eq(sorted(n for n in libs if n.startswith(("libxml2", "libicu", "libstdc++"))), [])
+        eq("libcurl.so.4.8.0" in libs, True)
+    finally:
+        plain.stop()
+    libs = mapped_libraries(PX.pid)
+    eq(any(n.startswith("libxml2.so.2") for n in libs), True)
+    sts = Proxy(W, proxy_ini(SIM, extra_proxy={"sts_facade": "true"}), name="stsxml").start()
+    try:
+        eq(any(n.startswith("libxml2.so.2") for n in mapped_libraries(sts.pid)), True)
+    finally:
+        sts.stop()
+
+
 def test_execute_whoami_converted_both_ways():
     n0 = len(web_requests())
     caller = '<MSCRMCallerID xmlns="%s">5f0bd0b3-1c1f-4a7e-9a52-2a4c3bb7a1f2</MSCRMCallerID>' % CON

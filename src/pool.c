@@ -33,7 +33,7 @@ void pool_ring_put(struct pool *p, struct rbuf *rb)
 		return;
 	if (rb->cap != p->ring_bytes) { /* a new buffer_size after a reload: start over at that size */
 		while (p->n_rings > 0)
-			free(p->rings[--p->n_rings]);
+			rbuf_data_free(p->rings[--p->n_rings], p->ring_bytes);
 		p->ring_bytes = rb->cap;
 	}
 	if (p->n_rings < POOL_MAX) {
@@ -68,7 +68,7 @@ void pool_easy_put(struct pool *p, CURL *h)
 void pool_drain(struct pool *p)
 {
 	while (p->n_rings > 0)
-		free(p->rings[--p->n_rings]);
+		rbuf_data_free(p->rings[--p->n_rings], p->ring_bytes);
 	while (p->n_easies > 0)
 		curl_easy_cleanup(p->easies[--p->n_easies]);
 }

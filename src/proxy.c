@@ -661,20 +661,27 @@ static void remember_token(struct request *rq, const char *hdr)
 	size_t src = rq->route->token_source;
 	struct claims_cache *c = &w->claims_cache[src % (sizeof w->claims_cache / sizeof w->claims_cache[0])];
 
-	if (c->engine != rq->tokens || c->source != src || c->gen != rq->tok_gen) {
+	if (!c->info || c->engine != rq->tokens || c->source != src || c->gen != rq->tok_gen) {
 		if (strncmp(hdr, prefix, sizeof prefix - 1) != 0)
 			return;
+		struct tok_info *ti = calloc(1, sizeof *ti);
+		if (!ti)
+			return; /* a diagnosis then goes without claims */
 		const char *tok = hdr + sizeof prefix - 1;
 		size_t n = strlen(tok);
-		if (jwt_decode_claims(tok, n, &c->claims) < 0)
-			memset(&c->claims, 0, sizeof c->claims);
-		jwt_fingerprint(tok, n, c->fp);
+		if (jwt_decode_claims(tok, n, &ti->claims) < 0)
+			memset(&ti->claims, 0, sizeof ti->claims);
+		jwt_fingerprint(tok, n, ti->fp);
+		ti->refs = 1; /* the cache's */
+		tok_info_unref(c->info);
+		c->info = ti;
 		c->engine = rq->tokens;
 		c->source = src;
 		c->gen = rq->tok_gen;
 	}
-	rq->tok_claims = c->claims;
-	memcpy(rq->tok_fp, c->fp, sizeof rq->tok_fp);
+	tok_info_unref(rq->tok); /* a replay sends a newer token */
+	rq->tok = c->info;
+	rq->tok->refs++;
 }
 
 static void start_with_token(struct request *rq, long long now)

@@ -18,6 +18,9 @@ struct rbuf {
 int rbuf_init(struct rbuf *rb, size_t cap);
 /* NULL-safe, idempotent. */
 void rbuf_free(struct rbuf *rb);
+/* Free ring memory taken out of an rbuf (pool.c keeps rings apart from
+ * their rbuf): `cap` must be the capacity it was allocated with. NULL-safe. */
+void rbuf_data_free(char *data, size_t cap);
 /* Copy in at most `n` bytes; returns how many were stored. */
 size_t rbuf_write(struct rbuf *rb, const void *src, size_t n);
 /* Copy out at most `n` bytes; returns how many were read. */

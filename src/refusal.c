@@ -76,14 +76,15 @@ void refusal_diagnose(struct request *rq)
 	if (body && rq->down.data)
 		n = refusal_peek(rq, body, REFUSAL_PEEK_MAX);
 	bool hit = diag_upstream(rq->route->audience_kind, rq->route->upstream.host, rq->up_status, body, n,
-				 refusal_header(rq, "WWW-Authenticate"), rq->tok_claims.aud, &ev, &d);
+				 refusal_header(rq, "WWW-Authenticate"), rq->tok ? rq->tok->claims.aud : "", &ev, &d);
 	free(body);
 	if (!hit)
 		return;
 	rq->diagnosis = d.code;
 	rq->diag_title = d.title;
 	rq->diag_remediation = d.remediation;
-	diaglog_upstream(worker_now_ms(), rq->route->name, rq->request_id, &d, &ev, &rq->tok_claims, rq->tok_fp);
+	diaglog_upstream(worker_now_ms(), rq->route->name, rq->request_id, &d, &ev, rq->tok ? &rq->tok->claims : NULL,
+			 rq->tok ? rq->tok->fp : NULL);
 	if (rq->up_status == 401)
 		token_reject(rq->tokens, rq->route->token_source, rq->tok_gen);
 }

@@ -121,6 +121,14 @@ static bool headers_add(struct request *rq, const char *name, size_t nl, const c
 		return false;
 	if (need > rq->rh_cap && !headers_grow(rq, need))
 		return false;
+	if (rq->n_rh == rq->rh_slots) { /* the index grows with the answer: most have about ten fields */
+		unsigned slots = rq->rh_slots ? rq->rh_slots * 2 : 16;
+		struct resp_header *grown = realloc(rq->rh, slots * sizeof *grown);
+		if (!grown)
+			return false;
+		rq->rh = grown;
+		rq->rh_slots = slots;
+	}
 	char *b = rq->rh_buf + rq->rh_len;
 	memcpy(b, name, nl);
 	b[nl] = '\0';

@@ -34,6 +34,12 @@ struct request *request_new(struct worker *w, const char *target)
 	return rq;
 }
 
+void tok_info_unref(struct tok_info *ti)
+{
+	if (ti && --ti->refs == 0)
+		free(ti);
+}
+
 void request_ref(struct request *rq)
 {
 	rq->refs++;
@@ -49,7 +55,9 @@ void request_unref(struct request *rq)
 	free(rq->replay_body);
 	pool_ring_put(&rq->w->pool, &rq->down);
 	free(rq->rh_buf);
+	free(rq->rh);
 	bridge_free(rq->bridge);
+	tok_info_unref(rq->tok);
 	free(rq->target);
 	if (rq->gen != NULL)
 		atomic_fetch_sub(&rq->gen->refs, 1);

@@ -63,6 +63,19 @@ struct local_answer {
 	char note[256]; /* diag_token_note: context-specific hint, "" if none */
 };
 
+/* What a diagnosis needs of a token that was sent: its claims and
+ * fingerprint, never the token. Decoded once per token and worker, shared
+ * by the worker's claims cache and every request that sent it; the count
+ * is touched on that worker's thread only. */
+struct tok_info {
+	unsigned refs;
+	struct jwt_claims claims;
+	char fp[JWT_FINGERPRINT_LEN];
+};
+
+/* Drop one reference; frees at zero. NULL-safe. */
+void tok_info_unref(struct tok_info *ti);
+
 struct resp_header {
 	uint32_t name; /* offsets into request.rh_buf */
 	uint32_t value;
@@ -132,7 +145,8 @@ struct request {
 	char *rh_buf; /* grows up to RESP_HEADERS_MAX */
 	size_t rh_len;
 	size_t rh_cap;
-	struct resp_header rh[RESP_HEADERS_COUNT];
+	struct resp_header *rh; /* index of rh_buf, grows up to RESP_HEADERS_COUNT; owned */
+	unsigned rh_slots;
 	unsigned n_rh;
 	bool rh_overflow;
 	int64_t resp_length; /* upstream Content-Length, -1 unknown */
@@ -144,8 +158,7 @@ struct request {
 
 	/* diagnosis (diag.c): the token sent upstream, as claims and fingerprint
 	 * only (never the token), and the catalogue code of an upstream refusal */
-	struct jwt_claims tok_claims;
-	char tok_fp[JWT_FINGERPRINT_LEN];
+	struct tok_info *tok; /* a reference, NULL when none was recorded */
 	unsigned long tok_gen;
 	const char *diagnosis; /* static string, NULL when none */
 	char *replay_body;     /* owned copy of the request body for a replay, NULL when none is kept */

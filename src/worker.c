@@ -31,11 +31,12 @@
 #include "proxy.h"
 #include "conntrack.h"
 #include "relay.h"
+#include "request.h"
 #include "tlsin.h"
 
 #define MHD_POOL_MIN (32 * 1024) /* also the read buffer for request bodies */
 #define MHD_RESPONSE_ROOM                                                                                              \
-	(8 * 1024) /* the answer's header block next to the largest request (nginx: proxy_buffer_size 4k|8k) */
+	(4 * 1024) /* the answer's header block next to the largest request (nginx: proxy_buffer_size, 4 KiB) */
 #define LOOP_MAX_SLEEP_MS  1000
 #define TRIM_AFTER_IDLE_MS 2000
 #define CONN_SLACK         16 /* connections accepted past the limit, to answer 503 */
@@ -593,6 +594,10 @@ void worker_join(struct worker *w)
 	}
 	pool_drain(&w->pool); /* after the multi: pooled handles are in none */
 	close_events(w);
+	for (size_t i = 0; i < sizeof w->claims_cache / sizeof w->claims_cache[0]; i++) {
+		tok_info_unref(w->claims_cache[i].info); /* requests still alive keep their own reference */
+		w->claims_cache[i].info = NULL;
+	}
 	curl_slist_free_all(w->connect_to);
 	w->connect_to = NULL;
 	if (w->listen_fd >= 0) {

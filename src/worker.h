@@ -75,8 +75,7 @@ struct worker {
 		const struct token_engine *engine;
 		size_t source;
 		unsigned long gen;
-		struct jwt_claims claims;
-		char fp[JWT_FINGERPRINT_LEN];
+		struct tok_info *info; /* one reference; NULL = empty */
 	} claims_cache[8];
 	bool busy_since_trim; /* served requests since the last malloc_trim */
 	struct pool pool;     /* recycled rings and easy handles (pool.c) */

@@ -719,19 +719,23 @@ class Bench:
                 f.write("\nrequests completed by wrk during the trace: %d (upstream saw %d)\n"
                         % (r["requests"], count_lines(self.up_log) - up0))
             say("  strace %s: %d requests" % (kind, r["requests"]))
-            # the same for the nginx reference (all its processes)
-            st = os.path.join(d, "strace-nginx-%s.txt" % kind)
-            cmd = ["strace", "-c", "-f", "-o", st]
-            for p in proc_tree(self.nginx.pid):
-                cmd += ["-p", str(p)]
-            tr = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.5)
-            r = run_wrk("http://127.0.0.1:%d%s" % (self.ngx_port, path), 32, 4, script)
-            tr.send_signal(2)
-            tr.wait(timeout=60)
-            time.sleep(0.3)
-            with open(st, "a") as f:
-                f.write("\nrequests completed by wrk during the trace: %d\n" % r["requests"])
+            # the same for the nginx reference (all its processes) and the library floor
+            others = [("nginx", self.nginx.pid, self.ngx_port)]
+            if getattr(self, "floor", None):
+                others.append(("floor", self.floor.pid, self.floor_port))
+            for name, opid, port in others:
+                st = os.path.join(d, "strace-%s-%s.txt" % (name, kind))
+                cmd = ["strace", "-c", "-f", "-o", st]
+                for p in proc_tree(opid):
+                    cmd += ["-p", str(p)]
+                tr = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
+                r = run_wrk("http://127.0.0.1:%d%s" % (port, path), 32, 4, script)
+                tr.send_signal(2)
+                tr.wait(timeout=60)
+                time.sleep(0.3)
+                with open(st, "a") as f:
+                    f.write("\nrequests completed by wrk during the trace: %d\n" % r["requests"])
 
     def keep_events(self):
         """The proxy's non-request log lines (token events etc.) next to the

@@ -4,6 +4,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rbuf.h"
 #include "t.h"
@@ -169,6 +170,34 @@ static void test_random_against_model(void)
 	rbuf_free(&rb);
 }
 
+/* A ring of 16 KiB and more is mapped pages of its own (rbuf.c): the same
+ * FIFO behaviour across the wrap, a capacity that is not a page multiple,
+ * and the memory handed back through rbuf_data_free as pool.c does. */
+static void test_large_ring_wraps_and_frees(void)
+{
+	enum { CAP = 64 * 1024 + 100 };
+	static char in[2 * CAP], out[CAP];
+	struct rbuf rb;
+
+	for (size_t i = 0; i < sizeof in; i++)
+		in[i] = (char)(i * 7 + 3);
+	CHECK_INT(rbuf_init(&rb, CAP), 0);
+	CHECK_INT(rb.cap, CAP);
+	CHECK_INT(rbuf_write(&rb, in, 60000), 60000);
+	CHECK_INT(rbuf_read(&rb, out, 50000), 50000);
+	CHECK(memcmp(out, in, 50000) == 0);
+	CHECK_INT(rbuf_write(&rb, in + 60000, CAP - 10000), CAP - 10000); /* wraps: fills it exactly */
+	CHECK_INT(rbuf_space(&rb), 0);
+	CHECK_INT(rbuf_read(&rb, out, sizeof out), CAP);
+	CHECK(memcmp(out, in + 50000, 10000) == 0);
+	CHECK(memcmp(out + 10000, in + 60000, CAP - 10000) == 0);
+	char *data = rb.data;
+	rb.data = NULL; /* taken out, as the pool keeps rings */
+	rbuf_free(&rb);
+	rbuf_data_free(data, CAP);
+	rbuf_data_free(NULL, CAP);
+}
+
 int main(void)
 {
 	RUN(test_init_and_empty);
@@ -179,5 +208,6 @@ int main(void)
 	RUN(test_write_exactly_to_end);
 	RUN(test_free_is_idempotent);
 	RUN(test_random_against_model);
+	RUN(test_large_ring_wraps_and_frees);
 	return T_DONE();
 }

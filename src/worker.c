@@ -393,7 +393,7 @@ static bool mhd_timer_due(struct worker *w)
  * reset between kept-alive requests) and shows more to do as a zero
  * timeout. Taking up to MHD_STEPS of those steps here, instead of one per
  * loop turn, saves the loop's own epoll_wait on each: two per small
- * request, one per 20 KiB of request body. curl's sockets wait meanwhile
+ * request, one per read of a request body. curl's sockets wait meanwhile
  * for at most MHD_STEPS MHD_run calls.
  */
 static void run_mhd(struct worker *w)

@@ -108,13 +108,14 @@ def mapped_libraries(pid):
 
 def test_libxml2_loaded_only_when_a_ws_trust_feature_is_on():
     """libxml2 (with the ICU and libstdc++ it pulls in) is not linked: a proxy
-    without soap_bridge or sts_facade never maps it; with either it is loaded
-    at startup, so a missing library is a startup error."""
+    without soap_bridge or sts_facade never maps it or ICU; with either it is
+    loaded at startup, so a missing library is a startup error."""
     plain = Proxy(W, proxy_ini(SIM), name="noxml").start()
     try:
         eq(plain.request("GET", "/dataverse/api/data/v9.2/WhoAmI").status, 200)
         libs = mapped_libraries(plain.pid)
-        eq(sorted(n for n in libs if n.startswith(("libxml2", "libicu", "libstdc++"))), [])
+        # libstdc++ is not checked: the ASan build's runtime maps it by itself
+        eq(sorted(n for n in libs if n.startswith(("libxml2", "libicu"))), [])
         eq("libcurl.so.4.8.0" in libs, True)
     finally:
         plain.stop()

@@ -1,33 +1,21 @@
 /*
  * bench/floor.c - what the two libraries s2s-proxy is built on cost per
- * request by themselves, with nothing of s2s-proxy in between: what any
- * proxy made of libmicrohttpd (inbound) and libcurl (upstream) spends per
- * request at least. bench/run.py (part "floor") sets these beside nginx's
- * proxy_pass and s2s-proxy.
- *
- *   bench-floor server PORT THREADS
- *       libmicrohttpd in external epoll mode, one daemon per thread on one
- *       port (SO_REUSEPORT), as s2s-proxy's workers drive it. Every request
- *       is suspended once (a proxy must wait for its upstream without
- *       blocking) and resumed in the same loop turn, then answered from
- *       memory with the benchmark upstream's small JSON body and headers.
- *       Runs until SIGTERM or SIGINT.
- *
- *   bench-floor client URL CONNS SECONDS THREADS
- *       libcurl's multi interface on epoll (curl_multi_socket_action), as
- *       s2s-proxy's workers drive it: CONNS keep-alive GETs in flight, each
- *       re-added as soon as it completes, with the headers a proxy adds
- *       upstream (a bearer token, X-Forwarded-*). Idle sockets stay in the
- *       epoll set, as in s2s-proxy. Prints one JSON line: requests, errors,
- *       seconds, cpu_s (user + system time of the whole process).
+ * request by themselves, with nothing of s2s-proxy in between: the least
+ * any proxy made of libmicrohttpd (inbound) and libcurl (upstream) spends
+ * per request. bench/run.py runs it as the "floor" target of part 1, next
+ * to nginx's proxy_pass and s2s-proxy.
  *
  *   bench-floor proxy PORT UPSTREAM THREADS
- *       both halves in one loop per thread: the thinnest proxy the two
- *       libraries allow: the client's method and path sent to UPSTREAM with
- *       the headers above (a request body up to 64 KiB received whole, then
- *       sent from memory), the upstream's status and small body handed back;
- *       no routing, header copying, token handling or log. Runs until
- *       SIGTERM or SIGINT.
+ *
+ * One thread per worker, each with one epoll set holding its libmicrohttpd
+ * daemon's epoll fd (external epoll mode, SO_REUSEPORT on PORT) and
+ * libcurl's sockets (curl_multi_socket_action), as s2s-proxy's workers
+ * drive them: every request is suspended while its upstream transfer runs;
+ * the client's method and path go to UPSTREAM with the headers s2s-proxy
+ * adds (a bearer token, X-Forwarded-*); a request body up to 64 KiB is
+ * received whole, then sent from memory; the upstream's status and small
+ * body are handed back. Nothing else: no routing, header copying, token
+ * handling, limits or log. Runs until SIGTERM or SIGINT.
  *
  * Benchmark code: it exits on the first failed setup call.
  */
@@ -42,19 +30,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_THREADS 64
-#define MAX_PENDING 4096 /* suspended connections per server thread */
+#define MAX_PENDING 4096 /* pooled easy handles and body buffers per thread */
 #define MAX_EVENTS  256
-
-/* The benchmark upstream's answer to GET /small.json (bench/run.py SMALL_JSON). */
-static const char SMALL_JSON[] =
-    "{\"@odata.context\":\"https://contoso.crm4.dynamics.com/api/data/v9.2/#accounts(name)\","
-    "\"value\":[{\"@odata.etag\":\"W/\"1234567\"\",\"name\":\"Fourth Coffee\","
-    "\"accountid\":\"7d577253-3ef0-4a0a-bb7f-8335c2596e70\"}]}";
 
 static volatile sig_atomic_t stop_requested;
 
@@ -75,117 +56,6 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* ---------------------------------------------------------------- server */
-
-struct server {
-	pthread_t thread;
-	uint16_t port;
-	struct MHD_Daemon *daemon;
-	struct MHD_Connection *pending[MAX_PENDING];
-	size_t n_pending;
-};
-
-enum { REQ_NEW = 0, REQ_SEEN, REQ_SUSPENDED };
-
-static enum MHD_Result answer(struct MHD_Connection *c)
-{
-	/* A proxy builds a new response per request: status and headers are the upstream's. */
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer(sizeof SMALL_JSON - 1, (void *)SMALL_JSON, MHD_RESPMEM_PERSISTENT);
-	if (!r)
-		return MHD_NO;
-	enum MHD_Result ok = MHD_add_response_header(r, "Server", "nginx/1.22.1");
-	if (ok == MHD_YES)
-		ok = MHD_add_response_header(r, "Content-Type", "application/json");
-	if (ok == MHD_YES)
-		ok = MHD_queue_response(c, MHD_HTTP_OK, r);
-	MHD_destroy_response(r);
-	return ok;
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-				  const char *version, const char *upload, size_t *upload_size, void **req_cls)
-{
-	struct server *s = cls;
-	(void)url, (void)method, (void)version, (void)upload;
-	uintptr_t state = (uintptr_t)*req_cls;
-	if (state == REQ_NEW) {
-		*req_cls = (void *)(uintptr_t)REQ_SEEN;
-		return MHD_YES;
-	}
-	if (*upload_size != 0) { /* a body: dropped */
-		*upload_size = 0;
-		return MHD_YES;
-	}
-	if (state == REQ_SEEN && s->n_pending < MAX_PENDING) {
-		*req_cls = (void *)(uintptr_t)REQ_SUSPENDED;
-		MHD_suspend_connection(c);
-		s->pending[s->n_pending++] = c;
-		return MHD_YES;
-	}
-	return answer(c);
-}
-
-static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode why)
-{
-	(void)cls, (void)c, (void)why;
-	*req_cls = NULL;
-}
-
-static void *server_main(void *arg)
-{
-	struct server *s = arg;
-	s->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, s->port, NULL, NULL, on_request, s,
-				     MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_CONNECTION_LIMIT, 4096u,
-				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(40 * 1024), /* s2s-proxy's default */
-				     MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
-	if (!s->daemon)
-		die("cannot start libmicrohttpd (port in use?)");
-	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-	if (!info)
-		die("no epoll fd from libmicrohttpd");
-	int ep = epoll_create1(EPOLL_CLOEXEC);
-	struct epoll_event ev = {.events = EPOLLIN, .data.fd = info->epoll_fd};
-	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, info->epoll_fd, &ev) < 0)
-		die("epoll");
-	while (!stop_requested) {
-		MHD_UNSIGNED_LONG_LONG wait_ms = 100;
-		if (MHD_get_timeout(s->daemon, &wait_ms) != MHD_YES || wait_ms > 100)
-			wait_ms = 100; /* notice a stop request */
-		struct epoll_event got;
-		if (epoll_wait(ep, &got, 1, (int)wait_ms) < 0 && errno != EINTR)
-			die("epoll_wait");
-		MHD_run(s->daemon); /* reads requests; each is suspended */
-		if (s->n_pending == 0)
-			continue;
-		for (size_t i = 0; i < s->n_pending; i++) /* "the upstream answered" */
-			MHD_resume_connection(s->pending[i]);
-		s->n_pending = 0;
-		MHD_run(s->daemon); /* answers them */
-	}
-	close(ep);
-	MHD_stop_daemon(s->daemon);
-	return NULL;
-}
-
-static int server(int argc, char **argv)
-{
-	if (argc != 4)
-		return 1;
-	int port = atoi(argv[2]), threads = atoi(argv[3]);
-	if (port <= 0 || port > 65535 || threads < 1 || threads > MAX_THREADS)
-		return 1;
-	static struct server servers[MAX_THREADS];
-	for (int i = 0; i < threads; i++) {
-		servers[i].port = (uint16_t)port;
-		if (pthread_create(&servers[i].thread, NULL, server_main, &servers[i]) != 0)
-			die("pthread_create");
-	}
-	for (int i = 0; i < threads; i++)
-		pthread_join(servers[i].thread, NULL);
-	return 0;
 }
 
 /* ------------------------------------------------ libcurl on an epoll set */
@@ -284,12 +154,6 @@ static void curl_loop_timers(struct curl_loop *l)
 	}
 }
 
-static size_t discard(char *p, size_t size, size_t n, void *u)
-{
-	(void)p, (void)u;
-	return size * n;
-}
-
 /* What s2s-proxy adds upstream: a bearer token (BENCH_FLOOR_TOKEN, so the
  * upstream sees what it sees from s2s-proxy; else one of a real token's size:
  * Entra access tokens run 1.2-2 KiB) and the X-Forwarded-* fields; no
@@ -310,86 +174,6 @@ static struct curl_slist *proxy_headers(void)
 		if (!(h = curl_slist_append(h, fields[i])))
 			die("out of memory");
 	return h;
-}
-
-/* ---------------------------------------------------------------- client */
-
-struct client {
-	pthread_t thread;
-	const char *url;
-	int conns;
-	double seconds;
-	struct curl_slist *headers;
-	struct curl_loop loop;
-	unsigned long requests, errors;
-};
-
-static CURL *new_transfer(struct client *c)
-{
-	CURL *e = curl_easy_init();
-	if (!e || curl_easy_setopt(e, CURLOPT_URL, c->url) != CURLE_OK ||
-	    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers) != CURLE_OK ||
-	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard) != CURLE_OK ||
-	    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK)
-		die("curl_easy_setopt");
-	return e;
-}
-
-static void client_collect(struct client *c)
-{
-	int left;
-	CURLMsg *msg;
-	while ((msg = curl_multi_info_read(c->loop.multi, &left)) != NULL) {
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		CURL *e = msg->easy_handle;
-		long status = 0;
-		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-		if (msg->data.result == CURLE_OK && status == 200)
-			c->requests++;
-		else
-			c->errors++;
-		/* the same handle again: the connection goes back to the cache and is picked up at once */
-		curl_multi_remove_handle(c->loop.multi, e);
-		if (curl_multi_add_handle(c->loop.multi, e) != CURLM_OK)
-			die("curl_multi_add_handle");
-	}
-}
-
-static void *client_main(void *arg)
-{
-	struct client *c = arg;
-	int ep = epoll_create1(EPOLL_CLOEXEC);
-	if (ep < 0)
-		die("epoll_create1");
-	curl_loop_init(&c->loop, ep, c->conns);
-	CURL **easies = calloc((size_t)c->conns, sizeof *easies);
-	if (!easies)
-		die("out of memory");
-	for (int i = 0; i < c->conns; i++) {
-		easies[i] = new_transfer(c);
-		if (curl_multi_add_handle(c->loop.multi, easies[i]) != CURLM_OK)
-			die("curl_multi_add_handle");
-	}
-	double end = now_s() + c->seconds;
-	struct epoll_event evs[MAX_EVENTS];
-	while (now_s() < end) {
-		int n = epoll_wait(ep, evs, MAX_EVENTS, curl_loop_wait_ms(&c->loop));
-		if (n < 0 && errno != EINTR)
-			die("epoll_wait");
-		for (int i = 0; i < n; i++)
-			curl_loop_event(&c->loop, &evs[i]);
-		curl_loop_timers(&c->loop);
-		client_collect(c);
-	}
-	for (int i = 0; i < c->conns; i++) {
-		curl_multi_remove_handle(c->loop.multi, easies[i]);
-		curl_easy_cleanup(easies[i]);
-	}
-	free(easies);
-	curl_multi_cleanup(c->loop.multi);
-	close(ep);
-	return NULL;
 }
 
 /* ----------------------------------------------------------------- proxy */
@@ -652,45 +436,6 @@ static int proxy(int argc, char **argv)
 	return 0;
 }
 
-static double cpu_s(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-	       (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static int client(int argc, char **argv)
-{
-	if (argc != 6)
-		return 1;
-	int conns = atoi(argv[3]), seconds = atoi(argv[4]), threads = atoi(argv[5]);
-	if (conns < 1 || seconds < 1 || threads < 1 || threads > MAX_THREADS || threads > conns)
-		return 1;
-	struct curl_slist *h = proxy_headers();
-	struct client *cl = calloc((size_t)threads, sizeof *cl);
-	if (!cl)
-		die("out of memory");
-	double cpu0 = cpu_s(), t0 = now_s();
-	for (int i = 0; i < threads; i++) {
-		cl[i] = (struct client){
-		    .url = argv[2], .seconds = seconds, .headers = h, .conns = conns / threads + (i < conns % threads)};
-		if (pthread_create(&cl[i].thread, NULL, client_main, &cl[i]) != 0)
-			die("pthread_create");
-	}
-	unsigned long requests = 0, errors = 0;
-	for (int i = 0; i < threads; i++) {
-		pthread_join(cl[i].thread, NULL);
-		requests += cl[i].requests;
-		errors += cl[i].errors;
-	}
-	printf("{\"requests\":%lu,\"errors\":%lu,\"seconds\":%.3f,\"cpu_s\":%.3f}\n", requests, errors, now_s() - t0,
-	       cpu_s() - cpu0);
-	free(cl);
-	curl_slist_free_all(h);
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	int rc = 1;
@@ -700,16 +445,10 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		die("curl_global_init");
-	if (argc >= 2 && strcmp(argv[1], "server") == 0)
-		rc = server(argc, argv);
-	else if (argc >= 2 && strcmp(argv[1], "client") == 0)
-		rc = client(argc, argv);
-	else if (argc >= 2 && strcmp(argv[1], "proxy") == 0)
+	if (argc >= 2 && strcmp(argv[1], "proxy") == 0)
 		rc = proxy(argc, argv);
 	if (rc == 1)
-		fprintf(stderr, "usage: bench-floor server PORT THREADS\n"
-				"       bench-floor client URL CONNS SECONDS THREADS\n"
-				"       bench-floor proxy PORT UPSTREAM THREADS\n");
+		fprintf(stderr, "usage: bench-floor proxy PORT UPSTREAM THREADS\n");
 	curl_global_cleanup();
 	return rc;
 }

@@ -232,7 +232,7 @@ bool bridge_request_done(struct request *rq)
 	int r = soap_request_to_11(br->in ? br->in : "", br->in_len, &br->out, &br->out_len, &br->info);
 	wipe_in(br);
 	if (r != SOAP_OK) {
-		bool ours = r == SOAP_E_NOMEM || r == SOAP_E_UNAVAILABLE; /* the proxy failed, not the message */
+		bool ours = soap_err_internal(r);
 		set_fault(rq, ours ? 500 : 400, ours ? "Receiver" : "Sender", NULL, NULL, soap_strerror(r));
 		return false;
 	}

@@ -8,6 +8,7 @@
  */
 #include "rbuf.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,11 +34,16 @@ static size_t map_len(size_t cap)
 	return (cap + page - 1) / page * page;
 }
 
+static bool mapped(size_t cap)
+{
+	return RBUF_MAP && cap >= RBUF_MAP_MIN;
+}
+
 static char *ring_alloc(size_t cap)
 {
 	if (cap == 0 || cap > SIZE_MAX / 2)
 		return NULL;
-	if (!RBUF_MAP || cap < RBUF_MAP_MIN)
+	if (!mapped(cap))
 		return malloc(cap);
 	void *p = mmap(NULL, map_len(cap), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
@@ -47,10 +53,10 @@ void rbuf_data_free(char *data, size_t cap)
 {
 	if (data == NULL)
 		return;
-	if (!RBUF_MAP || cap < RBUF_MAP_MIN)
-		free(data);
-	else
+	if (mapped(cap))
 		munmap(data, map_len(cap));
+	else
+		free(data);
 }
 
 int rbuf_init(struct rbuf *rb, size_t cap)

@@ -578,6 +578,11 @@ done:
 	return ret;
 }
 
+bool soap_err_internal(int err)
+{
+	return err == SOAP_E_NOMEM || err == SOAP_E_UNAVAILABLE;
+}
+
 const char *soap_strerror(int err)
 {
 	switch (err) {

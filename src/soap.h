@@ -99,5 +99,7 @@ int soap_parse_rst(const char *in, size_t n, struct soap_rst_info *info);
 bool soap_escape(char *out, size_t cap, const char *s);
 
 const char *soap_strerror(int err);
+/* Did the proxy fail (out of memory, no libxml2) rather than the message? */
+bool soap_err_internal(int err);
 
 #endif

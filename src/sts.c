@@ -459,8 +459,8 @@ static int trust_answer(const char *identities, bool adfs, const char *body, siz
 	char cred[STS_CRED_MAX], handle[HANDLE_LEN + 1];
 	int ret = -1;
 	int pr = soap_parse_rst(body ? body : "", n, &rst);
-	if (pr == SOAP_E_NOMEM || pr == SOAP_E_UNAVAILABLE)
-		goto done; /* the proxy failed, not the message */
+	if (soap_err_internal(pr))
+		goto done;
 	if (pr != SOAP_OK) {
 		ret = bad_request_fault(soap_strerror(pr), out);
 		goto done;

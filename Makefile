@@ -1,5 +1,11 @@
 # s2s-proxy build. `make` builds build/s2s-proxy; see `make help`.
-PKGS     := libmicrohttpd libcurl openssl libcjson inih gnutls libxml-2.0 libxcrypt
+# Debian 12's packages, found with pkg-config. libmicrohttpd is not among them:
+# the pinned release in third_party/ is built once into build/deps
+# (scripts/libmicrohttpd.sh) and linked statically.
+PKGS     := libcurl openssl libcjson inih gnutls libxml-2.0 libxcrypt
+MHD_PREFIX := build/deps/libmicrohttpd
+MHD_STAMP  := $(MHD_PREFIX)/.stamp
+MHD_LIB    := $(MHD_PREFIX)/lib/libmicrohttpd.a
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 CC       ?= cc
 PREFIX   ?= /usr/local
@@ -7,10 +13,13 @@ DESTDIR  ?=
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
             -Wpointer-arith -Wvla -Wundef
+# WERROR=  (empty) builds without -Werror, for packagers on newer compilers.
+WERROR   ?= -Werror
+WARN     := $(filter-out -Werror,$(WARN)) $(WERROR)
 BASE_CFLAGS = -std=c17 -D_GNU_SOURCE -DS2S_VERSION='"$(VERSION)"' $(WARN) -pthread \
-            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+            -I$(MHD_PREFIX)/include $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # libxml2 is compiled against but not linked: xmlapi.c loads it on first use.
-LIBS      = $(shell pkg-config --libs $(filter-out libxml-2.0,$(PKGS)) 2>/dev/null) -ldl -pthread
+LIBS      = $(MHD_LIB) $(shell pkg-config --libs $(filter-out libxml-2.0,$(PKGS)) 2>/dev/null) -ldl -pthread
 
 # Two flavours share the sources: release (build/) and ASan+UBSan (build/asan/).
 OPT_release := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2
@@ -21,7 +30,7 @@ LIB_SRC  := $(filter-out src/main.c,$(SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
-.PHONY: all asan test test-unit test-faults test-integration demo deps deps-build clean format format-check fuzz fuzz-build help install bench
+.PHONY: pkgcheck distclean all asan test test-unit test-faults test-integration demo deps deps-build clean format format-check fuzz fuzz-build help install bench
 
 all: build/s2s-proxy
 
@@ -37,12 +46,22 @@ help:
 deps:
 	@./scripts/deps.sh --test
 
+# A fresh machine gets one clear line instead of "curl/curl.h: No such file".
+pkgcheck:
+	@pkg-config --exists $(PKGS) 2>/dev/null || { \
+	  echo "missing build packages ($$(for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || printf ' %s' $$p; done)): run 'make deps' (or 'make test', which installs them)" >&2; exit 1; }
+
+# The pinned libmicrohttpd, built once (checksum verified) and cached in build/deps.
+$(MHD_STAMP): third_party/libmicrohttpd/SHA256SUMS scripts/libmicrohttpd.sh | pkgcheck
+	@scripts/libmicrohttpd.sh $(MHD_PREFIX)
+$(MHD_LIB): $(MHD_STAMP)
+
 deps-build:
 	@./scripts/deps.sh --build
 
 # $(1) = flavour, $(2) = output dir
 define flavour
-$(2)/obj/%.o: src/%.c $(wildcard src/*.h) | $(2)/obj
+$(2)/obj/%.o: src/%.c $(wildcard src/*.h) $(MHD_STAMP) | $(2)/obj
 	$$(CC) $$(BASE_CFLAGS) $$(OPT_$(1)) -c $$< -o $$@
 $(2)/libs2s.a: $(patsubst src/%.c,$(2)/obj/%.o,$(LIB_SRC))
 	ar rcs $$@ $$^
@@ -59,7 +78,7 @@ $(eval $(call flavour,asan,build/asan))
 asan: build/asan/s2s-proxy
 
 # The libraries' own cost per request, without s2s-proxy (bench/floor.c; make bench).
-build/bench-floor: bench/floor.c | build/obj
+build/bench-floor: bench/floor.c $(MHD_STAMP) | build/obj
 	$(CC) $(BASE_CFLAGS) $(OPT_release) $< $(LIBS) -o $@
 
 UNIT_BINS      := $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
@@ -99,9 +118,9 @@ FUZZ_SECONDS ?= 20
 # libFuzzer: the library is built once with clang (coverage + ASan + UBSan), each
 # target links it with the fuzzer driver.
 FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -DS2S_VERSION='"$(VERSION)"' -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
-              -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+              -Isrc -I$(MHD_PREFIX)/include $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_BINS = $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
-build/fuzz/obj/%.o: src/%.c $(wildcard src/*.h) | build/fuzz/obj
+build/fuzz/obj/%.o: src/%.c $(wildcard src/*.h) $(MHD_STAMP) | build/fuzz/obj
 	clang $(FUZZ_CFLAGS) -c $< -o $@
 build/fuzz/libs2s.a: $(patsubst src/%.c,build/fuzz/obj/%.o,$(LIB_SRC))
 	ar rcs $@ $^
@@ -129,5 +148,9 @@ install: build/s2s-proxy
 	install -m 0644 config/examples/*.ini $(DESTDIR)$(PREFIX)/share/doc/s2s-proxy/examples/
 	install -D -m 0644 config/s2s-proxy.ini $(DESTDIR)$(SYSCONFDIR)/s2s-proxy/s2s-proxy.ini.example
 
+# build/deps (the built libmicrohttpd) survives `make clean`; `make distclean` removes it too.
 clean:
+	@if [ -d build ]; then find build -mindepth 1 -maxdepth 1 ! -name deps -exec rm -rf {} +; fi
+
+distclean:
 	rm -rf build

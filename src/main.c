@@ -20,6 +20,9 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <gnutls/gnutls.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
 
 #include "assertion.h"
 #include "admin.h"
@@ -270,6 +273,18 @@ static void print_problem(void *arg, const char *line)
 	fprintf(arg, "%s\n", line);
 }
 
+/* The libraries actually in use (run-time versions, not the headers'):
+ * what a security report or a bug report needs to know. */
+static void print_version(void)
+{
+	const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+	printf("s2s-proxy %s\n", S2S_VERSION);
+	printf("libmicrohttpd %s (inbound HTTP, built from third_party/)\n", MHD_get_version());
+	printf("libcurl %s (%s)\n", cv->version, cv->ssl_version ? cv->ssl_version : "no TLS");
+	printf("GnuTLS %s (inbound TLS)\n", gnutls_check_version(NULL));
+	printf("OpenSSL %s\n", OpenSSL_version_num() ? OpenSSL_version(OPENSSL_VERSION_STRING) : "?");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -293,7 +308,7 @@ int main(int argc, char **argv)
 			test_only = true;
 			break;
 		case 'V':
-			printf("s2s-proxy %s\n", S2S_VERSION);
+			print_version();
 			return 0;
 		case 'h':
 			usage(stdout);

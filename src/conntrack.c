@@ -1,23 +1,36 @@
 /*
- * conntrack.c - connection bookkeeping for the header deadline and the
- * connection limit (see conntrack.h).
+ * conntrack.c - connection bookkeeping: the header deadline, the
+ * process-wide connection budget and lingering closes (see conntrack.h).
  */
 #include "conntrack.h"
 
+#include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "linger.h"
 #include "log.h"
 #include "tlsin.h"
 #include "worker.h"
 
 #define SLOW_CHECK_EVERY_MS 250
+/* A connection that never sent a byte counts as idle (may be closed to make
+ * room) after this long; one that was served, at once between requests. */
+#define SILENT_IDLE_MS 250
+
+/* Open client connections of the whole process, every worker's: the one
+ * budget max_connections is checked against. */
+static atomic_long open_conns;
 
 struct conn_track {
 	struct MHD_Connection *conn;
 	long long since_ms; /* accepted, or the previous request finished */
 	bool in_request;
-	bool cut;
+	bool served;     /* a request on it has completed */
+	bool cut;        /* shut by the proxy (timeout, eviction): nothing to linger for */
+	bool over_limit; /* accepted past max_connections: its request gets 503 */
+	bool dirty;      /* a request may have left unread input (conntrack_request_done) */
 	struct conn_track *prev, *next;
 };
 
@@ -27,49 +40,138 @@ static struct conn_track *track_of(struct MHD_Connection *conn)
 	return ci ? ci->socket_context : NULL;
 }
 
+static int fd_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	return ci ? ci->connect_fd : -1;
+}
+
+/* Is t waiting for a request with nothing sent: a kept-alive connection
+ * between requests, or one that has stayed silent since it was accepted?
+ * Bytes waiting unread mean a request is arriving: never idle. */
+static bool idle(const struct conn_track *t, long long now_ms)
+{
+	char probe;
+	if (t->in_request || t->cut || (!t->served && now_ms - t->since_ms < SILENT_IDLE_MS))
+		return false;
+	int fd = fd_of(t->conn);
+	return fd >= 0 && recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* The least recently used idle connection, other than `except`. */
+static struct conn_track *idle_victim(struct worker *w, const struct conn_track *except)
+{
+	struct conn_track *best = NULL;
+	long long now = worker_now_ms();
+	for (struct conn_track *t = w->conns; t; t = t->next)
+		if (t != except && (!best || t->since_ms < best->since_ms) && idle(t, now))
+			best = t;
+	return best;
+}
+
+/* Close an idle connection to make room: silently, as a server may close
+ * an idle persistent connection at any time (RFC 9112 9.8); a 408 could be
+ * read as the answer to the client's next request. */
+static void evict(struct conn_track *t)
+{
+	int fd = fd_of(t->conn);
+	t->cut = true;
+	if (fd >= 0)
+		shutdown(fd, SHUT_RDWR); /* MHD sees the end and closes */
+	struct log_line l;
+	log_begin(&l, LOG_INFO, "connection_evicted");
+	log_str(&l, "reason", "max_connections reached; idle connection closed to make room");
+	log_end(&l);
+}
+
+static bool budget_exceeded(const struct worker *w)
+{
+	return atomic_load(&open_conns) > (long)w->cfg->proxy.max_connections;
+}
+
+static void track_start(struct worker *w, struct MHD_Connection *conn, void **socket_context)
+{
+	struct conn_track *t = calloc(1, sizeof *t);
+	if (!t)
+		return; /* untracked: only MHD's own timeout applies to it */
+	t->conn = conn;
+	t->since_ms = worker_now_ms();
+	t->dirty = true; /* until its first request completes cleanly */
+	t->next = w->conns;
+	if (w->conns)
+		w->conns->prev = t;
+	w->conns = t;
+	w->n_conns++;
+	*socket_context = t;
+	atomic_fetch_add(&open_conns, 1);
+	if (budget_exceeded(w)) {
+		struct conn_track *v = idle_victim(w, t);
+		if (v)
+			evict(v); /* its close gives the slot back */
+		else
+			t->over_limit = true;
+	}
+}
+
+/* Does the closing connection need a lingering close? Not when the client
+ * closed first (nothing more will come), when the proxy cut it, or during
+ * shutdown; yes when input is waiting unread, or a request on it may have
+ * left some (dirty). */
+static bool wants_linger(const struct worker *w, const struct conn_track *t, int fd)
+{
+	char probe;
+	if (t->cut || w->draining || fd < 0)
+		return false;
+	ssize_t n = recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+		return false;
+	return n > 0 || t->dirty;
+}
+
+static void track_end(struct worker *w, struct MHD_Connection *conn, struct conn_track *t, void **socket_context)
+{
+	int fd = fd_of(conn);
+	if (wants_linger(w, t, fd))
+		linger_start(w, fd, worker_now_ms());
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		w->conns = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	w->n_conns--;
+	atomic_fetch_sub(&open_conns, 1);
+	free(t);
+	*socket_context = NULL;
+}
+
 void conntrack_on_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
 			 enum MHD_ConnectionNotificationCode toe)
 {
 	struct worker *w = cls;
-	struct conn_track *t = *socket_context;
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		t = calloc(1, sizeof *t);
-		if (!t)
-			return; /* untracked: only MHD's own timeout applies to it */
-		t->conn = conn;
-		t->since_ms = worker_now_ms();
-		t->next = w->conns;
-		if (w->conns)
-			w->conns->prev = t;
-		w->conns = t;
-		w->n_conns++;
-		*socket_context = t;
-	} else if (t) {
-		if (t->prev)
-			t->prev->next = t->next;
-		else
-			w->conns = t->next;
-		if (t->next)
-			t->next->prev = t->prev;
-		w->n_conns--;
-		free(t);
-		*socket_context = NULL;
-	}
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		track_start(w, conn, socket_context);
+	else if (*socket_context)
+		track_end(w, conn, *socket_context, socket_context);
 }
 
 void conntrack_request_started(struct MHD_Connection *conn)
 {
 	struct conn_track *t = track_of(conn);
-	if (t)
+	if (t) {
 		t->in_request = true;
+		t->dirty = true;
+	}
 }
 
-void conntrack_request_done(struct MHD_Connection *conn, long long now_ms)
+void conntrack_request_done(struct MHD_Connection *conn, long long now_ms, bool clean)
 {
 	struct conn_track *t = conn ? track_of(conn) : NULL;
 	if (t) {
 		t->in_request = false;
+		t->served = true;
 		t->since_ms = now_ms;
+		t->dirty = !clean;
 	}
 }
 
@@ -78,14 +180,14 @@ void conntrack_request_done(struct MHD_Connection *conn, long long now_ms)
 static void cut(struct conn_track *t, long long waited_ms)
 {
 	static const char answer[] = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(t->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	int fd = fd_of(t->conn);
 	t->cut = true;
-	if (!ci)
+	if (fd < 0)
 		return;
-	if (!tlsin_enabled() && send(ci->connect_fd, answer, sizeof answer - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+	if (!tlsin_enabled() && send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 		/* best effort: the client may already be gone */
 	}
-	shutdown(ci->connect_fd, SHUT_RDWR);
+	shutdown(fd, SHUT_RDWR);
 	struct log_line l;
 	log_begin(&l, LOG_WARN, "limit_exceeded");
 	log_str(&l, "limit", "client_timeout");
@@ -111,7 +213,24 @@ unsigned conntrack_limit(const struct worker *w)
 	return per < 1 ? 1 : (unsigned)per;
 }
 
-bool conntrack_over_limit(const struct worker *w)
+bool conntrack_over_limit(struct worker *w, struct MHD_Connection *conn)
 {
-	return w->n_conns > conntrack_limit(w);
+	struct conn_track *t = track_of(conn);
+	if (!t || !t->over_limit)
+		return false;
+	if (!budget_exceeded(w)) {
+		t->over_limit = false; /* room was made since it was accepted */
+		return false;
+	}
+	struct conn_track *v = idle_victim(w, t);
+	if (!v)
+		return true;
+	evict(v);
+	t->over_limit = false;
+	return false;
+}
+
+long conntrack_open(void)
+{
+	return atomic_load(&open_conns);
 }

@@ -1,11 +1,17 @@
 /*
- * conntrack.h - per-worker bookkeeping of client connections, for two
- * limits libmicrohttpd does not enforce itself:
+ * conntrack.h - bookkeeping of client connections, for what libmicrohttpd
+ * does not do itself:
  *   - a total deadline for reading a request's headers (client_timeout),
  *     so a client that trickles bytes (slowloris) is cut with 408 instead
  *     of holding a connection as long as it keeps sending something;
- *   - max_connections answered with 503 instead of a silent close.
- * Runs on the worker's thread only.
+ *   - max_connections as ONE budget for the whole process (not a share per
+ *     worker): past it the least recently used idle connection is closed
+ *     to make room, and when every connection is busy the new one is
+ *     answered 503 with Connection: close instead of waiting unaccepted;
+ *   - a lingering close (linger.h) when a closing connection may still
+ *     have unread input, so the client can read the answer.
+ * Each worker tracks its own connections on its own thread; only the
+ * process-wide count is shared (atomic).
  */
 #ifndef S2S_CONNTRACK_H
 #define S2S_CONNTRACK_H
@@ -20,14 +26,18 @@ void conntrack_on_notify(void *cls, struct MHD_Connection *conn, void **socket_c
 			 enum MHD_ConnectionNotificationCode toe);
 /* A request's headers are complete (first access-handler call). */
 void conntrack_request_started(struct MHD_Connection *conn);
-/* A request finished; the connection waits for the next one from now on. */
-void conntrack_request_done(struct MHD_Connection *conn, long long now_ms);
+/* A request finished; the connection waits for the next one from now on.
+ * clean: the request was read whole and answered without closing. */
+void conntrack_request_done(struct MHD_Connection *conn, long long now_ms, bool clean);
 /* Cut connections that spent longer than client_timeout without a complete
  * request header. Call from the worker loop (cheap when nothing is due). */
 void conntrack_cut_slow(struct worker *w, long long now_ms);
-/* Over the per-worker share of max_connections? */
-bool conntrack_over_limit(const struct worker *w);
-/* The per-worker share of max_connections. */
+/* Must the request on conn be refused with 503 (accepted past
+ * max_connections, and no idle connection can be closed for it now)? */
+bool conntrack_over_limit(struct worker *w, struct MHD_Connection *conn);
+/* A worker's share of max_connections (sizes its idle upstream pool). */
 unsigned conntrack_limit(const struct worker *w);
+/* Client connections open in the whole process. */
+long conntrack_open(void);
 
 #endif

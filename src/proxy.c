@@ -107,6 +107,7 @@ static struct diag_context route_context(const struct request *rq)
 	return ctx;
 }
 
+/* now: monotonic (diaglog's rate limit); retry_at_ms is the token engine's wall clock. */
 static void set_local_from_failure(struct request *rq, const struct token_failure *f, long long now)
 {
 	struct diagnosis d;
@@ -118,7 +119,7 @@ static void set_local_from_failure(struct request *rq, const struct token_failur
 	diag_token_note(f, &ctx, rq->local.note, sizeof rq->local.note);
 	diaglog_token(now, rq->route->name, rq->request_id, &d, f, rq->local.note);
 	if (d.retry_after) {
-		long long s = (f->retry_at_ms - now + 999) / 1000;
+		long long s = (f->retry_at_ms - worker_wall_ms() + 999) / 1000;
 		rq->local.retry_after_s = s < 1 ? 1 : s;
 	}
 }
@@ -382,6 +383,15 @@ static void set_local_from_upstream(struct request *rq)
 				  "the upstream sent a malformed or oversized header block");
 		return;
 	}
+	if (rq->resend_refused) {
+		snprintf(detail, sizeof detail,
+			 "%s closed a reused connection after taking the %s request, without answering; "
+			 "it may have been executed, so it was not sent again",
+			 rt->upstream.origin, rq->method);
+		request_set_local(rq, 502, "upstream_closed_unanswered",
+				  "The upstream closed the connection without answering", detail);
+		return;
+	}
 	snprintf(detail, sizeof detail, "%s: %s", rt->upstream.origin,
 		 rq->curl_err[0] ? rq->curl_err : curl_easy_strerror(rq->upstream_result));
 	if (rq->upstream_result == CURLE_OPERATION_TIMEDOUT)
@@ -593,6 +603,14 @@ static bool classify(struct request *rq, const char *method)
 		rq->local.close = true;
 		return false;
 	}
+	/* An upstream that echoes TRACE would hand the caller the bearer token
+	 * the proxy attached (cross-site tracing); TRACK is IIS's alias. */
+	if (strcmp(method, "TRACE") == 0 || strcmp(method, "TRACK") == 0) {
+		request_set_local(rq, 405, "method_refused", "TRACE and TRACK are not forwarded",
+				  "the echoed request would contain the access token the proxy adds");
+		rq->local.close = true;
+		return false;
+	}
 	hdr_framing_init(&rq->framing);
 	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, scan_header, rq);
 	enum hdr_framing_verdict fv = hdr_framing_check(&rq->framing);
@@ -688,8 +706,9 @@ static void start_with_token(struct request *rq, long long now)
 {
 	struct worker *w = rq->w;
 	struct token_failure fail;
-	enum token_state st = token_lookup(rq->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr,
-					   &rq->tok_gen, &fail);
+	/* the token engine's times are wall-clock (token expiry); parking is monotonic */
+	enum token_state st = token_lookup(rq->tokens, rq->route->token_source, worker_wall_ms(), w->token_hdr,
+					   sizeof w->token_hdr, &rq->tok_gen, &fail);
 	if (st == TOKEN_VALID) {
 		remember_token(rq, w->token_hdr);
 		if (rq->state == RQ_PARKED)
@@ -714,11 +733,11 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 	long long now = worker_now_ms();
 	client_address(rq);
 	conntrack_request_started(rq->conn);
-	if (conntrack_over_limit(rq->w)) {
+	if (conntrack_over_limit(rq->w, rq->conn)) {
 		request_set_local(rq, 503, "overloaded", "Too many connections", "max_connections reached");
 		rq->local.retry_after_s = 1;
 		rq->local.close = true;
-		log_limit(rq, "max_connections", rq->w->n_conns);
+		log_limit(rq, "max_connections", conntrack_open());
 	} else if (classify(rq, method)) {
 		if (bridge_begin(rq) < 0)
 			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
@@ -890,7 +909,11 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 	park_unlink(w, rq);
 	relay_abort(rq); /* client gone mid-transfer: stop the upstream side too */
 	log_request(rq, toe);
-	conntrack_request_done(rq->conn, worker_now_ms());
+	/* clean: answered whole with the connection kept; a refusal that closes
+	 * it may leave body bytes unread, and then the close lingers */
+	conntrack_request_done(rq->conn, worker_now_ms(),
+			       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !(rq->local.set && rq->local.close) &&
+				   (!rq->has_body || rq->up_eof));
 	all_unlink(w, rq);
 	w->inflight--;
 	metrics_inflight(-1);

@@ -89,22 +89,13 @@ void refusal_diagnose(struct request *rq)
 		token_reject(rq->tokens, rq->route->token_source, rq->tok_gen);
 }
 
-static bool method_idempotent(const char *m)
-{
-	static const char *const ok[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
-	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-		if (strcmp(m, ok[i]) == 0)
-			return true;
-	return false;
-}
-
 /* Growth is geometric; giving up (too large, out of memory) only means no replay. */
 void refusal_keep_body(struct request *rq, const char *data, size_t n)
 {
 	size_t max = rq->cfg->proxy.replay_max_body, cap = rq->replay_body ? rq->replay_len : 0;
 	if (rq->replay_skip || n == 0)
 		return;
-	if (!method_idempotent(rq->method) || rq->replay_len + n > max) {
+	if (!relay_method_idempotent(rq->method) || rq->replay_len + n > max) {
 		rq->replay_skip = true;
 		goto drop;
 	}

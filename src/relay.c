@@ -72,6 +72,35 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 	return CURL_SEEKFUNC_CANTSEEK;
 }
 
+/*
+ * curl calls this each time it is about to send the request, and again when
+ * it sends it anew on a fresh connection because a reused keep-alive one
+ * died after taking it (lib/multi.c, Curl_retry_request: no option turns
+ * that off). The upstream may have read and executed the first copy before
+ * closing, so a method that is not idempotent (RFC 9110 9.2.2) is never
+ * sent twice: the transfer fails and the client gets a 502 that says so
+ * (nginx's proxy_next_upstream does not retry them either).
+ */
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+	struct request *rq = ud;
+	(void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
+	if (rq->up_attempts++ > 0 && !relay_method_idempotent(rq->method)) {
+		rq->resend_refused = true;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
+}
+
+bool relay_method_idempotent(const char *method)
+{
+	static const char *const idempotent[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"};
+	for (size_t i = 0; i < sizeof idempotent / sizeof idempotent[0]; i++)
+		if (strcmp(method, idempotent[i]) == 0)
+			return true;
+	return false;
+}
+
 static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
 {
 	struct request *rq = ud;
@@ -233,10 +262,33 @@ static void add_header(struct hdr_build *b, const char *line)
 	b->list = n;
 }
 
+/* "name: value" (or "name;" for an empty value, curl's spelling) into the
+ * list. A line of any length the request's header cap let in: most fit the
+ * stack buffer, a long Cookie or key takes the heap for this call only. */
+static void add_field(struct hdr_build *b, const char *name, const char *value)
+{
+	char small[1024];
+	size_t nl = strlen(name), vl = strlen(value), need = nl + 2 + vl + 1;
+	char *line = need <= sizeof small ? small : malloc(need);
+	if (!line) {
+		b->failed = true;
+		return;
+	}
+	memcpy(line, name, nl);
+	if (vl) {
+		memcpy(line + nl, ": ", 2);
+		memcpy(line + nl + 2, value, vl + 1);
+	} else {
+		memcpy(line + nl, ";", 2);
+	}
+	add_header(b, line); /* curl copies the line */
+	if (line != small)
+		free(line);
+}
+
 static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, const char *name, const char *value)
 {
 	struct hdr_build *b = cls;
-	char line[8192];
 	(void)kind;
 	if (!value || !hdr_request_forwardable(name, b->rq->conn_tokens))
 		return MHD_YES;
@@ -244,12 +296,7 @@ static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, co
 		return MHD_YES; /* the bridge sets these for the converted body */
 	if (strcasecmp(name, b->rq->cfg->proxy.inbound_key_header) == 0)
 		return MHD_YES; /* the caller's key for this proxy never goes upstream */
-	int n = *value ? snprintf(line, sizeof line, "%s: %s", name, value) : snprintf(line, sizeof line, "%s;", name);
-	if (n < 0 || (size_t)n >= sizeof line) {
-		b->failed = true; /* MHD's pool caps headers below this; cannot happen */
-		return MHD_NO;
-	}
-	add_header(b, line);
+	add_field(b, name, value);
 	return b->failed ? MHD_NO : MHD_YES;
 }
 
@@ -328,6 +375,8 @@ static int setup_easy(struct request *rq, CURL *h, const char *url)
 	SETOPT(h, CURLOPT_WRITEDATA, rq);
 	SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
 	SETOPT(h, CURLOPT_HEADERDATA, rq);
+	SETOPT(h, CURLOPT_PREREQFUNCTION, on_prereq);
+	SETOPT(h, CURLOPT_PREREQDATA, rq);
 	SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
 	if (r->idle_timeout_ms > 0) {
 		SETOPT(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -384,6 +433,8 @@ int relay_start(struct request *rq, const char *auth_header)
 	if (!rq->down.data && pool_ring_get(&rq->w->pool, &rq->down, relay_ring_bytes(rq->cfg)) < 0)
 		goto oom;
 	headers_reset(rq);
+	rq->up_attempts = 0;
+	rq->resend_refused = false;
 	rq->up_headers = build_headers(rq, auth_header);
 	if (!rq->up_headers)
 		goto oom;

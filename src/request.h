@@ -135,6 +135,8 @@ struct request {
 	struct curl_slist *up_headers;
 	unsigned pause_bits; /* CURLPAUSE_SEND / CURLPAUSE_RECV currently set */
 	bool upstream_done;
+	unsigned up_attempts; /* times curl was about to send this request (its pre-request callback) */
+	bool resend_refused;  /* curl wanted to send a non-idempotent request a second time */
 	CURLcode upstream_result;
 	char curl_err[CURL_ERROR_SIZE];
 

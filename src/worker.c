@@ -39,7 +39,7 @@
 	(4 * 1024) /* the answer's header block next to the largest request (nginx: proxy_buffer_size, 4 KiB) */
 #define LOOP_MAX_SLEEP_MS  1000
 #define TRIM_AFTER_IDLE_MS 2000
-#define CONN_SLACK         16 /* connections accepted past the limit, to answer 503 */
+#define CONN_SLACK         64 /* connections accepted past the budget, to answer 503 */
 #define LOOP_EVENTS        64
 #define MHD_STEPS          8  /* MHD_run calls per loop turn while MHD has work (run_mhd) */
 #define LOG_HOLD_MS        50 /* longest a busy loop keeps request lines unwritten */
@@ -50,16 +50,21 @@
  * less (docs/security.md, "The front door"). */
 #define CLIENT_DISCIPLINE 2
 
-/* What an event in the worker's epoll set is: the tag in the low bits of
- * data.u64, the file descriptor above them. */
-enum ev_tag { EV_MHD = 0, EV_WAKE = 1, EV_CURL = 2 };
-#define EV_DATA(fd, tag) (((uint64_t)(unsigned)(fd) << 2) | (uint64_t)(tag))
+static long long clock_ms(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 long long worker_now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return clock_ms(CLOCK_MONOTONIC);
+}
+
+long long worker_wall_ms(void)
+{
+	return clock_ms(CLOCK_REALTIME);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -96,17 +101,19 @@ static int start_mhd(struct worker *w)
 	struct MHD_OptionItem tls_ops[4];
 	size_t n_tls = tlsin_mhd_options(tls_ops, 3);
 	tls_ops[n_tls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-	/* Room above the share of max_connections, so connections beyond it are
-	 * accepted and told 503 (conntrack) instead of being closed unanswered. */
-	unsigned limit = conntrack_limit(w) + CONN_SLACK;
+	/* max_connections is one budget for the process (conntrack.c), so each
+	 * daemon may hold all of it, plus room for connections past it to be
+	 * accepted and told 503 instead of waiting in the accept queue. */
+	unsigned limit = (unsigned)w->cfg->proxy.max_connections + CONN_SLACK;
 	w->mhd_pool_bytes = pool_bytes(w->cfg); /* fixed for the daemon's life, also across reloads */
-	w->mhd = MHD_start_daemon(
-	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tlsin_mhd_flags(), 0, NULL, NULL,
-	    proxy_on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd, MHD_OPTION_CONNECTION_LIMIT, limit,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    w->mhd_pool_bytes, MHD_OPTION_CLIENT_DISCIPLINE_LVL, CLIENT_DISCIPLINE, MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, w,
-	    MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, conntrack_on_notify, w,
-	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_ARRAY, tls_ops, MHD_OPTION_END);
+	w->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tlsin_mhd_flags(), 0,
+				  NULL, NULL, proxy_on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
+				  MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT,
+				  (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				  w->mhd_pool_bytes, MHD_OPTION_CLIENT_DISCIPLINE_LVL, CLIENT_DISCIPLINE,
+				  MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED,
+				  proxy_on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, conntrack_on_notify, w,
+				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_ARRAY, tls_ops, MHD_OPTION_END);
 	if (!w->mhd) {
 		log_msg(LOG_ERROR, "worker_failed", "worker %d: cannot start the HTTP server", w->id);
 		return -1;
@@ -165,7 +172,7 @@ static unsigned char *sock_state(struct worker *w, curl_socket_t s)
 static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
 	struct worker *w = userp;
-	struct epoll_event ev = {.events = 0, .data.u64 = EV_DATA(s, EV_CURL)};
+	struct epoll_event ev = {.events = 0, .data.u64 = WORKER_EV_DATA(s, EV_CURL)};
 	unsigned char *st = sock_state(w, s);
 	(void)easy;
 	(void)socketp;
@@ -247,9 +254,9 @@ static int start_multi(struct worker *w)
 
 static int worker_count = 1;
 
-static int watch(struct worker *w, int fd, enum ev_tag tag)
+static int watch(struct worker *w, int fd, enum worker_ev_tag tag)
 {
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV_DATA(fd, tag)};
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WORKER_EV_DATA(fd, tag)};
 	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
@@ -345,6 +352,9 @@ static int loop_timeout(struct worker *w, long long now)
 		to = park - now;
 	if (w->draining && w->drain_deadline_ms - now < to)
 		to = w->drain_deadline_ms - now;
+	long long linger = linger_next_deadline(w);
+	if (linger > 0 && linger - now < to)
+		to = linger - now;
 	return to < 0 ? 0 : (int)to;
 }
 
@@ -475,7 +485,7 @@ static int wait_events(struct worker *w, int timeout_ms)
 	for (int i = 0; i < n; i++) {
 		int fd = (int)(evs[i].data.u64 >> 2);
 		uint64_t drained;
-		switch ((enum ev_tag)(evs[i].data.u64 & 3)) {
+		switch ((enum worker_ev_tag)(evs[i].data.u64 & 3)) {
 		case EV_MHD:
 			mhd_ready = 1;
 			break;
@@ -485,6 +495,9 @@ static int wait_events(struct worker *w, int timeout_ms)
 			break;
 		case EV_CURL:
 			curl_socket_event(w, fd, evs[i].events);
+			break;
+		case EV_LINGER:
+			linger_event(w, fd, worker_now_ms());
 			break;
 		}
 	}
@@ -521,6 +534,7 @@ static void *worker_main(void *arg)
 			proxy_token_event(w);
 		proxy_check_deadlines(w, worker_now_ms());
 		conntrack_cut_slow(w, worker_now_ms());
+		linger_sweep(w, worker_now_ms());
 		trim_when_idle(w, worker_now_ms());
 		if (mhd_ready || w->mhd_dirty || w->draining || mhd_timer_due(w))
 			run_mhd(w);
@@ -599,6 +613,7 @@ void worker_join(struct worker *w)
 		w->multi = NULL;
 	}
 	pool_drain(&w->pool); /* after the multi: pooled handles are in none */
+	linger_close_all(w);
 	close_events(w);
 	for (size_t i = 0; i < sizeof w->claims_cache / sizeof w->claims_cache[0]; i++) {
 		tok_info_unref(w->claims_cache[i].info); /* requests still alive keep their own reference */

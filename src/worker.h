@@ -13,14 +13,21 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "jwt.h"
+#include "linger.h"
 #include "pool.h"
 #include "token.h"
 
 struct request;
 struct conn_track;
+
+/* What an event in a worker's epoll set is: the tag in the low bits of
+ * data.u64, the file descriptor above them. */
+enum worker_ev_tag { EV_MHD = 0, EV_WAKE = 1, EV_CURL = 2, EV_LINGER = 3 };
+#define WORKER_EV_DATA(fd, tag) (((uint64_t)(unsigned)(fd) << 2) | (uint64_t)(tag))
 
 /*
  * A configuration generation (SIGHUP reload): a config and the token engine
@@ -77,8 +84,9 @@ struct worker {
 		unsigned long gen;
 		struct tok_info *info; /* one reference; NULL = empty */
 	} claims_cache[8];
-	bool busy_since_trim; /* served requests since the last malloc_trim */
-	struct pool pool;     /* recycled rings and easy handles (pool.c) */
+	bool busy_since_trim;    /* served requests since the last malloc_trim */
+	struct pool pool;        /* recycled rings and easy handles (pool.c) */
+	struct lingerers linger; /* closed client sockets still read and discarded (linger.c) */
 	uint64_t rng;
 	char token_hdr[TOKEN_HEADER_MAX]; /* scratch for token_lookup */
 };
@@ -101,7 +109,12 @@ void worker_token_changed(struct worker *w);
 /* Join and free. NULL-safe, idempotent. */
 void worker_join(struct worker *w);
 
-/* Monotonic-ish wall clock in ms, as the token engine uses. */
+/* The clock of every deadline and duration (parked requests, client and
+ * drain timeouts, curl's timers, lingering closes): CLOCK_MONOTONIC in ms,
+ * so a step of the system clock neither expires nor stretches them. */
 long long worker_now_ms(void);
+/* Wall-clock ms, only where a time is compared with one from outside:
+ * token expiry (the token engine) and Retry-After derived from it. */
+long long worker_wall_ms(void);
 
 #endif

@@ -141,18 +141,43 @@ def test_slow_client_cut_with_408_and_503_past_max_connections():
         assert answer.startswith(b"HTTP/1.1 408 "), "no 408 after %d bytes: %r" % (sent, answer[:80])
         assert sent < 40, "the slow client was not cut (%d bytes trickled)" % sent
         px.wait_event(lambda e: e.get("event") == "limit_exceeded" and e.get("limit") == "client_timeout", 5)
-        # four idle connections fill max_connections; the fifth gets 503 problem+json
+        # four idle connections fill max_connections: the fifth is served, and
+        # the least recently used idle one is closed to make room
         idle = [socket.create_connection(("127.0.0.1", px.port), timeout=5) for _ in range(4)]
         try:
-            time.sleep(0.3)
-            r = px.request("GET", "/dataverse/_test/echo")
-            problem(r, 503, "overloaded")
-            eq(r.header("Retry-After"), "1", "Retry-After")
+            # a connection silent since it was accepted counts as idle after 250 ms
+            deadline = time.time() + 5
+            st = px.request("GET", "/dataverse/_test/echo").status
+            while st == 503 and time.time() < deadline:
+                st = px.request("GET", "/dataverse/_test/echo").status
+            eq(st, 200, "with the budget full of idle connections")
+            idle[0].settimeout(5)
+            eq(idle[0].recv(100), b"", "the oldest idle connection was closed for room")
         finally:
             for c in idle:
                 c.close()
-        time.sleep(0.3)
-        eq(px.request("GET", "/dataverse/_test/echo").status, 200, "after the idle connections closed")
+        # four requests in progress fill it: the fifth gets 503 problem+json at once
+        busy = []
+        try:
+            for _ in range(4):
+                c = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+                c.sendall(b"GET /dataverse/_test/slow?ms=3000 HTTP/1.1\r\nHost: p\r\n\r\n")
+                busy.append(c)
+            deadline = time.time() + 5
+            r = px.request("GET", "/dataverse/_test/echo")
+            while r.status == 200 and time.time() < deadline:  # until all four requests are in
+                r = px.request("GET", "/dataverse/_test/echo")
+            problem(r, 503, "overloaded")
+            eq(r.header("Retry-After"), "1", "Retry-After")
+            eq(r.header("Connection"), "close", "Connection")
+        finally:
+            for c in busy:
+                c.close()
+        deadline = time.time() + 5
+        st = 0
+        while st != 200 and time.time() < deadline:
+            st = px.request("GET", "/dataverse/_test/echo").status
+        eq(st, 200, "after the busy connections closed")
     finally:
         px.stop()
 

@@ -59,7 +59,7 @@ void admin_reconfigure(const struct config *cfg, struct token_engine *te)
 static long long now_ms(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts); /* the token engine's clock: expiry times compare with it */
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* the token engine's clock: its times compare with it */
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -186,7 +186,7 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
 		const struct config *cfg;
 		struct token_engine *te;
 		current(&cfg, &te);
-		body = metrics_render(te, now_ms(), &len);
+		body = metrics_render(te, now_ms(), (long long)time(NULL), &len);
 		return body ? answer(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, len) : MHD_NO;
 	}
 	return answer_text(c, MHD_HTTP_NOT_FOUND, "not found: the admin listener serves /healthz, /readyz, /metrics\n");

@@ -26,11 +26,12 @@ static atomic_long open_conns;
 struct conn_track {
 	struct MHD_Connection *conn;
 	long long since_ms; /* accepted, or the previous request finished */
-	bool in_request;
-	bool served;     /* a request on it has completed */
-	bool cut;        /* shut by the proxy (timeout, eviction): nothing to linger for */
-	bool over_limit; /* accepted past max_connections: its request gets 503 */
-	bool dirty;      /* a request may have left unread input (conntrack_request_done) */
+	bool in_request;    /* its header block is complete, the request not finished */
+	bool busy;          /* a request line arrived and the request is not finished */
+	bool served;        /* a request on it has completed */
+	bool cut;           /* shut by the proxy (timeout, eviction): nothing to linger for */
+	bool over_limit;    /* accepted past max_connections: its request gets 503 */
+	bool dirty;         /* a request may have left unread input (conntrack_request_done) */
 	struct conn_track *prev, *next;
 };
 
@@ -47,24 +48,26 @@ static int fd_of(struct MHD_Connection *conn)
 }
 
 /* Is t waiting for a request with nothing sent: a kept-alive connection
- * between requests, or one that has stayed silent since it was accepted?
- * Bytes waiting unread mean a request is arriving: never idle. */
-static bool idle(const struct conn_track *t, long long now_ms)
+ * between requests, or one silent since it was accepted (at accept time
+ * only after SILENT_IDLE_MS: its first bytes may be on their way)? Bytes
+ * waiting unread mean a request is arriving: never idle. */
+static bool idle(const struct conn_track *t, long long now_ms, bool young_ok)
 {
 	char probe;
-	if (t->in_request || t->cut || (!t->served && now_ms - t->since_ms < SILENT_IDLE_MS))
+	if (t->busy || t->cut || (!young_ok && !t->served && now_ms - t->since_ms < SILENT_IDLE_MS))
 		return false;
 	int fd = fd_of(t->conn);
 	return fd >= 0 && recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 /* The least recently used idle connection, other than `except`. */
-static struct conn_track *idle_victim(struct worker *w, const struct conn_track *except)
+static struct conn_track *idle_victim(struct worker *w, const struct conn_track *except, bool young_ok)
 {
 	struct conn_track *best = NULL;
 	long long now = worker_now_ms();
+	/* the list is newest first: on equal times the later one is older */
 	for (struct conn_track *t = w->conns; t; t = t->next)
-		if (t != except && (!best || t->since_ms < best->since_ms) && idle(t, now))
+		if (t != except && (!best || t->since_ms <= best->since_ms) && idle(t, now, young_ok))
 			best = t;
 	return best;
 }
@@ -105,7 +108,7 @@ static void track_start(struct worker *w, struct MHD_Connection *conn, void **so
 	*socket_context = t;
 	atomic_fetch_add(&open_conns, 1);
 	if (budget_exceeded(w)) {
-		struct conn_track *v = idle_victim(w, t);
+		struct conn_track *v = idle_victim(w, t, false);
 		if (v)
 			evict(v); /* its close gives the slot back */
 		else
@@ -155,11 +158,20 @@ void conntrack_on_notify(void *cls, struct MHD_Connection *conn, void **socket_c
 		track_end(w, conn, *socket_context, socket_context);
 }
 
+void conntrack_request_line(struct MHD_Connection *conn)
+{
+	struct conn_track *t = track_of(conn);
+	if (t) {
+		t->busy = true;
+		t->dirty = true;
+	}
+}
+
 void conntrack_request_started(struct MHD_Connection *conn)
 {
 	struct conn_track *t = track_of(conn);
 	if (t) {
-		t->in_request = true;
+		t->in_request = t->busy = true;
 		t->dirty = true;
 	}
 }
@@ -168,7 +180,7 @@ void conntrack_request_done(struct MHD_Connection *conn, long long now_ms, bool 
 {
 	struct conn_track *t = conn ? track_of(conn) : NULL;
 	if (t) {
-		t->in_request = false;
+		t->in_request = t->busy = false;
 		t->served = true;
 		t->since_ms = now_ms;
 		t->dirty = !clean;
@@ -222,7 +234,8 @@ bool conntrack_over_limit(struct worker *w, struct MHD_Connection *conn)
 		t->over_limit = false; /* room was made since it was accepted */
 		return false;
 	}
-	struct conn_track *v = idle_victim(w, t);
+	/* a whole request is here: a connection that has sent nothing yet yields */
+	struct conn_track *v = idle_victim(w, t, true);
 	if (!v)
 		return true;
 	evict(v);

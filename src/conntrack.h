@@ -24,6 +24,9 @@ struct worker;
 /* MHD_OPTION_NOTIFY_CONNECTION callback (cls = worker). */
 void conntrack_on_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
 			 enum MHD_ConnectionNotificationCode toe);
+/* A request line arrived (URI callback): the connection is busy, never
+ * closed to make room, until the request is done. */
+void conntrack_request_line(struct MHD_Connection *conn);
 /* A request's headers are complete (first access-handler call). */
 void conntrack_request_started(struct MHD_Connection *conn);
 /* A request finished; the connection waits for the next one from now on.

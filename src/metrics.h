@@ -46,8 +46,10 @@ void metrics_token_result(const struct config *from, size_t idx, const struct to
  * the token engine thread, which alone may read its keys. */
 void metrics_cert_not_after(const struct config *from, size_t cred, long long not_after);
 
-/* The exposition text (malloc'd, *len bytes, NUL-terminated), or NULL. */
-char *metrics_render(struct token_engine *te, long long now_ms, size_t *len);
+/* The exposition text (malloc'd, *len bytes, NUL-terminated), or NULL.
+ * now_ms: the token engine's (monotonic) clock; wall_s: unix seconds, for
+ * secret and certificate expiry dates. */
+char *metrics_render(struct token_engine *te, long long now_ms, long long wall_s, size_t *len);
 
 /* "read" (GET, HEAD, OPTIONS), "write" (POST, PUT, PATCH, DELETE) or "other". */
 const char *metrics_method_class(const char *method);

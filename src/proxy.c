@@ -107,7 +107,6 @@ static struct diag_context route_context(const struct request *rq)
 	return ctx;
 }
 
-/* now: monotonic (diaglog's rate limit); retry_at_ms is the token engine's wall clock. */
 static void set_local_from_failure(struct request *rq, const struct token_failure *f, long long now)
 {
 	struct diagnosis d;
@@ -119,7 +118,7 @@ static void set_local_from_failure(struct request *rq, const struct token_failur
 	diag_token_note(f, &ctx, rq->local.note, sizeof rq->local.note);
 	diaglog_token(now, rq->route->name, rq->request_id, &d, f, rq->local.note);
 	if (d.retry_after) {
-		long long s = (f->retry_at_ms - worker_wall_ms() + 999) / 1000;
+		long long s = (f->retry_at_ms - now + 999) / 1000;
 		rq->local.retry_after_s = s < 1 ? 1 : s;
 	}
 }
@@ -174,6 +173,8 @@ static enum MHD_Result queue_local(struct request *rq)
 		snprintf(ra, sizeof ra, "%ld", rq->local.retry_after_s);
 		add_header(r, "Retry-After", ra);
 	}
+	if (rq->local.status == 405) /* RFC 9110 15.5.6 */
+		add_header(r, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
 	if (rq->local.close || rq->w->draining)
 		add_header(r, "Connection", "close");
 	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->local.status, r);
@@ -453,6 +454,8 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	rq->n_headers++;
 	if (!hdr_name_ok(name, strlen(name)))
 		rq->bad_header_name = true; /* RFC 9112 5.1: answer 400 */
+	if (!hdr_value_ok(value, strlen(value)))
+		rq->bad_header_value = true; /* a control byte: libmicrohttpd lets some through */
 	hdr_framing_add(&rq->framing, name, value);
 	if (strcasecmp(name, "Connection") == 0) {
 		size_t have = strlen(rq->conn_tokens), add = strlen(value);
@@ -588,6 +591,11 @@ static bool classify(struct request *rq, const char *method)
 	}
 	copy_cut(rq->method, sizeof rq->method, method);
 	rq->is_head = strcmp(method, "HEAD") == 0;
+	if (!hdr_name_ok(method, strlen(method))) { /* RFC 9110 9.1: method = token (the library allows more) */
+		request_set_local(rq, 400, "bad_request", "Invalid method", "the method is not an RFC 9110 token");
+		rq->local.close = true;
+		return false;
+	}
 	if (!admitted(rq)) /* [proxy] allow_from, before anything else is looked at */
 		return false;
 	char why[160];
@@ -633,6 +641,12 @@ static bool classify(struct request *rq, const char *method)
 	}
 	if (rq->bad_header_name) {
 		request_set_local(rq, 400, "bad_request", "Invalid header field name", NULL);
+		rq->local.close = true;
+		return false;
+	}
+	if (rq->bad_header_value) {
+		request_set_local(rq, 400, "bad_request", "Invalid header field value",
+				  "a header value holds a control character (RFC 9110 5.5)");
 		rq->local.close = true;
 		return false;
 	}
@@ -706,9 +720,8 @@ static void start_with_token(struct request *rq, long long now)
 {
 	struct worker *w = rq->w;
 	struct token_failure fail;
-	/* the token engine's times are wall-clock (token expiry); parking is monotonic */
-	enum token_state st = token_lookup(rq->tokens, rq->route->token_source, worker_wall_ms(), w->token_hdr,
-					   sizeof w->token_hdr, &rq->tok_gen, &fail);
+	enum token_state st = token_lookup(rq->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr,
+					   &rq->tok_gen, &fail);
 	if (st == TOKEN_VALID) {
 		remember_token(rq, w->token_hdr);
 		if (rq->state == RQ_PARKED)
@@ -845,7 +858,9 @@ void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
 	struct worker *w = cls;
 	struct request *rq = request_new(w, uri ? uri : "");
-	(void)conn;
+	/* A request line is in: the connection is busy from now on, even before
+	 * its headers are complete (never closed to make room, conntrack.c). */
+	conntrack_request_line(conn);
 	if (!rq)
 		return NULL; /* the access handler answers MHD_NO: connection closed */
 	rq->t_start_ms = worker_now_ms();

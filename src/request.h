@@ -117,6 +117,7 @@ struct request {
 	char conn_tokens[512]; /* the client's Connection header value(s), joined */
 	bool conn_tokens_overflow;
 	bool bad_header_name;
+	bool bad_header_value;
 	size_t header_bytes; /* the request's header block, as received */
 	unsigned n_headers;  /* its header fields */
 	bool client_sent_accept;

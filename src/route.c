@@ -151,6 +151,22 @@ static bool host_served(const struct config *cfg, const char *host)
 	return false;
 }
 
+/*
+ * RFC 3986 section 2: a request-target is ASCII letters, digits and
+ * "-._~:/?#[]@!$&'()*+,;=%". Controls, space, DEL and bytes from 0x80 are
+ * refused (clients percent-encode them), and so are the characters RFC
+ * 3986 excludes: '\' (IIS reads it as '/', a way around prefix matching
+ * and dot-segment checks), '"', '<', '>', '^', '`', '{', '|', '}'.
+ */
+static bool target_chars_ok(const char *t)
+{
+	static const char excluded[] = "\\\"<>^`{|}";
+	for (const unsigned char *p = (const unsigned char *)t; *p; p++)
+		if (*p <= 0x20 || *p >= 0x7F || strchr(excluded, *p))
+			return false;
+	return true;
+}
+
 enum route_verdict route_select(const struct config *cfg, const struct route_request *rq, struct route_match *m)
 {
 	const char *t = rq->target;
@@ -177,6 +193,8 @@ enum route_verdict route_select(const struct config *cfg, const struct route_req
 		return ROUTE_BAD_TARGET;
 	if (trav > 0)
 		return ROUTE_PATH_TRAVERSAL;
+	if (!target_chars_ok(t))
+		return ROUTE_BAD_TARGET;
 
 	size_t best_len = 0;
 	for (size_t i = 0; i < cfg->n_routes; i++) {

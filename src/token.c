@@ -54,13 +54,25 @@
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static long long clock_realtime_ms(void)
+/* The engine's clock: every time it keeps (refresh due, usable until,
+ * retry at) is a deadline, so it is monotonic: a step of the system clock
+ * neither expires every token at once nor postpones a refresh past the
+ * token's real end. Lifetimes arrive relative (expires_in), or absolute
+ * (expires_on) and are then converted with wall_s() at arrival. */
+static long long clock_monotonic_ms(void)
 {
 	struct timespec ts;
 
-	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
 		return 0;
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wall-clock seconds: only for times shared with the outside (an
+ * assertion's iat/exp, expires_on, certificate notAfter). */
+static long long wall_s(void)
+{
+	return (long long)time(NULL);
 }
 
 /* Uniform in [0,1) from the OpenSSL CSPRNG; 0.5 if it fails (never fatal). */
@@ -80,7 +92,7 @@ static void uuid_v4(char out[40])
 	size_t i;
 
 	if (RAND_bytes(b, sizeof(b)) != 1) {
-		long long t = clock_realtime_ms();
+		long long t = clock_monotonic_ms() ^ (wall_s() << 20);
 
 		memset(b, 0, sizeof(b));
 		memcpy(b, &t, sizeof(t));
@@ -290,7 +302,8 @@ static int prepare_request(struct tsrc *s, long long now, char *why, size_t whyc
 			 s->cred->token_version == TOKEN_V1 ? "resource" : "scope");
 		return -1;
 	}
-	if (cred_material(s->cr, s->cfg->token_endpoint, target, now / 1000, &m, why, whycap) != 0)
+	(void)now;
+	if (cred_material(s->cr, s->cfg->token_endpoint, target, wall_s(), &m, why, whycap) != 0)
 		return -1;
 	s->form = m.form; /* ownership moves to the source: wiped in request_cleanup */
 	s->form_cap = m.form_cap;
@@ -371,7 +384,7 @@ static void handle_answer(struct token_engine *te, struct tsrc *s, CURLcode rc, 
 		fail_transient(te, s, &f, now, 0);
 		return;
 	}
-	res = oauth_parse_response(status, s->body, s->body_len, s->started_ms / 1000, &tok, &f.err);
+	res = oauth_parse_response(status, s->body, s->body_len, wall_s(), &tok, &f.err);
 	if (res == OAUTH_REJECTED && s->cred->kind == CRED_MANAGED_IDENTITY && mi_retryable(status)) {
 		/* 410: IMDS is upgrading, for up to 70 s; past that it is an answer. */
 		if (status == 410 && !s->gone_since_ms)
@@ -626,7 +639,7 @@ static void source_free(struct token_engine *te, struct tsrc *s)
 static int cred_for(struct token_engine *te, size_t i)
 {
 	const struct credential_cfg *c = &te->cfg->credentials[i];
-	long long now = te->clock() / 1000, na;
+	long long now = wall_s(), na;
 	char why[512] = "";
 
 	if (te->creds[i] != NULL)
@@ -688,7 +701,7 @@ struct token_engine *token_engine_new(const struct config *cfg, void (*notify_fn
 	te->cfg = cfg;
 	te->notify = notify_fn;
 	te->notify_arg = arg;
-	te->clock = clock_realtime_ms;
+	te->clock = clock_monotonic_ms;
 	atomic_init(&te->stop, false);
 	atomic_init(&te->requests, 0);
 	te->multi = curl_multi_init();

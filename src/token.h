@@ -58,7 +58,7 @@ typedef long long (*token_clock_fn)(void);
  */
 struct token_engine *token_engine_new(const struct config *cfg, void (*notify)(void *), void *arg);
 
-/* Replace the engine clock (default: CLOCK_REALTIME in ms). Call before
+/* Replace the engine clock (default: CLOCK_MONOTONIC in ms). Call before
  * token_engine_start. For tests. */
 void token_engine_set_clock(struct token_engine *te, token_clock_fn clock);
 

@@ -62,11 +62,6 @@ long long worker_now_ms(void)
 	return clock_ms(CLOCK_MONOTONIC);
 }
 
-long long worker_wall_ms(void)
-{
-	return clock_ms(CLOCK_REALTIME);
-}
-
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	struct worker *w = cls;

@@ -110,11 +110,9 @@ void worker_token_changed(struct worker *w);
 void worker_join(struct worker *w);
 
 /* The clock of every deadline and duration (parked requests, client and
- * drain timeouts, curl's timers, lingering closes): CLOCK_MONOTONIC in ms,
- * so a step of the system clock neither expires nor stretches them. */
+ * drain timeouts, curl's timers, lingering closes, and the token engine's
+ * times, which token_lookup compares with it): CLOCK_MONOTONIC in ms, so a
+ * step of the system clock neither expires nor stretches them. */
 long long worker_now_ms(void);
-/* Wall-clock ms, only where a time is compared with one from outside:
- * token expiry (the token engine) and Retry-After derived from it. */
-long long worker_wall_ms(void);
 
 #endif

@@ -118,7 +118,7 @@ static void test_counters_and_text(void)
 	struct config *cfg = load("", "client_secret_expires = 2030-01-01\n", "", err, sizeof err);
 	CHECK(cfg != NULL);
 	metrics_request_done(&cfg->routes[0], "GET", 200, 0, 10, 3); /* before init: ignored */
-	CHECK(metrics_render(NULL, 0, &len) == NULL);
+	CHECK(metrics_render(NULL, 0, 0, &len) == NULL);
 	CHECK_INT(metrics_init(cfg), 0);
 	metrics_inflight(1);
 	metrics_inflight(1);
@@ -134,7 +134,7 @@ static void test_counters_and_text(void)
 	metrics_token_result(cfg, 0, &f, -1);
 	metrics_token_result(cfg, 99, NULL, 1); /* unknown source: ignored */
 	metrics_cert_not_after(cfg, 0, 2000000000LL);
-	char *text = metrics_render(NULL, 1893456000LL * 1000 - 86400 * 1000, &len);
+	char *text = metrics_render(NULL, 0, 1893456000LL - 86400, &len);
 	CHECK(text != NULL);
 	CHECK_INT(strlen(text), len);
 	CHECK(strstr(text, "# TYPE s2s_requests_total counter\n") != NULL);
@@ -199,7 +199,7 @@ static void test_reconfigure(void)
 	metrics_request_done(&old->routes[1], "POST", 201, 3, 4, 5); /* began before the reload */
 	metrics_token_result(old, 1, NULL, 10);                      /* the old engine, still running */
 	metrics_inflight(-1);
-	char *text = metrics_render(NULL, 0, &len);
+	char *text = metrics_render(NULL, 0, 0, &len);
 	CHECK(text != NULL);
 	CHECK_INT(sample(text, "s2s_requests_total{route=\"b\",method=\"read\",status=\"2xx\"}"), 2);
 	CHECK_INT(sample(text, "s2s_requests_total{route=\"b\",method=\"write\",status=\"2xx\"}"), 1);

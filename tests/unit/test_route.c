@@ -133,6 +133,29 @@ static void test_too_long(void)
 	CHECK_INT(v, ROUTE_TOO_LONG);
 }
 
+/* Bytes RFC 3986 does not allow in a request-target are refused, in the
+ * path and in the query; their percent-encoded forms pass. */
+static void test_target_bytes(void)
+{
+	enum route_verdict v;
+	const char *bad[] = {"/dataverse/a b",  "/dataverse/a\tb",    "/dataverse/a\x7f",   "/dataverse/caf\xc3\xa9",
+			     "/dataverse/a\\b", "/dataverse/a?x=<s>", "/dataverse/a?x={1}", "/dataverse/a|b",
+			     "/dataverse/a\"b", "/dataverse/a^b",     "/dataverse/a`b",     "/dataverse/a\x01"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		pick(bad[i], "h", &v);
+		if (v != ROUTE_BAD_TARGET)
+			T_FAIL("%s: verdict %d", bad[i], v);
+	}
+	const char *good[] = {"/dataverse/api/data/v9.2/accounts?$filter=name%20eq%20'a'&$top=5",
+			      "/dataverse/accounts(00000000-0000-0000-0000-000000000001)?$select=name,@x",
+			      "/dataverse/caf%C3%A9;v=1!*+[]~"};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		pick(good[i], "h", &v);
+		if (v != ROUTE_OK)
+			T_FAIL("%s: verdict %d", good[i], v);
+	}
+}
+
 int main(void)
 {
 	setup();
@@ -143,5 +166,6 @@ int main(void)
 	RUN(test_traversal_refused);
 	RUN(test_absolute_form);
 	RUN(test_too_long);
+	RUN(test_target_bytes);
 	return T_DONE();
 }

@@ -100,8 +100,10 @@ static int start_mhd(struct worker *w)
 	 * accepted and told 503 (conntrack) instead of being closed unanswered. */
 	unsigned limit = conntrack_limit(w) + CONN_SLACK;
 	w->mhd_pool_bytes = pool_bytes(w->cfg); /* fixed for the daemon's life, also across reloads */
+	/* listen_fd < 0: no listen socket, connections come from MHD_add_connection (worker_turn) */
+	unsigned no_listen = w->listen_fd < 0 ? MHD_USE_NO_LISTEN_SOCKET : 0;
 	w->mhd = MHD_start_daemon(
-	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tlsin_mhd_flags(), 0, NULL, NULL,
+	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tlsin_mhd_flags() | no_listen, 0, NULL, NULL,
 	    proxy_on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd, MHD_OPTION_CONNECTION_LIMIT, limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	    w->mhd_pool_bytes, MHD_OPTION_CLIENT_DISCIPLINE_LVL, CLIENT_DISCIPLINE, MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, w,
@@ -610,4 +612,30 @@ void worker_join(struct worker *w)
 		close(w->listen_fd);
 		w->listen_fd = -1;
 	}
+}
+
+/*
+ * For fuzz/fuzz_inbound.c, which drives a worker itself instead of starting
+ * its thread: one turn of worker_main's loop on the calling thread, sleeping
+ * at most max_wait_ms. Keep in step with the loop body of worker_main.
+ */
+int worker_turn(struct worker *w, int max_wait_ms)
+{
+	int timeout_ms = loop_timeout(w, worker_now_ms());
+	int mhd_ready = wait_events(w, timeout_ms < max_wait_ms ? timeout_ms : max_wait_ms);
+	if (mhd_ready < 0)
+		return -1;
+	run_curl(w);
+	if (atomic_exchange(&w->token_event, 0))
+		proxy_token_event(w);
+	proxy_check_deadlines(w, worker_now_ms());
+	conntrack_cut_slow(w, worker_now_ms());
+	if (mhd_ready || w->mhd_dirty || w->draining || mhd_timer_due(w))
+		run_mhd(w);
+	if (w->curl_dirty) {
+		run_curl(w);
+		if (w->mhd_dirty)
+			run_mhd(w);
+	}
+	return mhd_ready;
 }

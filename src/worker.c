@@ -617,7 +617,9 @@ void worker_join(struct worker *w)
 /*
  * For fuzz/fuzz_inbound.c, which drives a worker itself instead of starting
  * its thread: one turn of worker_main's loop on the calling thread, sleeping
- * at most max_wait_ms. Keep in step with the loop body of worker_main.
+ * at most max_wait_ms. Keep in step with the loop body of worker_main; left
+ * out are what a driven worker does not have: configuration generations,
+ * stop and drain, batched log lines.
  */
 int worker_turn(struct worker *w, int max_wait_ms)
 {
@@ -630,6 +632,7 @@ int worker_turn(struct worker *w, int max_wait_ms)
 		proxy_token_event(w);
 	proxy_check_deadlines(w, worker_now_ms());
 	conntrack_cut_slow(w, worker_now_ms());
+	trim_when_idle(w, worker_now_ms());
 	if (mhd_ready || w->mhd_dirty || w->draining || mhd_timer_due(w))
 		run_mhd(w);
 	if (w->curl_dirty) {

@@ -101,14 +101,16 @@ static int start_mhd(struct worker *w)
 	 * accepted and told 503 instead of waiting in the accept queue. */
 	unsigned limit = (unsigned)w->cfg->proxy.max_connections + CONN_SLACK;
 	w->mhd_pool_bytes = pool_bytes(w->cfg); /* fixed for the daemon's life, also across reloads */
-	w->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tlsin_mhd_flags(), 0,
-				  NULL, NULL, proxy_on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
-				  MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT,
-				  (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-				  w->mhd_pool_bytes, MHD_OPTION_CLIENT_DISCIPLINE_LVL, CLIENT_DISCIPLINE,
-				  MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED,
-				  proxy_on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, conntrack_on_notify, w,
-				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_ARRAY, tls_ops, MHD_OPTION_END);
+	/* listen_fd < 0: no listen socket, connections come from MHD_add_connection (worker_turn) */
+	unsigned no_listen = w->listen_fd < 0 ? MHD_USE_NO_LISTEN_SOCKET : 0;
+	w->mhd = MHD_start_daemon(
+	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tlsin_mhd_flags() | no_listen, 0, NULL, NULL,
+	    proxy_on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd, MHD_OPTION_CONNECTION_LIMIT, limit,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    w->mhd_pool_bytes, MHD_OPTION_CLIENT_DISCIPLINE_LVL, CLIENT_DISCIPLINE, MHD_OPTION_URI_LOG_CALLBACK,
+	    proxy_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, w, MHD_OPTION_NOTIFY_CONNECTION,
+	    conntrack_on_notify, w, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_ARRAY, tls_ops,
+	    MHD_OPTION_END);
 	if (!w->mhd) {
 		log_msg(LOG_ERROR, "worker_failed", "worker %d: cannot start the HTTP server", w->id);
 		return -1;
@@ -499,6 +501,30 @@ static int wait_events(struct worker *w, int timeout_ms)
 	return mhd_ready;
 }
 
+/* One turn of the loop after its sleep decision: wait up to timeout_ms,
+ * then every side that has work. Returns whether MHD had events, or -1. */
+static int loop_turn(struct worker *w, int timeout_ms)
+{
+	int mhd_ready = wait_events(w, timeout_ms);
+	if (mhd_ready < 0)
+		return -1;
+	run_curl(w);
+	if (atomic_exchange(&w->token_event, 0))
+		proxy_token_event(w);
+	proxy_check_deadlines(w, worker_now_ms());
+	conntrack_cut_slow(w, worker_now_ms());
+	linger_sweep(w, worker_now_ms());
+	trim_when_idle(w, worker_now_ms());
+	if (mhd_ready || w->mhd_dirty || w->draining || mhd_timer_due(w))
+		run_mhd(w);
+	if (w->curl_dirty) { /* requests MHD just started go out in this turn */
+		run_curl(w);
+		if (w->mhd_dirty) /* an upstream answered at once: so does the client */
+			run_mhd(w);
+	}
+	return mhd_ready;
+}
+
 /* MHD_run calls epoll_wait and walks MHD's lists, so it runs only when
  * something is pending for it. */
 static void *worker_main(void *arg)
@@ -521,23 +547,8 @@ static void *worker_main(void *arg)
 			log_flush();
 			w->log_flushed_ms = now;
 		}
-		int mhd_ready = wait_events(w, timeout_ms);
-		if (mhd_ready < 0)
+		if (loop_turn(w, timeout_ms) < 0)
 			break;
-		run_curl(w);
-		if (atomic_exchange(&w->token_event, 0))
-			proxy_token_event(w);
-		proxy_check_deadlines(w, worker_now_ms());
-		conntrack_cut_slow(w, worker_now_ms());
-		linger_sweep(w, worker_now_ms());
-		trim_when_idle(w, worker_now_ms());
-		if (mhd_ready || w->mhd_dirty || w->draining || mhd_timer_due(w))
-			run_mhd(w);
-		if (w->curl_dirty) { /* requests MHD just started go out in this turn */
-			run_curl(w);
-			if (w->mhd_dirty) /* an upstream answered at once: so does the client */
-				run_mhd(w);
-		}
 	}
 	/* Whatever is still in flight is cut: clients see a truncated answer or
 	 * a 503, never a hang (MHD must not be stopped with suspended
@@ -620,4 +631,16 @@ void worker_join(struct worker *w)
 		close(w->listen_fd);
 		w->listen_fd = -1;
 	}
+}
+
+/*
+ * For fuzz/fuzz_inbound.c, which drives a worker itself instead of starting
+ * its thread: one turn of worker_main's loop on the calling thread, sleeping
+ * at most max_wait_ms. Left out is what a driven worker does not have:
+ * configuration generations, stop and drain, batched log lines.
+ */
+int worker_turn(struct worker *w, int max_wait_ms)
+{
+	int timeout_ms = loop_timeout(w, worker_now_ms());
+	return loop_turn(w, timeout_ms < max_wait_ms ? timeout_ms : max_wait_ms);
 }

@@ -106,6 +106,11 @@ void worker_request_stop(struct worker *w, bool now);
 void worker_set_gen(struct worker *w, struct worker_gen *g);
 /* Wake the worker because a token changed (any thread). */
 void worker_token_changed(struct worker *w);
+/* fuzz/fuzz_inbound.c: one turn of the worker loop on the calling thread,
+ * for a worker not started (listen_fd < 0: no listen socket, connections
+ * come from MHD_add_connection). Sleeps at most max_wait_ms. Returns
+ * whether MHD had events, or -1. */
+int worker_turn(struct worker *w, int max_wait_ms);
 /* Join and free. NULL-safe, idempotent. */
 void worker_join(struct worker *w);
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include "linger.h"
@@ -25,14 +26,14 @@ static atomic_long open_conns;
 
 struct conn_track {
 	struct MHD_Connection *conn;
-	long long since_ms; /* accepted, or the previous request finished */
-	bool in_request;    /* its header block is complete, the request not finished */
-	bool busy;          /* a request line arrived and the request is not finished */
-	bool served;        /* a request on it has completed */
-	bool cut;           /* shut by the proxy (timeout, eviction): nothing to linger for */
-	bool over_limit;    /* accepted past max_connections: its request gets 503 */
-	bool dirty;         /* a request may have left unread input (conntrack_request_done) */
-	struct conn_track *prev, *next;
+	long long since_ms;          /* accepted, or the previous request finished */
+	bool in_request;             /* its header block is complete, the request not finished */
+	bool busy;                   /* a request line arrived and the request is not finished */
+	bool served;                 /* a request on it has completed */
+	bool cut;                    /* shut by the proxy (timeout, eviction): nothing to linger for */
+	bool over_limit;             /* accepted past max_connections: its request gets 503 */
+	bool dirty;                  /* a request may have left unread input (conntrack_request_done) */
+	LIST_ENTRY(conn_track) link; /* in worker.conns */
 };
 
 static struct conn_track *track_of(struct MHD_Connection *conn)
@@ -63,12 +64,12 @@ static bool idle(const struct conn_track *t, long long now_ms, bool young_ok)
 /* The least recently used idle connection, other than `except`. */
 static struct conn_track *idle_victim(struct worker *w, const struct conn_track *except, bool young_ok)
 {
-	struct conn_track *best = NULL;
+	struct conn_track *best = NULL, *t;
 	long long now = worker_now_ms();
 	/* the list is newest first: on equal times the later one is older */
-	for (struct conn_track *t = w->conns; t; t = t->next)
-		if (t != except && (!best || t->since_ms <= best->since_ms) && idle(t, now, young_ok))
-			best = t;
+	LIST_FOREACH(t, &w->conns, link)
+	if (t != except && (!best || t->since_ms <= best->since_ms) && idle(t, now, young_ok))
+		best = t;
 	return best;
 }
 
@@ -100,10 +101,7 @@ static void track_start(struct worker *w, struct MHD_Connection *conn, void **so
 	t->conn = conn;
 	t->since_ms = worker_now_ms();
 	t->dirty = true; /* until its first request completes cleanly */
-	t->next = w->conns;
-	if (w->conns)
-		w->conns->prev = t;
-	w->conns = t;
+	LIST_INSERT_HEAD(&w->conns, t, link);
 	w->n_conns++;
 	*socket_context = t;
 	atomic_fetch_add(&open_conns, 1);
@@ -136,12 +134,7 @@ static void track_end(struct worker *w, struct MHD_Connection *conn, struct conn
 	int fd = fd_of(conn);
 	if (wants_linger(w, t, fd))
 		linger_start(w, fd, worker_now_ms());
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		w->conns = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
+	LIST_REMOVE(t, link);
 	w->n_conns--;
 	atomic_fetch_sub(&open_conns, 1);
 	free(t);
@@ -213,9 +206,10 @@ void conntrack_cut_slow(struct worker *w, long long now_ms)
 		return;
 	w->next_slow_check_ms = now_ms + SLOW_CHECK_EVERY_MS;
 	long long limit = w->cfg->proxy.client_timeout_s * 1000;
-	for (struct conn_track *t = w->conns; t; t = t->next)
-		if (!t->in_request && !t->cut && now_ms - t->since_ms > limit)
-			cut(t, now_ms - t->since_ms);
+	struct conn_track *t;
+	LIST_FOREACH(t, &w->conns, link)
+	if (!t->in_request && !t->cut && now_ms - t->since_ms > limit)
+		cut(t, now_ms - t->since_ms);
 }
 
 unsigned conntrack_limit(const struct worker *w)

@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "config.h"
 #include "jwt.h"
@@ -71,7 +72,7 @@ struct worker {
 	struct request *parked; /* waiting for a token */
 	struct request *all;    /* every live request */
 	unsigned inflight;
-	struct conn_track *conns; /* every client connection (conntrack.c) */
+	LIST_HEAD(conn_list, conn_track) conns; /* every client connection (conntrack.c) */
 	unsigned n_conns;
 	int n_workers; /* how many workers share max_connections */
 	long long next_slow_check_ms;

@@ -154,9 +154,9 @@ def response_complete(data):
     return False
 
 
-def read_answer(s, timeout):
-    """Read one response -> (bytes, end): end is "complete", "eof", "reset",
-    "timeout" or an error name; stops as soon as the response is whole."""
+def read_until(s, timeout, whole=None):
+    """Read -> (bytes, end): end is "complete" (whole(data) said so), "eof",
+    "reset", "timeout" or an error name."""
     data = b""
     deadline = time.time() + timeout
     while True:
@@ -175,30 +175,18 @@ def read_answer(s, timeout):
         if not d:
             return data, "eof"
         data += d
-        if response_complete(data):
+        if whole and whole(data):
             return data, "complete"
 
 
+def read_answer(s, timeout):
+    """Read one response; stops as soon as the response is whole."""
+    return read_until(s, timeout, response_complete)
+
+
 def read_to_end(s, timeout):
-    """Read until EOF -> (bytes, end): end is "eof", "reset", "timeout" or an error name."""
-    data = b""
-    deadline = time.time() + timeout
-    while True:
-        left = deadline - time.time()
-        if left <= 0:
-            return data, "timeout"
-        r, _, _ = select.select([s], [], [], left)
-        if not r:
-            continue
-        try:
-            d = s.recv(65536)
-        except ConnectionResetError:
-            return data, "reset"
-        except OSError as e:
-            return data, type(e).__name__
-        if not d:
-            return data, "eof"
-        data += d
+    """Read until EOF."""
+    return read_until(s, timeout)
 
 
 def one(data, what):

@@ -12,10 +12,17 @@ The file is data: blocks of `key = value` lines, one block per case.
   expect = 200 400 close code=bad_framing
                             one status per response the client must get, in
                             order ("400|501": either, where RFC 9110/9112 leave
-                            the choice to the server); `close`: the proxy must close the
+                            the choice to the server; "400|drop": a 400, or
+                            no answer at all and the connection closed, for
+                            bytes that are no request-line: RFC 9112 3 says
+                            SHOULD answer 400, libmicrohttpd just closes); `close`: the proxy must close the
                             connection after the last one (and send nothing
                             more); code=X: the last response is problem+json
-                            with "code": "X" (only for the proxy's own refusals)
+                            with "code": "X" (only for the proxy's own refusals);
+                            `drained`: the client could send every byte without
+                            a reset (a lingering close, RFC 9112 9.6: after a
+                            refusal the rest of the request is read and
+                            dropped, so the client can read the answer)
   upstream = none | exact | incomplete
                             none: the upstream receives no byte at all;
                             exact: the upstream receives exactly the `up`
@@ -39,6 +46,10 @@ The file is data: blocks of `key = value` lines, one block per case.
   xfail = reason            a known bug: the case still runs, but a failure is
                             reported as a skip line
 
+In `send`, {{wait-upstream}} holds the rest back until the upstream has
+received a request head (to hit the proxy mid-stream, after it has started
+the upstream request).
+
 Escapes in byte values: \\r \\n \\t \\0 \\\\ \\xHH, and {{TEXT*N}} for TEXT
 (itself with escapes) repeated N times. Leading and trailing spaces of a value
 are kept only when written as \\x20.
@@ -51,6 +62,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PATH = os.path.join(HERE, "..", "data", "hostile", "cases.txt")
 
 BYTE_KEYS = ("send", "up", "body")
+WAIT_UPSTREAM = "{{wait-upstream}}"
 KNOWN_KEYS = ("send", "expect", "upstream", "up", "methods", "body", "timeout", "note", "xfail")
 MULTI_KEYS = ("up", "body")
 
@@ -59,40 +71,40 @@ class CorpusError(Exception):
     pass
 
 
-def unescape(text):
-    """Escaped text -> bytes (repetition first, then escapes)."""
-    def rep(m):
-        return m.group(1) * int(m.group(2))
-    text = re.sub(r"\{\{(.*?)\*(\d+)\}\}", rep, text)
-    out = bytearray()
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch != "\\":
-            out += ch.encode("utf-8")
-            i += 1
-            continue
-        nxt = text[i + 1:i + 2]
-        if nxt == "r":
-            out += b"\r"
-        elif nxt == "n":
-            out += b"\n"
-        elif nxt == "t":
-            out += b"\t"
-        elif nxt == "0":
-            out += b"\0"
-        elif nxt == "\\":
-            out += b"\\"
-        elif nxt == "x":
-            h = text[i + 2:i + 4]
-            if not re.fullmatch(r"[0-9a-fA-F]{2}", h):
-                raise CorpusError("bad \\x escape %r" % text[i:i + 4])
-            out.append(int(h, 16))
-            i += 2
+_REP = re.compile(r"\{\{(.*?)\*(\d+)\}\}")
+_ESC = re.compile(r"\\(x[0-9a-fA-F]{2}|.)")
+_SIMPLE = {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", "\\": b"\\"}
+
+
+def _unescape_plain(text):
+    out = []
+    pos = 0
+    for m in _ESC.finditer(text):
+        out.append(text[pos:m.start()].encode("utf-8"))
+        e = m.group(1)
+        if e[0] == "x" and len(e) == 3:
+            out.append(bytes([int(e[1:], 16)]))
+        elif e in _SIMPLE:
+            out.append(_SIMPLE[e])
         else:
-            raise CorpusError("unknown escape \\%s" % nxt)
-        i += 2
-    return bytes(out)
+            raise CorpusError("unknown escape \\%s" % e)
+        pos = m.end()
+    if text[pos:].count("\\"):
+        raise CorpusError("dangling backslash in %r" % text[-20:])
+    out.append(text[pos:].encode("utf-8"))
+    return b"".join(out)
+
+
+def unescape(text):
+    """Escaped text -> bytes: {{TEXT*N}} repeats (TEXT with escapes), then escapes."""
+    out = []
+    pos = 0
+    for m in _REP.finditer(text):
+        out.append(_unescape_plain(text[pos:m.start()]))
+        out.append(_unescape_plain(m.group(1)) * int(m.group(2)))
+        pos = m.end()
+    out.append(_unescape_plain(text[pos:]))
+    return b"".join(out)
 
 
 class Case:
@@ -104,14 +116,25 @@ class Case:
     # parsed views -------------------------------------------------------------
 
     @property
+    def send_parts(self):
+        """The send bytes cut at each {{wait-upstream}}: the client sends the
+        next part only once the upstream has received a request head."""
+        return [unescape(p) for p in self.fields["send"].split(WAIT_UPSTREAM)]
+
+    @property
     def send(self):
-        return unescape(self.fields["send"])
+        return b"".join(self.send_parts)
+
+    @property
+    def drained(self):
+        return "drained" in self.fields["expect"].split()
 
     @property
     def statuses(self):
-        """[[allowed status, ...] per response]; "400|501" where the RFC allows either."""
-        return [[int(x) for x in t.split("|")] for t in self.fields["expect"].split()
-                if re.fullmatch(r"\d{3}(\|\d{3})*", t)]
+        """[[allowed status, ...] per response]; "400|501" where the RFC allows
+        either; 0 stands for `drop` (no answer, the connection closed)."""
+        return [[0 if x == "drop" else int(x) for x in t.split("|")] for t in self.fields["expect"].split()
+                if re.fullmatch(r"(\d{3}|drop)(\|(\d{3}|drop))*", t)]
 
     @property
     def close(self):

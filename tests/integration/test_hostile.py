@@ -37,7 +37,7 @@ W = SIM = REC = PX = None
 CASES = corpus.load()
 STRICT_XFAIL = os.environ.get("HOSTILE_STRICT_XFAIL") == "1"
 SLOW = 2.0 if os.environ.get("S2S_SANITIZED") else 1.0
-IDLE = 1.0  # seconds to wait for more bytes (or the close) after an answer
+IDLE = 1.5  # seconds to wait for more bytes (or the close) after an answer
 
 
 def setup_module():

@@ -53,6 +53,9 @@ static const struct hdr_rule hdr_rules[] = {
     {"x-forwarded-for", HDR_DROP_REQ},
     {"x-forwarded-proto", HDR_DROP_REQ},
     {"x-forwarded-host", HDR_DROP_REQ},
+    {"x-forwarded-port", HDR_DROP_REQ},   /* a client could forge them; the */
+    {"x-forwarded-prefix", HDR_DROP_REQ}, /* proxy sets -For, -Proto, -Host */
+    {"x-real-ip", HDR_DROP_REQ},
     {"forwarded", HDR_DROP_REQ}, /* RFC 7239: a client could forge it */
     /* Each side frames its own body (RFC 9112 6.2, 6.3). */
     {"content-length", HDR_DROP_REQ | HDR_DROP_RESP},

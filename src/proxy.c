@@ -500,6 +500,7 @@ static void client_address(struct request *rq)
 static const int route_status[] = {
     [ROUTE_OK] = 200,           [ROUTE_NO_MATCH] = 404,       [ROUTE_BAD_TARGET] = 400,
     [ROUTE_FOREIGN_HOST] = 400, [ROUTE_PATH_TRAVERSAL] = 400, [ROUTE_TOO_LONG] = 414,
+    [ROUTE_BAD_HOST] = 400,
 };
 static const char *const route_code[] = {
     [ROUTE_OK] = "ok",
@@ -508,6 +509,7 @@ static const char *const route_code[] = {
     [ROUTE_FOREIGN_HOST] = "foreign_host",
     [ROUTE_PATH_TRAVERSAL] = "path_traversal",
     [ROUTE_TOO_LONG] = "uri_too_long",
+    [ROUTE_BAD_HOST] = "bad_host",
 };
 
 /* Equal keys? Compares SHA-256 digests in constant time, so neither the
@@ -582,6 +584,19 @@ static uint64_t body_cap(const struct request *rq)
 	return p;
 }
 
+/* The methods forwarded: those the Dataverse, Business Central and F&O
+ * APIs take (OData v4 and the Organization service). An unknown method, or
+ * a known one in another case ("get", "trace": RFC 9110 9.1 makes methods
+ * case-sensitive, and not every server agrees), is not sent on with a token. */
+static bool method_forwarded(const char *m)
+{
+	static const char *const forwarded[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+		if (strcmp(m, forwarded[i]) == 0)
+			return true;
+	return false;
+}
+
 /* Validate framing and pick the route. Returns false with rq->local set. */
 static bool classify(struct request *rq, const char *method)
 {
@@ -594,6 +609,14 @@ static bool classify(struct request *rq, const char *method)
 	if (!hdr_name_ok(method, strlen(method))) { /* RFC 9110 9.1: method = token (the library allows more) */
 		request_set_local(rq, 400, "bad_request", "Invalid method", "the method is not an RFC 9110 token");
 		rq->local.close = true;
+		return false;
+	}
+	if (!method_forwarded(method) && strcmp(method, "CONNECT") != 0 && strcmp(method, "TRACE") != 0 &&
+	    strcmp(method, "TRACK") != 0) {
+		request_set_local(rq, 501, "method_not_supported", "Method not supported",
+				  "the proxy forwards GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS (methods are "
+				  "case-sensitive)");
+		rq->local.close = rq->has_body;
 		return false;
 	}
 	if (!admitted(rq)) /* [proxy] allow_from, before anything else is looked at */

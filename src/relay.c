@@ -316,9 +316,14 @@ static struct curl_slist *build_headers(struct request *rq, const char *auth_hea
 		add_header(&b, line);
 	}
 	static const char *const corr[REQUEST_N_CORR] = REQUEST_CORR_HEADERS;
-	for (unsigned i = 0; i < REQUEST_N_CORR; i++) /* absent ones: the proxy's id, so both logs join */
+	/* absent ones (or the client's named in its Connection header, so not
+	 * forwarded): the proxy's id, so both logs join */
+	for (unsigned i = 0; i < REQUEST_N_CORR; i++)
 		if (rq->corr_generated & (1u << i)) {
 			snprintf(line, sizeof line, "%s: %s", corr[i], rq->corr[i]);
+			add_header(&b, line);
+		} else if (hdr_list_contains(rq->conn_tokens, corr[i])) {
+			snprintf(line, sizeof line, "%s: %s", corr[i], rq->request_id);
 			add_header(&b, line);
 		}
 	add_header(&b, "Expect:"); /* MHD answered 100-continue already (B.7 #11) */

@@ -20,6 +20,7 @@ static const char *const verdict_reasons[] = {
     [ROUTE_FOREIGN_HOST] = "absolute-form target names a host this proxy does not serve",
     [ROUTE_PATH_TRAVERSAL] = "the path contains dot segments that could leave the route's prefix",
     [ROUTE_TOO_LONG] = "the request-target is too long",
+    [ROUTE_BAD_HOST] = "the Host header is not a valid host[:port]",
 };
 
 const char *route_verdict_reason(enum route_verdict v)
@@ -82,29 +83,59 @@ int route_path_traversal(const char *path, size_t len)
 	return 0;
 }
 
-/* Copy the host part of a Host value or authority (strip port, brackets,
- * lowercase) into out. Returns false if it does not fit or is empty. */
+/* ":" port, port = 0..65535 in at most 5 digits, or nothing at all. */
+static bool port_ok(const char *p, size_t n)
+{
+	if (n == 0)
+		return true;
+	if (p[0] != ':' || n < 2 || n > 6)
+		return false;
+	unsigned v = 0;
+	for (size_t i = 1; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		v = v * 10 + (unsigned)(p[i] - '0');
+	}
+	return v <= 65535;
+}
+
+/* A host name or IPv4 address: letters, digits, '-', '.', '_'. RFC 3986's
+ * reg-name also allows sub-delims and escapes, which no DNS name has; a
+ * Host of "p, evil" or "user@p" is refused, not cut. */
+static bool name_char(unsigned char c)
+{
+	return isalnum(c) || c == '-' || c == '.' || c == '_';
+}
+
+/* Copy the host part of a Host value or authority (RFC 9110 7.2: host
+ * [":" port]; strip port and brackets, lowercase) into out. Returns false
+ * if it is malformed, does not fit or is empty. */
 static bool host_only(const char *s, size_t n, char *out, size_t cap)
 {
-	size_t end = n;
+	const char *h = s; /* the host, without brackets */
+	size_t len = 0, after;
 	if (n > 0 && s[0] == '[') {
 		const char *rb = memchr(s, ']', n);
 		if (!rb)
 			return false;
-		s++;
-		end = (size_t)(rb - s);
+		h = s + 1;
+		len = (size_t)(rb - h);
+		for (size_t i = 0; i < len; i++)
+			if (!isxdigit((unsigned char)h[i]) && h[i] != ':' && h[i] != '.')
+				return false;
+		after = (size_t)(rb - s) + 1;
 	} else {
-		const char *colon = memchr(s, ':', n);
-		if (colon)
-			end = (size_t)(colon - s);
+		while (len < n && name_char((unsigned char)s[len]))
+			len++;
+		after = len;
 	}
-	if (end == 0 || end >= cap)
+	if (len == 0 || len >= cap || !port_ok(s + after, n - after))
 		return false;
-	for (size_t i = 0; i < end; i++)
-		out[i] = (char)tolower((unsigned char)s[i]);
-	out[end] = '\0';
-	if (end > 1 && out[end - 1] == '.') /* "host." names the same host */
-		out[end - 1] = '\0';
+	for (size_t i = 0; i < len; i++)
+		out[i] = (char)tolower((unsigned char)h[i]);
+	out[len] = '\0';
+	if (len > 1 && out[len - 1] == '.') /* "host." names the same host */
+		out[len - 1] = '\0';
 	return true;
 }
 
@@ -178,7 +209,7 @@ enum route_verdict route_select(const struct config *cfg, const struct route_req
 	if (t[0] == '/') {
 		m->path = t;
 		if (rq->host && !host_only(rq->host, strlen(rq->host), m->host, sizeof m->host))
-			return ROUTE_BAD_TARGET;
+			return ROUTE_BAD_HOST;
 	} else {
 		if (!split_absolute(t, m->host, sizeof m->host, &m->path))
 			return ROUTE_BAD_TARGET;

@@ -20,6 +20,7 @@ enum route_verdict {
 	ROUTE_FOREIGN_HOST,   /* 400: absolute-form for a host no route serves */
 	ROUTE_PATH_TRAVERSAL, /* 400: dot segments (literal or encoded) */
 	ROUTE_TOO_LONG,       /* 414 */
+	ROUTE_BAD_HOST,       /* 400: Host is not host[:port] */
 };
 
 /* The parts of a request that choose its route. */

@@ -159,19 +159,28 @@ def base_url():
 # 1. dynamics-web-api (npm)
 
 def dynamics_web_api():
-    """dynamics-web-api@2's ESM entry, installed into tests/.work once, or SkipTest."""
+    """dynamics-web-api@2's ESM entry, installed into tests/.work once (into a
+    private directory renamed into place: two runs never share a half-done
+    install), or SkipTest."""
     if os.path.exists(DWA_ENTRY):
         return DWA_ENTRY
     need("npm")
+    tmp = "%s.tmp-%d" % (NPM_PREFIX, os.getpid())
+    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        p = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", NPM_PREFIX,
-                            "dynamics-web-api@2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           stdin=subprocess.DEVNULL, timeout=180, env=child_env())
+        p = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", tmp, "dynamics-web-api@2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=180)
     except subprocess.TimeoutExpired:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise unittest.SkipTest("skipped: npm registry did not answer in 180 s")
-    if p.returncode != 0 or not os.path.exists(DWA_ENTRY):
+    if p.returncode != 0 or not os.path.exists(tmp + DWA_ENTRY[len(NPM_PREFIX):]):
+        shutil.rmtree(tmp, ignore_errors=True)
         raise unittest.SkipTest("skipped: npm install dynamics-web-api@2 failed: %s"
                                 % p.stderr.decode("utf-8", "replace").strip()[-300:])
+    try:
+        os.rename(tmp, NPM_PREFIX)
+    except OSError:  # another run installed it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
     return DWA_ENTRY
 
 

@@ -10,9 +10,15 @@ upstream saw the proxy's token, never the caller's.
 
 One simulator and one proxy (plain HTTP on 127.0.0.1, default_routes) for
 the module. dynamics-web-api is installed once into tests/.work (kept across
-runs); without npm or the registry its test is skipped. The simulator has no
-$batch endpoint: the library's multipart $batch POST is still sent, and must
-reach the upstream intact and bring back the simulator's 404 error as is.
+runs); without npm or the registry its tests are skipped. The simulator has
+no $batch endpoint: the library's multipart $batch POST is still sent, and
+must reach the upstream intact and bring back the simulator's 404 error as is.
+
+The last test is a finding: Node (fetch, and dynamics-web-api for an
+alternate key) sends '{', '}', '|', '^' and '`' unencoded in the target,
+which the strict parser refuses (400 bad_target). It expects the simulator's
+answer, as a client of Dataverse itself gets; it fails until the proxy
+takes those targets.
 """
 
 import http.client
@@ -731,6 +737,8 @@ def test_node_unencoded_ascii_in_urls():
             targets["alternateKey"] = t
     eq(sorted(targets), ["alternateKey", "backquote", "braces", "pipeCaret"], "cases captured: %r" % sorted(sent))
     eq(targets["alternateKey"], API + "/accounts(accountnumber='A|B')", "dynamics-web-api alternate key target")
+    assert b"\r\nAuthorization: Bearer %s\r\n" % DUMMY.encode() in sent[targets["alternateKey"]], \
+        "dynamics-web-api sends its onTokenRefresh token: %r" % sent[targets["alternateKey"]]
     wrong = []
     for name, t in sorted(targets.items()):
         want = sim_direct("GET", t)

@@ -284,8 +284,44 @@ class Upstreams:
                 return self.dv_error(req, 404, "0x80040217", "account With Id = %s Does Not Exist" % m2.group(1))
             return req.send(200, self.dv_headers(), jdump(dict(rec, **{
                 "@odata.context": base + "$metadata#accounts/$entity"})))
+        if m2 and req.method in ("PATCH", "DELETE"):
+            return self.dv_account_write(req, base, m2.group(1).lower())
         seg = rest.strip("/").split("/")[0].split("(")[0]
         return self.dv_error(req, 404, "0x8006088a", "Resource not found for the segment '%s'." % seg)
+
+    def dv_account_write(self, req, base, aid):
+        """PATCH (update; an update with If-Match: * of a missing row is 404,
+        as Dataverse answers) and DELETE of accounts(<id>): 204 and
+        OData-EntityId, or the updated row with Prefer: return=representation."""
+        body = req.body.read_all(16 << 20) if req.method == "PATCH" else b""
+        accounts = self._accounts(req.host)
+        with self.lock:
+            rec = accounts.get(aid)
+            if rec is None:
+                missing = True
+            else:
+                missing = False
+                if req.method == "DELETE":
+                    del accounts[aid]
+        if missing:
+            return self.dv_error(req, 404, "0x80040217", "account With Id = %s Does Not Exist" % aid)
+        if req.method == "DELETE":
+            return req.send(204, [("OData-Version", "4.0"), ("REQ_ID", guid())])
+        try:
+            change = json.loads(body or b"null")
+            if not isinstance(change, dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            return self.dv_error(req, 400, "0x80048d19", "Error identified in Payload provided by the user for "
+                                 "Entity :'accounts' ----> InnerException : %s" % e)
+        with self.lock:
+            rec.update({k: v for k, v in change.items() if k != "accountid"})
+            rec = dict(rec)
+        entity = "%saccounts(%s)" % (base, aid)
+        if "return=representation" in (req.header("prefer") or ""):
+            return req.send(200, self.dv_headers() + [("OData-EntityId", entity)],
+                            jdump(dict(rec, **{"@odata.context": base + "$metadata#accounts/$entity"})))
+        return req.send(204, [("OData-Version", "4.0"), ("OData-EntityId", entity), ("REQ_ID", guid())])
 
     # Business Central ---------------------------------------------------------------
 

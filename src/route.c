@@ -183,15 +183,17 @@ static bool host_served(const struct config *cfg, const char *host)
 }
 
 /*
- * RFC 3986 section 2: a request-target is ASCII letters, digits and
- * "-._~:/?#[]@!$&'()*+,;=%". Controls, space, DEL and bytes from 0x80 are
- * refused (clients percent-encode them), and so are the characters RFC
- * 3986 excludes: '\' (IIS reads it as '/', a way around prefix matching
- * and dot-segment checks), '"', '<', '>', '^', '`', '{', '|', '}'.
+ * A request-target is printable ASCII. Controls, space, DEL and bytes from
+ * 0x80 are refused (every client percent-encodes them), and so are '\\'
+ * (IIS reads it as '/', a way around prefix matching and dot-segment
+ * checks) and '"', '<', '>'. RFC 3986 excludes '^', '`', '{', '|', '}' too,
+ * but the WHATWG URL rules that Node (fetch, dynamics-web-api) and browsers
+ * follow leave them unencoded in a query (and '|', '^' in a path), so an
+ * OData filter like contains(name,'{x}') arrives with them raw: accepted.
  */
 static bool target_chars_ok(const char *t)
 {
-	static const char excluded[] = "\\\"<>^`{|}";
+	static const char excluded[] = "\\\"<>";
 	for (const unsigned char *p = (const unsigned char *)t; *p; p++)
 		if (*p <= 0x20 || *p >= 0x7F || strchr(excluded, *p))
 			return false;

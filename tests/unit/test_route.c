@@ -138,9 +138,8 @@ static void test_too_long(void)
 static void test_target_bytes(void)
 {
 	enum route_verdict v;
-	const char *bad[] = {"/dataverse/a b",  "/dataverse/a\tb",    "/dataverse/a\x7f",   "/dataverse/caf\xc3\xa9",
-			     "/dataverse/a\\b", "/dataverse/a?x=<s>", "/dataverse/a?x={1}", "/dataverse/a|b",
-			     "/dataverse/a\"b", "/dataverse/a^b",     "/dataverse/a`b",     "/dataverse/a\x01"};
+	const char *bad[] = {"/dataverse/a b",  "/dataverse/a\tb",    "/dataverse/a\x7f", "/dataverse/caf\xc3\xa9",
+			     "/dataverse/a\\b", "/dataverse/a?x=<s>", "/dataverse/a\"b",  "/dataverse/a\x01"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		pick(bad[i], "h", &v);
 		if (v != ROUTE_BAD_TARGET)
@@ -148,7 +147,10 @@ static void test_target_bytes(void)
 	}
 	const char *good[] = {"/dataverse/api/data/v9.2/accounts?$filter=name%20eq%20'a'&$top=5",
 			      "/dataverse/accounts(00000000-0000-0000-0000-000000000001)?$select=name,@x",
-			      "/dataverse/caf%C3%A9;v=1!*+[]~"};
+			      "/dataverse/caf%C3%A9;v=1!*+[]~",
+			      /* what Node's URL rules leave raw (WHATWG query and path sets) */
+			      "/dataverse/accounts?$filter=contains(name,%27{x}%27)&a=A|B^C`d",
+			      "/dataverse/accounts(accountnumber='A|B^C')"};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		pick(good[i], "h", &v);
 		if (v != ROUTE_OK)

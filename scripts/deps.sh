@@ -7,9 +7,10 @@ set -eu
 # Build and runtime libraries (keep in step with docker/Dockerfile). libmicrohttpd
 # is not one: scripts/libmicrohttpd.sh builds the pinned release in third_party/.
 BUILD_PKGS="build-essential pkg-config libgnutls28-dev libcurl4-openssl-dev libssl-dev libcjson-dev libinih-dev libxml2-dev libcrypt-dev"
-# Tests: the simulated Microsoft cloud (Debian's python3 with cryptography),
+# Tests: the simulated Microsoft cloud (Debian's python3 with cryptography; requests
+# as one of the real clients in test_clients.py),
 # the test CA (openssl), curl as a client, sanitizers and fuzzers (clang).
-TEST_PKGS="python3 python3-cryptography openssl curl clang libclang-rt-14-dev"
+TEST_PKGS="python3 python3-cryptography python3-requests openssl curl clang libclang-rt-14-dev"
 
 want="$BUILD_PKGS"
 case "${1:-}" in

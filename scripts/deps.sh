@@ -9,8 +9,9 @@ set -eu
 BUILD_PKGS="build-essential pkg-config libgnutls28-dev libcurl4-openssl-dev libssl-dev libcjson-dev libinih-dev libxml2-dev libcrypt-dev"
 # Tests: the simulated Microsoft cloud (Debian's python3 with cryptography; requests
 # as one of the real clients in test_clients.py),
-# the test CA (openssl), curl as a client, sanitizers and fuzzers (clang).
-TEST_PKGS="python3 python3-cryptography python3-requests openssl curl clang libclang-rt-14-dev"
+# the test CA (openssl), curl as a client, sanitizers and fuzzers (clang),
+# libfaketime to step the wall clock under a running proxy (test_clock.py).
+TEST_PKGS="python3 python3-cryptography python3-requests openssl curl clang libclang-rt-14-dev libfaketime"
 
 want="$BUILD_PKGS"
 case "${1:-}" in

@@ -677,3 +677,65 @@ def test_flood_then_recovery():
     assert px.alive(), "the proxy died after the flood"
     eq(request(px.admin, "GET", "/healthz", timeout=5).status, 200, "admin /healthz after the flood")
     eq(timed_get(px, "/dataverse/_test/echo", 1, "listener after the flood").status, 200, "listener after the flood")
+
+
+def _fresh_all_ok(px, n, what):
+    """n fresh connections, 10 at a time, each answered 200 within 1 s."""
+    def fresh(i):
+        try:
+            return timed_get(px, "/dataverse/_test/echo?after=%d" % i, 1, what).status
+        except AssertionError as e:
+            return str(e)
+    with concurrent.futures.ThreadPoolExecutor(10) as ex:
+        got = list(ex.map(fresh, range(n)))
+    bad = [(i, g) for i, g in enumerate(got) if g != 200]
+    eq(bad, [], "%s: fresh connections not answered 200 within 1 s (%d of %d)" % (what, len(bad), n))
+
+
+def test_hundred_idle_sockets_over_a_cap_of_64():
+    """The issue's shape: 100 idle sockets against max_connections = 64 (two
+    workers). While they are held, a new request is served (idle ones make
+    room); after they close, 100 fresh connections all get 200."""
+    px = PXF
+    settle(px)
+    idle = []
+    try:
+        for _ in range(100):
+            idle.append(connect(px))
+        wait_for("the proxy to hold 64 or more connections", lambda: held(px) >= 64, timeout=10)
+        r = None
+        deadline = time.time() + 5
+        while time.time() < deadline:  # silent sockets count as idle after 250 ms
+            r = request(px.port, "GET", "/dataverse/_test/echo", timeout=2)
+            if r.status == 200:
+                break
+        eq(r.status, 200, "a request while 100 idle sockets are held")
+    finally:
+        close_all(idle)
+    settle(px)
+    _fresh_all_ok(px, 100, "after 100 idle sockets")
+
+
+def test_hundred_fifty_concurrent_requests_over_a_cap_of_64():
+    """150 concurrent slow requests against max_connections = 64: each is
+    answered (200, or 503 with Retry-After and a close), none hangs; then
+    100 fresh connections all get 200."""
+    px = PXF
+    settle(px)
+
+    def slow(i):
+        try:
+            r = request(px.port, "GET", "/dataverse/_test/slow?ms=1500&i=%d" % i, timeout=15)
+        except OSError as e:
+            return "%s" % type(e).__name__
+        if r.status == 503:
+            assert_overloaded(r, "request %d of 150" % i)
+        return r.status
+    with concurrent.futures.ThreadPoolExecutor(150) as ex:
+        got = list(ex.map(slow, range(150)))
+    counts = collections.Counter(got)
+    eq(sorted(k for k in counts if k not in (200, 503)), [], "answers other than 200 and 503: %r" % dict(counts))
+    assert counts[200] >= 64, "fewer than max_connections requests served: %r" % dict(counts)
+    assert counts[503] > 0, "no 503 past max_connections: %r" % dict(counts)
+    settle(px)
+    _fresh_all_ok(px, 100, "after 150 concurrent requests")

@@ -300,3 +300,23 @@ int64_t hdr_framing_body_length(const struct hdr_framing *f)
 		return -1;
 	return f->n_content_length > 0 ? (int64_t)f->content_length : 0;
 }
+
+/* ---- Methods ---- */
+
+static const struct {
+	const char *name;
+	enum hdr_method_policy policy;
+} hdr_methods[] = {
+    {"GET", HDR_METHOD_FORWARD},     {"HEAD", HDR_METHOD_FORWARD},   {"POST", HDR_METHOD_FORWARD},
+    {"PUT", HDR_METHOD_FORWARD},     {"PATCH", HDR_METHOD_FORWARD},  {"DELETE", HDR_METHOD_FORWARD},
+    {"OPTIONS", HDR_METHOD_FORWARD}, {"CONNECT", HDR_METHOD_TUNNEL}, {"TRACE", HDR_METHOD_ECHO},
+    {"TRACK", HDR_METHOD_ECHO},
+};
+
+enum hdr_method_policy hdr_method_policy(const char *method)
+{
+	for (size_t i = 0; method && i < sizeof hdr_methods / sizeof hdr_methods[0]; i++)
+		if (strcmp(method, hdr_methods[i].name) == 0)
+			return hdr_methods[i].policy;
+	return HDR_METHOD_UNKNOWN;
+}

@@ -67,4 +67,16 @@ bool hdr_framing_has_body(const struct hdr_framing *f);
 /* After FRAMING_OK: length for the upstream request, or -1 for chunked. */
 int64_t hdr_framing_body_length(const struct hdr_framing *f);
 
+/*
+ * Method policy (a table in hdr.c). Forwarded: the methods the Dataverse,
+ * Business Central and F&O APIs take (OData v4, the Organization service).
+ * TUNNEL (CONNECT): this is not a tunnel. ECHO (TRACE, and IIS's TRACK): an
+ * upstream that echoes them would hand the caller the bearer token the
+ * proxy attached. UNKNOWN: anything else, including a known method in
+ * another case ("get", "trace": RFC 9110 9.1 makes methods case-sensitive,
+ * and not every server agrees).
+ */
+enum hdr_method_policy { HDR_METHOD_UNKNOWN = 0, HDR_METHOD_FORWARD, HDR_METHOD_TUNNEL, HDR_METHOD_ECHO };
+enum hdr_method_policy hdr_method_policy(const char *method);
+
 #endif

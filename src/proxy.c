@@ -584,19 +584,6 @@ static uint64_t body_cap(const struct request *rq)
 	return p;
 }
 
-/* The methods forwarded: those the Dataverse, Business Central and F&O
- * APIs take (OData v4 and the Organization service). An unknown method, or
- * a known one in another case ("get", "trace": RFC 9110 9.1 makes methods
- * case-sensitive, and not every server agrees), is not sent on with a token. */
-static bool method_forwarded(const char *m)
-{
-	static const char *const forwarded[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
-	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-		if (strcmp(m, forwarded[i]) == 0)
-			return true;
-	return false;
-}
-
 /* Validate framing and pick the route. Returns false with rq->local set. */
 static bool classify(struct request *rq, const char *method)
 {
@@ -611,8 +598,8 @@ static bool classify(struct request *rq, const char *method)
 		rq->local.close = true;
 		return false;
 	}
-	if (!method_forwarded(method) && strcmp(method, "CONNECT") != 0 && strcmp(method, "TRACE") != 0 &&
-	    strcmp(method, "TRACK") != 0) {
+	enum hdr_method_policy mp = hdr_method_policy(method);
+	if (mp == HDR_METHOD_UNKNOWN) {
 		request_set_local(rq, 501, "method_not_supported", "Method not supported",
 				  "the proxy forwards GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS (methods are "
 				  "case-sensitive)");
@@ -628,15 +615,13 @@ static bool classify(struct request *rq, const char *method)
 		log_denied(rq, "client_certificate_required");
 		return false;
 	}
-	if (strcmp(method, "CONNECT") == 0) {
+	if (mp == HDR_METHOD_TUNNEL) {
 		request_set_local(rq, 405, "connect_refused", "CONNECT is not supported",
 				  "this is a reverse proxy, not a tunnel");
 		rq->local.close = true;
 		return false;
 	}
-	/* An upstream that echoes TRACE would hand the caller the bearer token
-	 * the proxy attached (cross-site tracing); TRACK is IIS's alias. */
-	if (strcmp(method, "TRACE") == 0 || strcmp(method, "TRACK") == 0) {
+	if (mp == HDR_METHOD_ECHO) {
 		request_set_local(rq, 405, "method_refused", "TRACE and TRACK are not forwarded",
 				  "the echoed request would contain the access token the proxy adds");
 		rq->local.close = true;

@@ -367,6 +367,20 @@ static void test_framing_reasons(void)
 	CHECK(hdr_framing_reason((enum hdr_framing_verdict)99) != NULL);
 }
 
+static void test_method_policy(void)
+{
+	const char *fwd[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+	for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++)
+		CHECK_INT(hdr_method_policy(fwd[i]), HDR_METHOD_FORWARD);
+	CHECK_INT(hdr_method_policy("CONNECT"), HDR_METHOD_TUNNEL);
+	CHECK_INT(hdr_method_policy("TRACE"), HDR_METHOD_ECHO);
+	CHECK_INT(hdr_method_policy("TRACK"), HDR_METHOD_ECHO);
+	const char *unknown[] = {"get", "trace", "Get", "FOO", "MERGE", "PROPFIND", "", "GET ", "GETX"};
+	for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
+		CHECK_INT(hdr_method_policy(unknown[i]), HDR_METHOD_UNKNOWN);
+	CHECK_INT(hdr_method_policy(NULL), HDR_METHOD_UNKNOWN);
+}
+
 int main(void)
 {
 	RUN(test_hop_by_hop_dropped_both_directions);
@@ -381,5 +395,6 @@ int main(void)
 	RUN(test_framing_verdicts);
 	RUN(test_framing_counters);
 	RUN(test_framing_reasons);
+	RUN(test_method_policy);
 	return T_DONE();
 }

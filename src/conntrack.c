@@ -17,8 +17,10 @@
 
 #define SLOW_CHECK_EVERY_MS 250
 /* A connection that never sent a byte counts as idle (may be closed to make
- * room) after this long; one that was served, at once between requests. */
-#define SILENT_IDLE_MS 250
+ * room) after this long: a client that has just connected may not have
+ * sent its request yet, even on a loaded machine. One that was served is
+ * idle at once between requests. */
+#define SILENT_IDLE_MS 1000
 
 /* Open client connections of the whole process, every worker's: the one
  * budget max_connections is checked against. */
@@ -49,26 +51,25 @@ static int fd_of(struct MHD_Connection *conn)
 }
 
 /* Is t waiting for a request with nothing sent: a kept-alive connection
- * between requests, or one silent since it was accepted (at accept time
- * only after SILENT_IDLE_MS: its first bytes may be on their way)? Bytes
- * waiting unread mean a request is arriving: never idle. */
-static bool idle(const struct conn_track *t, long long now_ms, bool young_ok)
+ * between requests, or one silent for SILENT_IDLE_MS since it was
+ * accepted? Bytes waiting unread mean a request is arriving: never idle. */
+static bool idle(const struct conn_track *t, long long now_ms)
 {
 	char probe;
-	if (t->busy || t->cut || (!young_ok && !t->served && now_ms - t->since_ms < SILENT_IDLE_MS))
+	if (t->busy || t->cut || (!t->served && now_ms - t->since_ms < SILENT_IDLE_MS))
 		return false;
 	int fd = fd_of(t->conn);
 	return fd >= 0 && recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 /* The least recently used idle connection, other than `except`. */
-static struct conn_track *idle_victim(struct worker *w, const struct conn_track *except, bool young_ok)
+static struct conn_track *idle_victim(struct worker *w, const struct conn_track *except)
 {
 	struct conn_track *best = NULL, *t;
 	long long now = worker_now_ms();
 	/* the list is newest first: on equal times the later one is older */
 	LIST_FOREACH(t, &w->conns, link)
-	if (t != except && (!best || t->since_ms <= best->since_ms) && idle(t, now, young_ok))
+	if (t != except && (!best || t->since_ms <= best->since_ms) && idle(t, now))
 		best = t;
 	return best;
 }
@@ -106,7 +107,7 @@ static void track_start(struct worker *w, struct MHD_Connection *conn, void **so
 	*socket_context = t;
 	atomic_fetch_add(&open_conns, 1);
 	if (budget_exceeded(w)) {
-		struct conn_track *v = idle_victim(w, t, false);
+		struct conn_track *v = idle_victim(w, t);
 		if (v)
 			evict(v); /* its close gives the slot back */
 		else
@@ -228,8 +229,7 @@ bool conntrack_over_limit(struct worker *w, struct MHD_Connection *conn)
 		t->over_limit = false; /* room was made since it was accepted */
 		return false;
 	}
-	/* a whole request is here: a connection that has sent nothing yet yields */
-	struct conn_track *v = idle_victim(w, t, true);
+	struct conn_track *v = idle_victim(w, t);
 	if (!v)
 		return true;
 	evict(v);

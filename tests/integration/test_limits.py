@@ -145,7 +145,7 @@ def test_slow_client_cut_with_408_and_503_past_max_connections():
         # the least recently used idle one is closed to make room
         idle = [socket.create_connection(("127.0.0.1", px.port), timeout=5) for _ in range(4)]
         try:
-            # a connection silent since it was accepted counts as idle after 250 ms
+            # a connection silent since it was accepted counts as idle after 1 s
             deadline = time.time() + 5
             st = px.request("GET", "/dataverse/_test/echo").status
             while st == 503 and time.time() < deadline:

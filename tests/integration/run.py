@@ -4,7 +4,8 @@
   /usr/bin/python3 tests/integration/run.py [test_x | test_x.py | test_x.test_name ...]
 
 Without arguments runs every tests/integration/test_*.py. For each module:
-setup_module() if present, every top-level test_* function in file order,
+setup_module() if present (raising unittest.SkipTest there skips the whole
+module with one `skip <module>: why` line), every top-level test_* function in file order,
 teardown_module() if present, then any child process still registered with
 the harness is killed. Prints one line per test:
   ok <module>.<test>
@@ -187,6 +188,9 @@ def run_module(modname, only, dog, results):
     setup_failure = None
     if hasattr(module, "setup_module"):
         setup_failure = call(module.setup_module, dog, modname + ".setup_module")
+    if setup_failure and setup_failure[0] is SKIP:  # the whole module: one line, not one per test
+        report(modname, setup_failure, results)
+        tests = []
     for name, fn in tests:
         full = "%s.%s" % (modname, name)
         if setup_failure:

@@ -13,7 +13,8 @@ the harness is killed. Prints one line per test:
 followed (for failures) by the traceback, each line indented by two spaces,
 and at the end `integration: N passed, N failed`. Exit status 1 if anything
 failed. A test running longer than $TEST_TIMEOUT seconds (default 300) is
-interrupted (SIGALRM), marked failed and its child processes are killed; a
+interrupted (SIGALRM; a module's SETUP_TIMEOUT, if larger, bounds its
+setup_module), marked failed and its child processes are killed; a
 backstop watchdog ends the whole run if even that does not get control back.
 Tests' own stdout goes to stderr so the result lines stay clean.
 """
@@ -55,7 +56,7 @@ def _alarm(signum, frame):
     # Kill the children first (from a thread: the main thread may hold the
     # harness lock) so that helper threads blocked on them wake up too.
     threading.Thread(target=harness.kill_children, daemon=True).start()
-    raise TestTimeout("timed out after %gs (TEST_TIMEOUT)" % TIMEOUT)
+    raise TestTimeout("timed out (TEST_TIMEOUT, or the module's SETUP_TIMEOUT)")
 
 
 class Watchdog(threading.Thread):
@@ -69,9 +70,9 @@ class Watchdog(threading.Thread):
         self.started = 0.0
         self.lock = threading.Lock()
 
-    def begin(self, name):
+    def begin(self, name, limit=TIMEOUT):
         with self.lock:
-            self.current, self.started = name, time.time()
+            self.current, self.started, self.limit = name, time.time(), limit
 
     def end(self):
         with self.lock:
@@ -81,8 +82,8 @@ class Watchdog(threading.Thread):
         while True:
             time.sleep(1)
             with self.lock:
-                name, started = self.current, self.started
-            if name and time.time() - started > TIMEOUT + 30:
+                name, started, limit = self.current, self.started, getattr(self, "limit", TIMEOUT)
+            if name and time.time() - started > limit + 30:
                 emit("FAIL %s: hung past the timeout; run aborted" % name)
                 harness.kill_children()
                 self.results["failed"] += 1
@@ -105,10 +106,11 @@ def summary(results):
          (", %d skipped" % skipped if skipped else ""))
 
 
-def call(fn, dog, name):
+def call(fn, dog, name, limit=None):
     """Run fn with the timeout -> None on success, else (reason, traceback text)."""
-    dog.begin(name)
-    signal.setitimer(signal.ITIMER_REAL, TIMEOUT)
+    limit = limit or TIMEOUT
+    dog.begin(name, limit)
+    signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         fn()
         return None
@@ -187,7 +189,9 @@ def run_module(modname, only, dog, results):
         tests = [(n, f) for n, f in tests if n in only]
     setup_failure = None
     if hasattr(module, "setup_module"):
-        setup_failure = call(module.setup_module, dog, modname + ".setup_module")
+        # SETUP_TIMEOUT: a module whose setup may legitimately take longer (test_image's first build)
+        setup_failure = call(module.setup_module, dog, modname + ".setup_module",
+                             max(TIMEOUT, getattr(module, "SETUP_TIMEOUT", 0)))
     if setup_failure and setup_failure[0] is SKIP:  # the whole module: one line, not one per test
         report(modname, setup_failure, results)
         tests = []

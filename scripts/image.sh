@@ -117,6 +117,9 @@ make_rootfs() {
 	done
 	rm -rf "$root/var/lib/apt/lists/"* "$root/var/cache/apt/"*.bin "$root/var/cache/apt/archives/"*.deb
 	find "$root/var/log" -type f -delete
+	# not this machine's name and resolver: the runtime provides its own
+	rm -f "$root/etc/hostname"
+	: >"$root/etc/resolv.conf"
 	tar -C "$root" --numeric-owner -cf "$work/debian-12.tar" .
 	slim_settings "$root"
 	tar -C "$root" --numeric-owner -cf "$work/debian-12-slim.tar" .
@@ -141,5 +144,12 @@ step "building $tag${target:+ (stage $target)}"
 set -- --isolation=chroot --network=host --pull=never --format=docker --layers -f docker/Dockerfile -t "$tag"
 [ -z "$target" ] || set -- "$@" --target "$target"
 cd "$here"
-podman build --quiet "$@" . >/dev/null
+log=$(mktemp "${TMPDIR:-/tmp}/s2s-image-build.XXXXXX")
+podman build "$@" . >"$log" 2>&1 || {
+	tail -40 "$log" >&2
+	rm -f "$log"
+	echo "image: build failed (the last lines of its output are above)" >&2
+	exit 1
+}
+rm -f "$log"
 step "$tag ready ($(podman image inspect --format '{{.Size}}' "$tag") bytes)"

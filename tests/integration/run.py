@@ -209,7 +209,7 @@ def run_module(modname, only, dog, results):
 
 
 # Modules that take longest start first when running in parallel.
-SLOW_FIRST = ("test_tokens", "test_faults", "test_bodies", "test_reload", "test_credentials", "test_limits")
+SLOW_FIRST = ("test_image", "test_tokens", "test_faults", "test_bodies", "test_reload", "test_credentials", "test_limits")
 
 
 def run_parallel(plan, jobs):

@@ -64,6 +64,7 @@ def tools_or_skip():
 def setup_module():
     global W, SIM
     tools_or_skip()
+    remove_leftovers()
     W = Work("test_image")
     started = time.time()
     rc, out, err = sh([os.path.join(REPO, "scripts", "image.sh"), "--tag", TAG], timeout=SETUP_TIMEOUT - 60)
@@ -95,9 +96,16 @@ class Container:
 
     def __init__(self, name, read_only=True, no_shell=True):
         self.name = "s2s-image-test-%d-%s" % (os.getpid(), name)
-        sh(["buildah", "rm", self.name], timeout=60)  # a leftover of a killed run
+        self.run_tmpfs = None
         rc, out, err = sh(["buildah", "from", "--pull-never", "--name", self.name, TAG], timeout=120)
         assert rc == 0, "buildah from: %s" % err
+        try:
+            self._prepare(read_only, no_shell)
+        except BaseException:
+            self.remove()
+            raise
+
+    def _prepare(self, read_only, no_shell):
         # Docker mounts a -v volume in place of the image's VOLUME; buildah run would
         # also mount its own copy of each, over ours: the working container has none.
         rc, _, err = sh(["buildah", "config", "--volume", "/etc/s2s-proxy-", "--volume", "/run/secrets/s2s-proxy-",
@@ -106,7 +114,6 @@ class Container:
         rc, out, err = sh(["buildah", "mount", self.name], timeout=60)
         assert rc == 0, "buildah mount: %s" % err
         self.root = out.strip()
-        self.run_tmpfs = None
         if read_only:
             self.run_tmpfs = os.path.join(self.root, "run")
             rc, _, err = sh(["mount", "-t", "tmpfs", "-o", "mode=755,size=1m", "s2s-image-run", self.run_tmpfs])
@@ -143,10 +150,26 @@ class Container:
             return False
 
     def remove(self):
-        if self.run_tmpfs:
-            sh(["umount", self.run_tmpfs], timeout=60)
-        sh(["buildah", "umount", self.name], timeout=60)
-        sh(["buildah", "rm", self.name], timeout=60)
+        remove_container(self.name)
+
+
+def remove_container(name):
+    """Unmount our /run tmpfs (if any), the container's root, and remove it."""
+    rc, out, _ = sh(["buildah", "mount", name], timeout=60)
+    if rc == 0 and out.strip():
+        sh(["umount", os.path.join(out.strip(), "run")], timeout=60)  # fails harmlessly without one
+        sh(["buildah", "umount", name], timeout=60)  # the mount just taken
+    sh(["buildah", "umount", name], timeout=60)
+    sh(["buildah", "rm", name], timeout=60)
+
+
+def remove_leftovers():
+    """Containers of test runs that were killed before their finally blocks ran."""
+    rc, out, _ = sh(["buildah", "containers", "--format", "{{.ContainerName}}"], timeout=60)
+    for name in out.split() if rc == 0 else []:
+        m = re.match(r"s2s-image-test-(\d+)-", name)
+        if m and not os.path.exists("/proc/%s" % m.group(1)):
+            remove_container(name)
 
 
 class Sidecar(harness.Proxy):

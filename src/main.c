@@ -297,14 +297,14 @@ static void print_version(void)
 static int load_config(const char *path, struct config **cfg)
 {
 	if (!path) {
-		path = envconf_file();
-		if (access(path, F_OK) != 0 && !envconf_present()) {
+		const char *file = envconf_file();
+		bool exists = access(file, F_OK) == 0;
+		if (!exists && !envconf_present()) {
 			fprintf(stderr, "s2s-proxy: no -c FILE, no configuration at %s and S2S_UPSTREAM is not set\n",
-				path);
+				file);
 			return 2;
 		}
-		if (access(path, F_OK) != 0)
-			path = NULL;
+		path = exists ? file : NULL;
 	}
 	*cfg = path ? config_load(path, stderr) : envconf_load(stderr);
 	return *cfg ? 0 : 1;

@@ -30,7 +30,7 @@ LIB_SRC  := $(filter-out src/main.c,$(SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
-.PHONY: pkgcheck distclean all asan test test-unit test-faults test-integration demo deps deps-build clean format format-check fuzz fuzz-build help install bench
+.PHONY: image pkgcheck distclean all asan test test-unit test-faults test-integration demo deps deps-build clean format format-check fuzz fuzz-build help install bench
 
 all: build/s2s-proxy
 
@@ -40,6 +40,7 @@ help:
 	@echo "make demo       run the proxy against the local simulated Microsoft cloud"
 	@echo "make deps       install the Debian packages (idempotent)"
 	@echo "make asan       build build/asan/s2s-proxy with ASan+UBSan"
+	@echo "make image      build the container image s2s-proxy:latest with podman (no Docker, no registry)"
 	@echo "make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 20)"
 	@echo "make format     clang-format the sources; format-check fails on a diff"
 
@@ -55,6 +56,12 @@ pkgcheck:
 $(MHD_STAMP): third_party/libmicrohttpd/SHA256SUMS scripts/libmicrohttpd.sh | pkgcheck
 	@scripts/libmicrohttpd.sh $(MHD_PREFIX)
 $(MHD_LIB): $(MHD_STAMP)
+
+# docker/Dockerfile with podman/buildah on Debian bases debootstrapped from this
+# machine's apt sources (cached); installs the tools when missing. IMAGE_TAG=NAME to rename.
+IMAGE_TAG ?= s2s-proxy:latest
+image:
+	@scripts/image.sh --tag $(IMAGE_TAG)
 
 deps-build:
 	@./scripts/deps.sh --build

@@ -28,6 +28,8 @@
 #include "admin.h"
 #include "check.h"
 #include "config.h"
+#include "envconf.h"
+#include "health.h"
 #include "log.h"
 #include "reload.h"
 #include "metrics.h"
@@ -46,14 +48,18 @@ static int n_workers;
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: s2s-proxy -c FILE         run the proxy\n"
-		     "       s2s-proxy -t -c FILE      check the configuration and exit (0 valid, 1 invalid)\n"
-		     "       s2s-proxy check [--json] -c FILE  get every route's token, probe its upstream, diagnose\n"
-		     "       s2s-proxy --version | --help\n"
-		     "\n"
-		     "A reverse proxy that obtains Microsoft Entra ID client-credentials tokens and attaches\n"
-		     "them to requests for Dynamics 365 services. Signals: TERM/INT stop gracefully (a second\n"
-		     "one stops at once).\n");
+	fprintf(out,
+		"usage: s2s-proxy -c FILE         run the proxy\n"
+		"       s2s-proxy -t -c FILE      check the configuration and exit (0 valid, 1 invalid)\n"
+		"       s2s-proxy check [--json] -c FILE  get every route's token, probe its upstream, diagnose\n"
+		"       s2s-proxy [-t]            without -c: $S2S_CONFIG (default " ENVCONF_DEFAULT_FILE "),\n"
+		"                                 else a configuration from S2S_UPSTREAM and AZURE_* (containers)\n"
+		"       s2s-proxy health [HOST:PORT]  GET /healthz on the admin listener: exit 0 on 200\n"
+		"       s2s-proxy --version | --help\n"
+		"\n"
+		"A reverse proxy that obtains Microsoft Entra ID client-credentials tokens and attaches\n"
+		"them to requests for Dynamics 365 services. Signals: TERM/INT stop gracefully (a second\n"
+		"one stops at once).\n");
 }
 
 /* Token engine -> every worker (called on the engine thread). */
@@ -285,6 +291,25 @@ static void print_version(void)
 	printf("OpenSSL %s\n", OpenSSL_version_num() ? OpenSSL_version(OPENSSL_VERSION_STRING) : "?");
 }
 
+/* -c FILE; without it, as the container image starts the binary: the file at
+ * $S2S_CONFIG (or the default path) when it exists, else the configuration
+ * the environment describes (envconf.c). 0 loaded, 1 invalid, 2 none given. */
+static int load_config(const char *path, struct config **cfg)
+{
+	if (!path) {
+		const char *file = envconf_file();
+		bool exists = access(file, F_OK) == 0;
+		if (!exists && !envconf_present()) {
+			fprintf(stderr, "s2s-proxy: no -c FILE, no configuration at %s and S2S_UPSTREAM is not set\n",
+				file);
+			return 2;
+		}
+		path = exists ? file : NULL;
+	}
+	*cfg = path ? config_load(path, stderr) : envconf_load(stderr);
+	return *cfg ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -299,6 +324,8 @@ int main(int argc, char **argv)
 	int opt;
 	if (argc > 1 && strcmp(argv[1], "check") == 0)
 		return check_main(argc - 1, argv + 1); /* subcommand: its own options */
+	if (argc > 1 && strcmp(argv[1], "health") == 0)
+		return health_main(argc - 1, argv + 1);
 	while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
@@ -318,13 +345,17 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!path || optind != argc) {
+	if (optind != argc) {
 		usage(stderr);
 		return 2;
 	}
-	struct config *cfg = config_load(path, stderr);
-	if (!cfg)
-		return 1;
+	struct config *cfg = NULL;
+	int lrc = load_config(path, &cfg);
+	if (lrc == 2)
+		usage(stderr);
+	if (lrc != 0)
+		return lrc;
+	path = cfg->path;
 	if (test_only && assertion_check_all(cfg, (long long)time(NULL), print_problem, stderr) != 0) {
 		config_free(cfg);
 		return 1;

@@ -15,6 +15,7 @@
 
 #include "admin.h"
 #include "assertion.h"
+#include "envconf.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -92,7 +93,8 @@ static struct config *load(const char *path)
 		log_msg(LOG_ERROR, "reload_failed", "cannot collect configuration errors");
 		return NULL;
 	}
-	cfg = config_load(path, f);
+	/* A configuration from the environment is read from it again. */
+	cfg = strcmp(path, ENVCONF_NAME) == 0 ? envconf_load(f) : config_load(path, f);
 	fclose(f);
 	log_errors(errs);
 	free(errs);

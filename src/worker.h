@@ -63,7 +63,8 @@ struct worker {
 	bool mhd_dirty;  /* a connection was resumed: run MHD before sleeping */
 	bool curl_dirty; /* a transfer was added or unpaused: run curl before sleeping */
 	atomic_int token_event;
-	struct worker_gen *gen;                /* current; worker thread only (NULL: cfg/tokens as given) */
+	atomic_int room_asked;  /* another worker is over max_connections with no idle connection (conntrack.c) */
+	struct worker_gen *gen; /* current; worker thread only (NULL: cfg/tokens as given) */
 	_Atomic(struct worker_gen *) next_gen; /* handed over by worker_set_gen, adopted by the loop */
 	atomic_int stop;                       /* 0 run, 1 drain, 2 stop now */
 	atomic_bool finished;                  /* the loop has ended */
@@ -107,6 +108,9 @@ void worker_request_stop(struct worker *w, bool now);
 void worker_set_gen(struct worker *w, struct worker_gen *g);
 /* Wake the worker because a token changed (any thread). */
 void worker_token_changed(struct worker *w);
+/* Ask every other running worker to close one idle connection, if it has
+ * one, because `self` is over max_connections without one (conntrack.c). */
+void worker_ask_room(struct worker *self);
 /* fuzz/fuzz_inbound.c: one turn of the worker loop on the calling thread,
  * for a worker not started (listen_fd < 0: no listen socket, connections
  * come from MHD_add_connection). Sleeps at most max_wait_ms. Returns

@@ -174,7 +174,7 @@ static void seed_token(size_t idx)
 		abort();
 	s->hdr_len = strlen(hdr);
 	s->gen++;
-	s->usable_until_ms = worker_now_ms() + 10LL * 365 * 86400 * 1000;
+	s->usable_until_ms = clock_now_ms() + 10LL * 365 * 86400 * 1000;
 	s->expires_at_ms = s->usable_until_ms;
 	pthread_mutex_unlock(&s->mu);
 }
@@ -189,7 +189,7 @@ static void fail_tokens(void)
 		size_t failed = 0;
 		for (size_t k = 0; k < cfg->n_token_sources; k++) {
 			struct token_status st;
-			if (token_status_get(te, k, worker_now_ms(), &st) == 0 && st.has_failure)
+			if (token_status_get(te, k, clock_now_ms(), &st) == 0 && st.has_failure)
 				failed++;
 		}
 		if (failed == cfg->n_token_sources)
@@ -292,7 +292,7 @@ static unsigned mhd_connections(void)
 
 static bool worker_idle(void)
 {
-	return mhd_connections() == 0 && w.n_conns == 0 && w.all == NULL && w.parked == NULL && w.inflight == 0;
+	return mhd_connections() == 0 && w.ct.n_conns == 0 && w.all == NULL && w.parked == NULL && w.inflight == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -333,7 +333,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fprintf(stderr,
 				"fuzz_inbound: the worker still holds the connection after the client left "
 				"(MHD connections %u, tracked %u, requests in flight %u)\n",
-				mhd_connections(), w.n_conns, w.inflight);
+				mhd_connections(), w.ct.n_conns, w.inflight);
 			abort();
 		}
 		if (worker_turn(&w, upstream_busy() ? CURL_WAIT_MS : 0) < 0)

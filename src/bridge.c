@@ -84,10 +84,10 @@ static void wipe_in(struct bridge *br)
 /* Past the cap: a local 413, so proxy.c drains a bounded amount and closes. */
 static void refuse_too_large(struct request *rq)
 {
-	rq->bridge->too_large_in = true;
+	rq->bx->too_large_in = true;
 	request_set_local(rq, 413, "body_too_large", "Request body too large", NULL);
 	rq->local.close = true;
-	wipe_in(rq->bridge);
+	wipe_in(rq->bx);
 }
 
 int bridge_begin(struct request *rq)
@@ -112,7 +112,8 @@ int bridge_begin(struct request *rq)
 		}
 		br->in_cap = br->in_max + 1;
 	}
-	rq->bridge = br;
+	rq->bx = br;
+	rq->bx_free = bridge_free; /* request_unref frees it */
 	if (rq->body_len >= 0 && (uint64_t)rq->body_len > br->in_max)
 		refuse_too_large(rq); /* known from Content-Length: refused before reading */
 	return 0;
@@ -143,7 +144,7 @@ static bool append(char **buf, size_t *len, size_t *cap, size_t max, const char 
 
 enum MHD_Result bridge_body(struct request *rq, const char *data, size_t *size)
 {
-	struct bridge *br = rq->bridge;
+	struct bridge *br = rq->bx;
 	rq->bytes_in += *size;
 	if (!br->too_large_in && !append(&br->in, &br->in_len, &br->in_cap, br->in_max, data, *size))
 		refuse_too_large(rq);
@@ -165,7 +166,7 @@ static void set_answer(struct bridge *br, int status, const char *ctype, char *b
 static void set_fault(struct request *rq, int status, const char *code, const char *subcode_ns, const char *subcode,
 		      const char *reason)
 {
-	struct bridge *br = rq->bridge;
+	struct bridge *br = rq->bx;
 	size_t len = 0;
 	char *f = soap_fault_12(code, subcode_ns, subcode, reason, NULL, br->info.message_id, &len);
 	set_answer(br, f ? status : 500, SOAP12_CT, f, len);
@@ -174,7 +175,7 @@ static void set_fault(struct request *rq, int status, const char *code, const ch
 
 static void sts_request_done(struct request *rq)
 {
-	struct bridge *br = rq->bridge;
+	struct bridge *br = rq->bx;
 	struct sts_reply rep;
 	const char *q = strchr(rq->target, '?');
 	if (br->too_large_in) {
@@ -210,7 +211,7 @@ static bool handle_ok(const struct request *rq)
 	const struct config *cfg = rq->cfg;
 	if (!cfg->proxy.sts_facade)
 		return true; /* no facade: the route's access control alone decides */
-	if (!sts_handle_valid(rq->bridge->info.handle, (long long)time(NULL), cred, sizeof cred))
+	if (!sts_handle_valid(rq->bx->info.handle, (long long)time(NULL), cred, sizeof cred))
 		return false;
 	const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
 	return strcmp(cfg->credentials[ts->credential].name, cred) == 0;
@@ -218,7 +219,7 @@ static bool handle_ok(const struct request *rq)
 
 bool bridge_request_done(struct request *rq)
 {
-	struct bridge *br = rq->bridge;
+	struct bridge *br = rq->bx;
 	if (br->started || br->body || rq->local.set)
 		return false;
 	if (br->sts) {
@@ -266,7 +267,7 @@ static const char *upstream_header(const struct request *rq, const char *name)
 /* The upstream exchange is over: convert its answer. */
 static void soap_response_done(struct request *rq)
 {
-	struct bridge *br = rq->bridge;
+	struct bridge *br = rq->bx;
 	char reason[512];
 	bool fault = false;
 	if (br->too_large_out) {
@@ -309,7 +310,7 @@ static bool add_hdr(struct MHD_Response *r, const char *name, const char *value)
 
 static enum MHD_Result queue_answer(struct request *rq)
 {
-	struct bridge *br = rq->bridge;
+	struct bridge *br = rq->bx;
 	struct MHD_Response *r = MHD_create_response_from_buffer(br->body_len, br->body, MHD_RESPMEM_MUST_FREE);
 	if (!r)
 		return MHD_NO;
@@ -332,7 +333,7 @@ static enum MHD_Result queue_answer(struct request *rq)
 
 enum MHD_Result bridge_advance(struct request *rq)
 {
-	struct bridge *br = rq->bridge;
+	struct bridge *br = rq->bx;
 	if (!br->body && rq->local.set) {
 		char reason[512];
 		snprintf(reason, sizeof reason, "%s%s%s", rq->local.title ? rq->local.title : "error",
@@ -352,7 +353,7 @@ enum MHD_Result bridge_advance(struct request *rq)
 long bridge_upstream_url(const struct request *rq, char *out, size_t cap)
 {
 	char base[ROUTE_MAX_TARGET + 2048];
-	const struct bridge *br = rq->bridge;
+	const struct bridge *br = rq->bx;
 	if (route_upstream_url(&rq->match, base, sizeof base) < 0)
 		return -1;
 	size_t q = strcspn(base, "?");
@@ -380,12 +381,12 @@ bool bridge_forward_header(const char *name)
 
 const char *const *bridge_header_lines(const struct request *rq)
 {
-	return rq->bridge && rq->bridge->started ? rq->bridge->lines : NULL;
+	return rq->bx && rq->bx->started ? rq->bx->lines : NULL;
 }
 
 size_t bridge_on_read(struct request *rq, char *buf, size_t max)
 {
-	struct bridge *br = rq->bridge;
+	struct bridge *br = rq->bx;
 	size_t n = br->out_len - br->out_pos < max ? br->out_len - br->out_pos : max;
 	memcpy(buf, br->out + br->out_pos, n);
 	br->out_pos += n;
@@ -395,14 +396,14 @@ size_t bridge_on_read(struct request *rq, char *buf, size_t max)
 
 int bridge_on_seek(struct request *rq)
 {
-	rq->bridge->out_pos = 0;
+	rq->bx->out_pos = 0;
 	rq->up_sent = 0;
 	return CURL_SEEKFUNC_OK;
 }
 
 size_t bridge_on_write(struct request *rq, const char *data, size_t n)
 {
-	struct bridge *br = rq->bridge;
+	struct bridge *br = rq->bx;
 	if (rq->client_gone)
 		return 0;
 	if (!append(&br->resp, &br->resp_len, &br->resp_cap, rq->cfg->proxy.soap_max_response, data, n)) {

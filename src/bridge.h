@@ -8,7 +8,7 @@
  * [proxy] soap_max_response, converted and answered.
  *
  * proxy.c and relay.c call these hooks only for a request whose
- * rq->bridge is set (by bridge_begin); all run on the worker's thread.
+ * rq->bx is set (by bridge_begin); all run on the worker's thread.
  */
 #ifndef S2S_BRIDGE_H
 #define S2S_BRIDGE_H
@@ -30,7 +30,7 @@ bool bridge_sts_path(const struct request *rq);
 /*
  * After classification: attach a bridge to a facade request (rq->route
  * NULL) or to a POST for Organization.svc on a soap_bridge route; leave
- * every other request alone. Returns 0 (rq->bridge set or not), -1 when
+ * every other request alone. Returns 0 (rq->bx set or not), -1 when
  * out of memory.
  */
 int bridge_begin(struct request *rq);

@@ -7,13 +7,13 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#include "linger.h"
 #include "log.h"
 #include "tlsin.h"
-#include "worker.h"
+#include "clock.h"
 
 #define SLOW_CHECK_EVERY_MS 250
 /* A connection that never sent a byte counts as idle (may be closed to make
@@ -42,6 +42,23 @@ struct conn_track {
 	LIST_ENTRY(conn_track) link; /* in worker.conns */
 };
 
+void conntrack_init(struct conntrack *ct, const struct proxy_cfg *cfg, int epfd, void (*ask_room)(void *arg),
+		    void *ask_arg)
+{
+	memset(ct, 0, sizeof *ct);
+	LIST_INIT(&ct->conns);
+	ct->cfg = cfg;
+	ct->ask_room = ask_room;
+	ct->ask_arg = ask_arg;
+	linger_init(&ct->linger, epfd);
+}
+
+void conntrack_close(struct conntrack *ct)
+{
+	if (ct)
+		linger_close_all(&ct->linger);
+}
+
 static struct conn_track *track_of(struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -67,12 +84,12 @@ static bool idle(const struct conn_track *t, long long now_ms)
 }
 
 /* The least recently used idle connection, other than `except`. */
-static struct conn_track *idle_victim(struct worker *w, const struct conn_track *except)
+static struct conn_track *idle_victim(struct conntrack *ct, const struct conn_track *except)
 {
 	struct conn_track *best = NULL, *t;
-	long long now = worker_now_ms();
+	long long now = clock_now_ms();
 	/* the list is newest first: on equal times the later one is older */
-	LIST_FOREACH(t, &w->conns, link)
+	LIST_FOREACH(t, &ct->conns, link)
 	if (t != except && (!best || t->since_ms <= best->since_ms) && idle(t, now))
 		best = t;
 	return best;
@@ -93,32 +110,32 @@ static void evict(struct conn_track *t)
 	log_end(&l);
 }
 
-static bool budget_exceeded(const struct worker *w)
+static bool budget_exceeded(const struct conntrack *ct)
 {
-	return atomic_load(&open_conns) > (long)w->cfg->proxy.max_connections;
+	return atomic_load(&open_conns) > (long)ct->cfg->max_connections;
 }
 
-static void track_start(struct worker *w, struct MHD_Connection *conn, void **socket_context)
+static void track_start(struct conntrack *ct, struct MHD_Connection *conn, void **socket_context)
 {
 	struct conn_track *t = calloc(1, sizeof *t);
 	if (!t)
 		return; /* untracked: only MHD's own timeout applies to it */
 	t->conn = conn;
-	t->since_ms = worker_now_ms();
+	t->since_ms = clock_now_ms();
 	t->dirty = true; /* until its first request completes cleanly */
-	LIST_INSERT_HEAD(&w->conns, t, link);
-	w->n_conns++;
+	LIST_INSERT_HEAD(&ct->conns, t, link);
+	ct->n_conns++;
 	*socket_context = t;
 	atomic_fetch_add(&open_conns, 1);
-	if (budget_exceeded(w)) {
-		struct conn_track *v = idle_victim(w, t);
+	if (budget_exceeded(ct)) {
+		struct conn_track *v = idle_victim(ct, t);
 		if (v) {
 			evict(v); /* its close gives the slot back */
 		} else {
 			t->over_limit = true;
-			if (!w->draining) {
+			if (!ct->draining && ct->ask_room) {
 				atomic_fetch_add(&room_wanted, 1);
-				worker_ask_room(w);
+				ct->ask_room(ct->ask_arg);
 			}
 		}
 	}
@@ -128,10 +145,10 @@ static void track_start(struct worker *w, struct MHD_Connection *conn, void **so
  * closed first (nothing more will come), when the proxy cut it, or during
  * shutdown; yes when input is waiting unread, or a request on it may have
  * left some (dirty). */
-static bool wants_linger(const struct worker *w, const struct conn_track *t, int fd)
+static bool wants_linger(const struct conntrack *ct, const struct conn_track *t, int fd)
 {
 	char probe;
-	if (t->cut || w->draining || fd < 0)
+	if (t->cut || ct->draining || fd < 0)
 		return false;
 	ssize_t n = recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
@@ -139,13 +156,13 @@ static bool wants_linger(const struct worker *w, const struct conn_track *t, int
 	return n > 0 || t->dirty;
 }
 
-static void track_end(struct worker *w, struct MHD_Connection *conn, struct conn_track *t, void **socket_context)
+static void track_end(struct conntrack *ct, struct MHD_Connection *conn, struct conn_track *t, void **socket_context)
 {
 	int fd = fd_of(conn);
-	if (wants_linger(w, t, fd))
-		linger_start(w, fd, worker_now_ms());
+	if (wants_linger(ct, t, fd))
+		linger_start(&ct->linger, fd, clock_now_ms());
 	LIST_REMOVE(t, link);
-	w->n_conns--;
+	ct->n_conns--;
 	atomic_fetch_sub(&open_conns, 1);
 	free(t);
 	*socket_context = NULL;
@@ -154,11 +171,11 @@ static void track_end(struct worker *w, struct MHD_Connection *conn, struct conn
 void conntrack_on_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
 			 enum MHD_ConnectionNotificationCode toe)
 {
-	struct worker *w = cls;
+	struct conntrack *ct = cls;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-		track_start(w, conn, socket_context);
+		track_start(ct, conn, socket_context);
 	else if (*socket_context)
-		track_end(w, conn, *socket_context, socket_context);
+		track_end(ct, conn, *socket_context, socket_context);
 }
 
 void conntrack_request_line(struct MHD_Connection *conn)
@@ -210,49 +227,42 @@ static void cut(struct conn_track *t, long long waited_ms)
 	log_end(&l);
 }
 
-void conntrack_cut_slow(struct worker *w, long long now_ms)
+void conntrack_cut_slow(struct conntrack *ct, long long now_ms)
 {
-	if (now_ms < w->next_slow_check_ms)
+	if (now_ms < ct->next_slow_check_ms)
 		return;
-	w->next_slow_check_ms = now_ms + SLOW_CHECK_EVERY_MS;
-	long long limit = w->cfg->proxy.client_timeout_s * 1000;
+	ct->next_slow_check_ms = now_ms + SLOW_CHECK_EVERY_MS;
+	long long limit = ct->cfg->client_timeout_s * 1000;
 	struct conn_track *t;
-	LIST_FOREACH(t, &w->conns, link)
+	LIST_FOREACH(t, &ct->conns, link)
 	if (!t->in_request && !t->cut && now_ms - t->since_ms > limit)
 		cut(t, now_ms - t->since_ms);
 }
 
-void conntrack_give_room(struct worker *w)
+void conntrack_give_room(struct conntrack *ct)
 {
 	long want = atomic_load(&room_wanted);
 	if (want <= 0)
 		return;
-	if (!budget_exceeded(w)) { /* room was made meanwhile: nothing is owed */
+	if (!budget_exceeded(ct)) { /* room was made meanwhile: nothing is owed */
 		atomic_store(&room_wanted, 0);
 		return;
 	}
-	struct conn_track *v = idle_victim(w, NULL);
+	struct conn_track *v = idle_victim(ct, NULL);
 	if (v && atomic_compare_exchange_strong(&room_wanted, &want, want - 1))
 		evict(v);
 }
 
-unsigned conntrack_limit(const struct worker *w)
-{
-	long workers = w->n_workers > 0 ? w->n_workers : 1;
-	long per = w->cfg->proxy.max_connections / workers;
-	return per < 1 ? 1 : (unsigned)per;
-}
-
-bool conntrack_over_limit(struct worker *w, struct MHD_Connection *conn)
+bool conntrack_over_limit(struct conntrack *ct, struct MHD_Connection *conn)
 {
 	struct conn_track *t = track_of(conn);
 	if (!t || !t->over_limit)
 		return false;
-	if (!budget_exceeded(w)) {
+	if (!budget_exceeded(ct)) {
 		t->over_limit = false; /* room was made since it was accepted */
 		return false;
 	}
-	struct conn_track *v = idle_victim(w, t);
+	struct conn_track *v = idle_victim(ct, t);
 	if (!v)
 		return true;
 	evict(v);

@@ -303,20 +303,35 @@ int64_t hdr_framing_body_length(const struct hdr_framing *f)
 
 /* ---- Methods ---- */
 
+/* idempotent: RFC 9110 9.2.2 (GET, HEAD, PUT, DELETE, OPTIONS; TRACE too,
+ * but it is never forwarded). */
 static const struct {
 	const char *name;
 	enum hdr_method_policy policy;
+	bool idempotent;
 } hdr_methods[] = {
-    {"GET", HDR_METHOD_FORWARD},     {"HEAD", HDR_METHOD_FORWARD},   {"POST", HDR_METHOD_FORWARD},
-    {"PUT", HDR_METHOD_FORWARD},     {"PATCH", HDR_METHOD_FORWARD},  {"DELETE", HDR_METHOD_FORWARD},
-    {"OPTIONS", HDR_METHOD_FORWARD}, {"CONNECT", HDR_METHOD_TUNNEL}, {"TRACE", HDR_METHOD_ECHO},
-    {"TRACK", HDR_METHOD_ECHO},
+    {"GET", HDR_METHOD_FORWARD, true},     {"HEAD", HDR_METHOD_FORWARD, true},    {"POST", HDR_METHOD_FORWARD, false},
+    {"PUT", HDR_METHOD_FORWARD, true},     {"PATCH", HDR_METHOD_FORWARD, false},  {"DELETE", HDR_METHOD_FORWARD, true},
+    {"OPTIONS", HDR_METHOD_FORWARD, true}, {"CONNECT", HDR_METHOD_TUNNEL, false}, {"TRACE", HDR_METHOD_ECHO, true},
+    {"TRACK", HDR_METHOD_ECHO, false},
 };
 
-enum hdr_method_policy hdr_method_policy(const char *method)
+static int method_row(const char *method)
 {
 	for (size_t i = 0; method && i < sizeof hdr_methods / sizeof hdr_methods[0]; i++)
 		if (strcmp(method, hdr_methods[i].name) == 0)
-			return hdr_methods[i].policy;
-	return HDR_METHOD_UNKNOWN;
+			return (int)i;
+	return -1;
+}
+
+enum hdr_method_policy hdr_method_policy(const char *method)
+{
+	int i = method_row(method);
+	return i < 0 ? HDR_METHOD_UNKNOWN : hdr_methods[i].policy;
+}
+
+bool hdr_method_idempotent(const char *method)
+{
+	int i = method_row(method);
+	return i >= 0 && hdr_methods[i].idempotent;
 }

@@ -78,5 +78,8 @@ int64_t hdr_framing_body_length(const struct hdr_framing *f);
  */
 enum hdr_method_policy { HDR_METHOD_UNKNOWN = 0, HDR_METHOD_FORWARD, HDR_METHOD_TUNNEL, HDR_METHOD_ECHO };
 enum hdr_method_policy hdr_method_policy(const char *method);
+/* May a request with this method be sent again after its bytes went out
+ * (RFC 9110 9.2.2: GET, HEAD, PUT, DELETE, OPTIONS)? Same table. */
+bool hdr_method_idempotent(const char *method);
 
 #endif

@@ -13,24 +13,28 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "worker.h"
+#include "evtag.h"
 
 #define LINGER_TIME_MS   10000              /* longest a socket lingers (nginx lingering_time: 30 s) */
 #define LINGER_IDLE_MS   2000               /* ... or until the client is quiet this long (lingering_timeout: 5 s) */
 #define LINGER_MAX_BYTES (16 * 1024 * 1024) /* ... or has sent this much more */
 #define LINGER_READ      (16 * 1024)
 
-static void finish(struct worker *w, unsigned i)
+static void finish(struct lingerers *l, unsigned i)
 {
-	struct lingerers *l = &w->linger;
 	/* close(2) also takes the descriptor out of the epoll set */
 	close(l->slot[i].fd);
 	l->slot[i] = l->slot[--l->n];
 }
 
-bool linger_start(struct worker *w, int fd, long long now_ms)
+void linger_init(struct lingerers *l, int epfd)
 {
-	struct lingerers *l = &w->linger;
+	l->epfd = epfd;
+	l->n = 0;
+}
+
+bool linger_start(struct lingerers *l, int fd, long long now_ms)
+{
 	if (fd < 0 || l->n >= LINGER_MAX)
 		return false;
 	int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -40,8 +44,8 @@ bool linger_start(struct worker *w, int fd, long long now_ms)
 	 * side; shutting it here too covers TLS, where it only sent close_notify:
 	 * the client sees the end of the answer now, not when we stop reading. */
 	shutdown(copy, SHUT_WR);
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = WORKER_EV_DATA(copy, EV_LINGER)};
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, copy, &ev) < 0) {
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = EV_DATA(copy, EV_LINGER)};
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, copy, &ev) < 0) {
 		close(copy);
 		return false;
 	}
@@ -50,9 +54,8 @@ bool linger_start(struct worker *w, int fd, long long now_ms)
 	return true;
 }
 
-void linger_event(struct worker *w, int fd, long long now_ms)
+void linger_event(struct lingerers *l, int fd, long long now_ms)
 {
-	struct lingerers *l = &w->linger;
 	char scratch[LINGER_READ];
 	unsigned i = 0;
 	while (i < l->n && l->slot[i].fd != fd)
@@ -63,34 +66,32 @@ void linger_event(struct worker *w, int fd, long long now_ms)
 	for (int reads = 0; reads < 8; reads++) { /* bounded per event: the loop has other work */
 		ssize_t n = recv(fd, scratch, sizeof scratch, MSG_DONTWAIT);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-			finish(w, i); /* the client closed (or reset): done */
+			finish(l, i); /* the client closed (or reset): done */
 			return;
 		}
 		if (n < 0)
 			break;
 		s->discarded += (size_t)n;
 		if (s->discarded > LINGER_MAX_BYTES) {
-			finish(w, i);
+			finish(l, i);
 			return;
 		}
 	}
 	s->idle_until_ms = now_ms + LINGER_IDLE_MS;
 }
 
-void linger_sweep(struct worker *w, long long now_ms)
+void linger_sweep(struct lingerers *l, long long now_ms)
 {
-	struct lingerers *l = &w->linger;
 	for (unsigned i = 0; i < l->n;) {
 		if (now_ms >= l->slot[i].until_ms || now_ms >= l->slot[i].idle_until_ms)
-			finish(w, i); /* slot i now holds the former last one: look at it again */
+			finish(l, i); /* slot i now holds the former last one: look at it again */
 		else
 			i++;
 	}
 }
 
-long long linger_next_deadline(const struct worker *w)
+long long linger_next_deadline(const struct lingerers *l)
 {
-	const struct lingerers *l = &w->linger;
 	long long best = 0;
 	for (unsigned i = 0; i < l->n; i++) {
 		long long d =
@@ -101,8 +102,8 @@ long long linger_next_deadline(const struct worker *w)
 	return best;
 }
 
-void linger_close_all(struct worker *w)
+void linger_close_all(struct lingerers *l)
 {
-	while (w->linger.n > 0)
-		finish(w, 0);
+	while (l && l->n > 0)
+		finish(l, 0);
 }

@@ -246,6 +246,8 @@ static int run(const struct config *cfg)
 		log_msg(LOG_ERROR, "startup_failed", "inbound TLS: %s", err);
 		goto out;
 	}
+	static const struct token_observer to_metrics = {metrics_token_result, metrics_cert_not_after};
+	token_set_observer(&to_metrics); /* before any engine starts, reloads' included */
 	te = token_engine_new(cfg, on_token_change, NULL);
 	if (!te || metrics_init(cfg) < 0 || start_workers(cfg, te, &port) < 0 || token_engine_start(te) < 0 ||
 	    admin_start(cfg, te) < 0)

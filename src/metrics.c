@@ -464,7 +464,7 @@ static void render_token_counts(struct sb *b, const struct metrics *m)
 }
 
 static void render_token_state(struct sb *b, const struct metrics *m, struct token_engine *te, long long now_ms,
-			       long long wall_s)
+			       long long wall_now_s)
 {
 	char labels[700];
 	struct token_status st;
@@ -489,11 +489,11 @@ static void render_token_state(struct sb *b, const struct metrics *m, struct tok
 		char n[300];
 		if (c->secret_expires)
 			put(b, "s2s_credential_secret_expires_in_seconds{credential=\"%s\"} %lld\n",
-			    esc(c->name, n, sizeof n), c->secret_expires - wall_s);
+			    esc(c->name, n, sizeof n), c->secret_expires - wall_now_s);
 	}
 }
 
-static void render_cert_expiry(struct sb *b, const struct metrics *m, long long wall_s)
+static void render_cert_expiry(struct sb *b, const struct metrics *m, long long wall_now_s)
 {
 	char n[300];
 	head(b, "s2s_credential_certificate_expires_in_seconds", "gauge",
@@ -502,11 +502,11 @@ static void render_cert_expiry(struct sb *b, const struct metrics *m, long long 
 		long long na = atomic_load_explicit(&m->cert_not_after[i], memory_order_relaxed);
 		if (na)
 			put(b, "s2s_credential_certificate_expires_in_seconds{credential=\"%s\"} %lld\n",
-			    esc(m->cfg->credentials[i].name, n, sizeof n), na - wall_s);
+			    esc(m->cfg->credentials[i].name, n, sizeof n), na - wall_now_s);
 	}
 }
 
-char *metrics_render(struct token_engine *te, long long now_ms, long long wall_s, size_t *len)
+char *metrics_render(struct token_engine *te, long long now_ms, long long wall_now_s, size_t *len)
 {
 	struct metrics *m = cur();
 	struct sb b = {0};
@@ -516,8 +516,8 @@ char *metrics_render(struct token_engine *te, long long now_ms, long long wall_s
 	put(&b, "s2s_proxy_info{version=\"%s\"} 1\n", S2S_VERSION);
 	render_requests(&b, m);
 	render_token_counts(&b, m);
-	render_token_state(&b, m, te, now_ms, wall_s);
-	render_cert_expiry(&b, m, wall_s);
+	render_token_state(&b, m, te, now_ms, wall_now_s);
+	render_cert_expiry(&b, m, wall_now_s);
 	if (b.failed) {
 		free(b.p);
 		return NULL;

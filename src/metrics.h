@@ -47,9 +47,9 @@ void metrics_token_result(const struct config *from, size_t idx, const struct to
 void metrics_cert_not_after(const struct config *from, size_t cred, long long not_after);
 
 /* The exposition text (malloc'd, *len bytes, NUL-terminated), or NULL.
- * now_ms: the token engine's (monotonic) clock; wall_s: unix seconds, for
+ * now_ms: the token engine's (monotonic) clock; wall_now_s: unix seconds, for
  * secret and certificate expiry dates. */
-char *metrics_render(struct token_engine *te, long long now_ms, long long wall_s, size_t *len);
+char *metrics_render(struct token_engine *te, long long now_ms, long long wall_now_s, size_t *len);
 
 /* "read" (GET, HEAD, OPTIONS), "write" (POST, PUT, PATCH, DELETE) or "other". */
 const char *metrics_method_class(const char *method);

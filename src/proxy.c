@@ -413,7 +413,7 @@ static bool replay_after_401(struct request *rq)
 	if (!refusal_rewind(rq))
 		return false;
 	log_msg(LOG_INFO, "request_replayed", "request %s: upstream 401, token dropped, sending again", rq->request_id);
-	start_with_token(rq, worker_now_ms()); /* parks until the fresh token is there */
+	start_with_token(rq, clock_now_ms()); /* parks until the fresh token is there */
 	return true;
 }
 
@@ -422,7 +422,7 @@ static enum MHD_Result advance(struct request *rq)
 {
 	if (rq->state == RQ_RESPONDED)
 		return MHD_YES;
-	if (rq->bridge) /* WS-Trust bridge: a buffered exchange (bridge.c) */
+	if (rq->bx) /* WS-Trust bridge: a buffered exchange (bridge.c) */
 		return bridge_advance(rq);
 	if (!rq->local.set && rq->state == RQ_FORWARDING) {
 		if (rq->headers_ready && !rq->rh_overflow && replay_after_401(rq))
@@ -751,10 +751,10 @@ static void start_with_token(struct request *rq, long long now)
 
 static enum MHD_Result first_call(struct request *rq, const char *method)
 {
-	long long now = worker_now_ms();
+	long long now = clock_now_ms();
 	client_address(rq);
 	conntrack_request_started(rq->conn);
-	if (conntrack_over_limit(rq->w, rq->conn)) {
+	if (conntrack_over_limit(&rq->w->ct, rq->conn)) {
 		request_set_local(rq, 503, "overloaded", "Too many connections", "max_connections reached");
 		rq->local.retry_after_s = 1;
 		rq->local.close = true;
@@ -762,7 +762,7 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 	} else if (classify(rq, method)) {
 		if (bridge_begin(rq) < 0)
 			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
-		else if (rq->bridge)
+		else if (rq->bx)
 			rq->up_eof = !rq->has_body; /* bridged: token once the body is in (bridge_request_done) */
 		else if (rq->has_body && pool_ring_get(&rq->w->pool, &rq->up, relay_ring_bytes(rq->cfg)) < 0)
 			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
@@ -796,7 +796,7 @@ static enum MHD_Result body_call(struct request *rq, const char *data, size_t *s
 			return queue_local(rq);
 		return MHD_YES;
 	}
-	if (rq->bridge)
+	if (rq->bx)
 		return bridge_body(rq, data, size);
 	uint64_t cap = body_cap(rq);
 	if (cap && !rq->local.set && rq->bytes_in + *size > cap) { /* a chunked body outgrew the cap */
@@ -841,10 +841,10 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const c
 	 * stream. */
 	if (rq->start_deferred && !rq->local.set) {
 		rq->start_deferred = false;
-		start_with_token(rq, worker_now_ms());
+		start_with_token(rq, clock_now_ms());
 	}
-	if (rq->bridge && bridge_request_done(rq))
-		start_with_token(rq, worker_now_ms());
+	if (rq->bx && bridge_request_done(rq))
+		start_with_token(rq, clock_now_ms());
 	return advance(rq);
 }
 
@@ -871,7 +871,7 @@ void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	conntrack_request_line(conn);
 	if (!rq)
 		return NULL; /* the access handler answers MHD_NO: connection closed */
-	rq->t_start_ms = worker_now_ms();
+	rq->t_start_ms = clock_now_ms();
 	new_request_id(w, rq->request_id, sizeof rq->request_id);
 	for (unsigned i = 0; i < REQUEST_N_CORR; i++) /* until scan_header finds the client's own */
 		copy_cut(rq->corr[i], sizeof rq->corr[i], rq->request_id);
@@ -885,7 +885,7 @@ void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 {
 	struct log_line l;
-	long long now = worker_now_ms();
+	long long now = clock_now_ms();
 	static const char *const corr_field[REQUEST_N_CORR] = REQUEST_CORR_FIELDS;
 	metrics_request_done(rq->route, rq->method, rq->final_status, rq->bytes_in, rq->bytes_out,
 			     rq->up_status || rq->upstream_done ? now - rq->t_start_ms - rq->t_parked_ms : -1);
@@ -934,7 +934,7 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 	log_request(rq, toe);
 	/* clean: answered whole with the connection kept; a refusal that closes
 	 * it may leave body bytes unread, and then the close lingers */
-	conntrack_request_done(rq->conn, worker_now_ms(),
+	conntrack_request_done(rq->conn, clock_now_ms(),
 			       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !(rq->local.set && rq->local.close) &&
 				   (!rq->has_body || rq->up_eof));
 	all_unlink(w, rq);
@@ -947,14 +947,14 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 
 void proxy_token_event(struct worker *w)
 {
-	long long now = worker_now_ms();
+	long long now = clock_now_ms();
 	struct request *rq = w->parked, *next;
 	for (; rq; rq = next) {
 		next = rq->park_next;
 		start_with_token(rq, now);
 		if (rq->state != RQ_PARKED || rq->local.set) {
 			park_unlink(w, rq);
-			proxy_upstream_progress(rq);
+			request_resume(rq);
 		}
 	}
 }
@@ -971,7 +971,7 @@ void proxy_check_deadlines(struct worker *w, long long now_ms)
 		request_set_local(rq, 503, "token_wait_timeout", "No token from Microsoft Entra ID in time",
 				  "the first token for this route is still being requested");
 		rq->local.retry_after_s = 1;
-		proxy_upstream_progress(rq);
+		request_resume(rq);
 	}
 }
 
@@ -995,10 +995,4 @@ void proxy_abort_all(struct worker *w)
 		}
 		request_resume(rq);
 	}
-}
-
-void proxy_upstream_progress(struct request *rq)
-{
-	if (!rq->client_gone)
-		request_resume(rq);
 }

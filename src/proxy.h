@@ -29,8 +29,4 @@ long long proxy_next_deadline(const struct worker *w);
 /* Shutdown: cut every live request so MHD can stop. */
 void proxy_abort_all(struct worker *w);
 
-/* Called by relay.c when the upstream state changed in a way the client
- * side must see (headers ready, data, end, failure before headers). */
-void proxy_upstream_progress(struct request *rq);
-
 #endif

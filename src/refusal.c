@@ -15,6 +15,7 @@
 #include "relay.h"
 #include "request.h"
 #include "token.h"
+#include "clock.h"
 #include "worker.h"
 
 /*
@@ -83,7 +84,7 @@ void refusal_diagnose(struct request *rq)
 	rq->diagnosis = d.code;
 	rq->diag_title = d.title;
 	rq->diag_remediation = d.remediation;
-	diaglog_upstream(worker_now_ms(), rq->route->name, rq->request_id, &d, &ev, rq->tok ? &rq->tok->claims : NULL,
+	diaglog_upstream(clock_now_ms(), rq->route->name, rq->request_id, &d, &ev, rq->tok ? &rq->tok->claims : NULL,
 			 rq->tok ? rq->tok->fp : NULL);
 	if (rq->up_status == 401)
 		token_reject(rq->tokens, rq->route->token_source, rq->tok_gen);
@@ -95,7 +96,7 @@ void refusal_keep_body(struct request *rq, const char *data, size_t n)
 	size_t max = rq->cfg->proxy.replay_max_body, cap = rq->replay_body ? rq->replay_len : 0;
 	if (rq->replay_skip || n == 0)
 		return;
-	if (!relay_method_idempotent(rq->method) || rq->replay_len + n > max) {
+	if (!hdr_method_idempotent(rq->method) || rq->replay_len + n > max) {
 		rq->replay_skip = true;
 		goto drop;
 	}

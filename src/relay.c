@@ -17,7 +17,6 @@
 
 #include "bridge.h"
 #include "log.h"
-#include "proxy.h"
 #include "request.h"
 #include "tlsca.h"
 #include "tlsin.h"
@@ -33,7 +32,7 @@
 static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 {
 	struct request *rq = ud;
-	if (rq->bridge) /* a bridged SOAP body, sent from memory */
+	if (rq->bx) /* a bridged SOAP body, sent from memory */
 		return bridge_on_read(rq, buf, size * nitems);
 	if (rq->replay_feed) { /* a replay after a 401: the kept copy, all there */
 		size_t left = rq->replay_len - rq->replay_pos, k = size * nitems < left ? size * nitems : left;
@@ -60,7 +59,7 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 static int on_seek(void *ud, curl_off_t offset, int origin)
 {
 	struct request *rq = ud;
-	if (rq->bridge && origin == SEEK_SET && offset == 0)
+	if (rq->bx && origin == SEEK_SET && offset == 0)
 		return bridge_on_seek(rq);
 	if (origin == SEEK_SET && offset == 0 && rq->up_sent == 0)
 		return CURL_SEEKFUNC_OK;
@@ -85,20 +84,11 @@ static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_por
 {
 	struct request *rq = ud;
 	(void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
-	if (rq->up_attempts++ > 0 && !relay_method_idempotent(rq->method)) {
+	if (rq->up_attempts++ > 0 && !hdr_method_idempotent(rq->method)) {
 		rq->resend_refused = true;
 		return CURL_PREREQFUNC_ABORT;
 	}
 	return CURL_PREREQFUNC_OK;
-}
-
-bool relay_method_idempotent(const char *method)
-{
-	static const char *const idempotent[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"};
-	for (size_t i = 0; i < sizeof idempotent / sizeof idempotent[0]; i++)
-		if (strcmp(method, idempotent[i]) == 0)
-			return true;
-	return false;
 }
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
@@ -107,14 +97,14 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
 	size_t n = size * nmemb;
 	if (rq->client_gone)
 		return 0; /* ends the transfer with CURLE_WRITE_ERROR */
-	if (rq->bridge)   /* collected whole, converted at the end */
+	if (rq->bx)       /* collected whole, converted at the end */
 		return bridge_on_write(rq, data, n);
 	if (rbuf_space(&rq->down) < n) {
 		rq->pause_bits |= CURLPAUSE_RECV;
 		return CURL_WRITEFUNC_PAUSE; /* curl keeps the bytes and re-delivers them */
 	}
 	rbuf_write(&rq->down, data, n);
-	proxy_upstream_progress(rq);
+	request_resume(rq); /* the client side looks again (no-op unless suspended) */
 	return n;
 }
 
@@ -210,7 +200,7 @@ static void header_line(struct request *rq, const char *line, size_t n)
 		if (rq->up_status >= 200) {
 			rq->headers_ready = true;
 			rq->in_body = true;
-			proxy_upstream_progress(rq);
+			request_resume(rq);
 		}
 		return;
 	}
@@ -292,7 +282,7 @@ static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, co
 	(void)kind;
 	if (!value || !hdr_request_forwardable(name, b->rq->conn_tokens))
 		return MHD_YES;
-	if (b->rq->bridge && !bridge_forward_header(name))
+	if (b->rq->bx && !bridge_forward_header(name))
 		return MHD_YES; /* the bridge sets these for the converted body */
 	if (strcasecmp(name, b->rq->cfg->proxy.inbound_key_header) == 0)
 		return MHD_YES; /* the caller's key for this proxy never goes upstream */
@@ -353,7 +343,7 @@ static bool method_wants_body(const char *m)
  */
 static bool body_in_memory(const struct request *rq)
 {
-	return rq->has_body && !rq->bridge && !rq->replay_feed && !rq->is_head && rq->up_eof && rq->body_len >= 0 &&
+	return rq->has_body && !rq->bx && !rq->replay_feed && !rq->is_head && rq->up_eof && rq->body_len >= 0 &&
 	       rq->up.head == 0 && (int64_t)rq->up.len == rq->body_len;
 }
 
@@ -429,8 +419,7 @@ size_t relay_ring_bytes(const struct config *cfg)
 int relay_start(struct request *rq, const char *auth_header)
 {
 	char url[URL_MAX];
-	if ((rq->bridge ? bridge_upstream_url(rq, url, sizeof url) : route_upstream_url(&rq->match, url, sizeof url)) <
-	    0) {
+	if ((rq->bx ? bridge_upstream_url(rq, url, sizeof url) : route_upstream_url(&rq->match, url, sizeof url)) < 0) {
 		request_set_local(rq, 414, "uri_too_long", "Request-target too long",
 				  "the upstream URL would exceed the limit");
 		return -1;
@@ -486,7 +475,7 @@ void relay_done(struct worker *w, CURL *easy, CURLcode result)
 	if (result == CURLE_OK && !rq->headers_ready)
 		rq->upstream_result = CURLE_WEIRD_SERVER_REPLY;
 	release_easy(rq); /* rq stays alive: the MHD side still holds a reference */
-	proxy_upstream_progress(rq);
+	request_resume(rq);
 }
 
 void relay_abort(struct request *rq)

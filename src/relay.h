@@ -30,8 +30,5 @@ void relay_abort(struct request *rq);
 /* The client side consumed response bytes, or added request bytes: undo
  * pauses that no longer apply. */
 void relay_unpause(struct request *rq);
-/* May a request with this method be sent again after its bytes went out
- * (RFC 9110 9.2.2: GET, HEAD, PUT, DELETE, OPTIONS)? */
-bool relay_method_idempotent(const char *method);
 
 #endif

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge.h"
 #include "worker.h"
 
 struct request *request_new(struct worker *w, const char *target)
@@ -56,7 +55,8 @@ void request_unref(struct request *rq)
 	pool_ring_put(&rq->w->pool, &rq->down);
 	free(rq->rh_buf);
 	free(rq->rh);
-	bridge_free(rq->bridge);
+	if (rq->bx && rq->bx_free)
+		rq->bx_free(rq->bx);
 	tok_info_unref(rq->tok);
 	free(rq->target);
 	if (rq->gen != NULL)

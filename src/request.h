@@ -172,8 +172,11 @@ struct request {
 	bool replayed;         /* sent again once after a 401 with a fresh token */
 	const char *diag_title, *diag_remediation; /* with diagnosis, static strings */
 
-	/* WS-Trust bridge (bridge.c): a buffered exchange; NULL = streamed */
-	struct bridge *bridge;
+	/* The WS-Trust bridge's exchange (bridge.c): a buffered exchange; NULL =
+	 * streamed. bridge.c sets both; request_unref frees it through bx_free,
+	 * so this module needs nothing of the bridge's. */
+	struct bridge *bx;
+	void (*bx_free)(struct bridge *br);
 
 	/* MHD side */
 	bool mhd_suspended;

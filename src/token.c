@@ -44,13 +44,20 @@
 #include "cred.h"
 #include "mi.h"
 #include "log.h"
-#include "metrics.h"
 #include "tlsca.h"
 #include "token_int.h"
 
 #ifndef S2S_VERSION
 #define S2S_VERSION "0.0.0"
 #endif
+
+/* The metrics' hooks (token_set_observer): set once before any engine runs. */
+static const struct token_observer *observer;
+
+void token_set_observer(const struct token_observer *obs)
+{
+	observer = obs;
+}
 
 /* ---- small helpers -------------------------------------------------------- */
 
@@ -175,7 +182,8 @@ static void record_failure(struct token_engine *te, struct tsrc *s, struct token
 	serving = s->hdr != NULL && now < s->usable_until_ms;
 	pthread_mutex_unlock(&s->mu);
 	token_log_failed(s, f, retry_ms, serving);
-	metrics_token_result(te->cfg, s->idx, f, f->kind == TF_LOCAL ? -1 : now - s->started_ms);
+	if (observer && observer->result)
+		observer->result(te->cfg, s->idx, f, f->kind == TF_LOCAL ? -1 : now - s->started_ms);
 	notify(te);
 }
 
@@ -236,8 +244,11 @@ static void store_token(struct token_engine *te, struct tsrc *s, struct oauth_to
 	s->next_due_ms = t.refresh_at_ms > now + MIN_REFETCH_MS ? t.refresh_at_ms : now + MIN_REFETCH_MS;
 	atomic_store(&s->refresh_wanted, false); /* the new token answers any pending request */
 	token_log_acquired(s, tok, &t, now, gen);
-	metrics_token_result(te->cfg, s->idx, NULL, now - s->started_ms);
-	metrics_cert_not_after(te->cfg, s->cfg->credential, token_engine_cert_not_after(te, s->cfg->credential));
+	if (observer && observer->result)
+		observer->result(te->cfg, s->idx, NULL, now - s->started_ms);
+	if (observer && observer->cert_not_after)
+		observer->cert_not_after(te->cfg, s->cfg->credential,
+					 token_engine_cert_not_after(te, s->cfg->credential));
 	notify(te);
 }
 

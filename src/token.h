@@ -58,6 +58,18 @@ typedef long long (*token_clock_fn)(void);
  */
 struct token_engine *token_engine_new(const struct config *cfg, void (*notify)(void *), void *arg);
 
+/* What every engine reports as it works, for the metrics: main.c registers
+ * metrics.c's functions here once, before any engine starts, so the engine
+ * calls up through these and never includes the metrics module. A NULL
+ * observer (or member) reports nothing (unit tests, the fuzz harness). */
+struct token_observer {
+	/* a fetch for source idx of `from` ended: f NULL on success; latency -1 for a local failure */
+	void (*result)(const struct config *from, size_t idx, const struct token_failure *f, long long latency_ms);
+	/* credential cred's certificate notAfter (unix s), once its key was used */
+	void (*cert_not_after)(const struct config *from, size_t cred, long long not_after);
+};
+void token_set_observer(const struct token_observer *obs);
+
 /* Replace the engine clock (default: CLOCK_MONOTONIC in ms). Call before
  * token_engine_start. For tests. */
 void token_engine_set_clock(struct token_engine *te, token_clock_fn clock);

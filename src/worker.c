@@ -30,6 +30,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "conntrack.h"
+#include "evtag.h"
 #include "relay.h"
 #include "request.h"
 #include "tlsin.h"
@@ -52,18 +53,6 @@
  * skipping that empty line; no smuggling shape needs it, since the proxy
  * re-frames every body it forwards (docs/security.md, "The front door"). */
 #define CLIENT_DISCIPLINE 1
-
-static long long clock_ms(clockid_t id)
-{
-	struct timespec ts;
-	clock_gettime(id, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-long long worker_now_ms(void)
-{
-	return clock_ms(CLOCK_MONOTONIC);
-}
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -119,7 +108,7 @@ static int start_mhd(struct worker *w)
 				  (unsigned)w->cfg->proxy.client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 				  w->mhd_pool_bytes, MHD_OPTION_CLIENT_DISCIPLINE_LVL, CLIENT_DISCIPLINE,
 				  MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED,
-				  proxy_on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, conntrack_on_notify, w,
+				  proxy_on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, conntrack_on_notify, &w->ct,
 				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, w, MHD_OPTION_ARRAY, tls_ops, MHD_OPTION_END);
 	if (!w->mhd) {
 		log_msg(LOG_ERROR, "worker_failed", "worker %d: cannot start the HTTP server", w->id);
@@ -139,7 +128,8 @@ static int start_mhd(struct worker *w)
  * makes busy workers open a new TLS connection for most requests. */
 static long idle_pool(const struct worker *w)
 {
-	long n = (long)conntrack_limit(w);
+	long workers = w->n_workers > 0 ? w->n_workers : 1;
+	long n = w->cfg->proxy.max_connections / workers;
 	return n < 64 ? 64 : n > 512 ? 512 : n;
 }
 
@@ -179,7 +169,7 @@ static unsigned char *sock_state(struct worker *w, curl_socket_t s)
 static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
 	struct worker *w = userp;
-	struct epoll_event ev = {.events = 0, .data.u64 = WORKER_EV_DATA(s, EV_CURL)};
+	struct epoll_event ev = {.events = 0, .data.u64 = EV_DATA(s, EV_CURL)};
 	unsigned char *st = sock_state(w, s);
 	(void)easy;
 	(void)socketp;
@@ -226,7 +216,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
 	struct worker *w = userp;
 	(void)multi;
-	w->curl_deadline_ms = timeout_ms < 0 ? -1 : worker_now_ms() + timeout_ms;
+	w->curl_deadline_ms = timeout_ms < 0 ? -1 : clock_now_ms() + timeout_ms;
 	return 0;
 }
 
@@ -266,9 +256,9 @@ static int worker_count = 1;
 #define REGISTRY_MAX 64
 static _Atomic(struct worker *) registry[REGISTRY_MAX];
 
-static int watch(struct worker *w, int fd, enum worker_ev_tag tag)
+static int watch(struct worker *w, int fd, enum ev_tag tag)
 {
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WORKER_EV_DATA(fd, tag)};
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV_DATA(fd, tag)};
 	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
@@ -298,6 +288,8 @@ void worker_set_count(int n)
 	worker_count = n > 0 ? n : 1;
 }
 
+static void ask_room(void *arg);
+
 int worker_init(struct worker *w, int id, const struct config *cfg, struct token_engine *tokens, int listen_fd)
 {
 	memset(w, 0, sizeof *w);
@@ -315,13 +307,14 @@ int worker_init(struct worker *w, int id, const struct config *cfg, struct token
 	atomic_init(&w->stop, 0);
 	atomic_init(&w->finished, false);
 	if (getrandom(&w->rng, sizeof w->rng, 0) != (ssize_t)sizeof w->rng)
-		w->rng = (uint64_t)worker_now_ms() * 0x9E3779B97F4A7C15ull + (uint64_t)id;
+		w->rng = (uint64_t)clock_now_ms() * 0x9E3779B97F4A7C15ull + (uint64_t)id;
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (w->epfd < 0 || w->wake_fd < 0 || watch(w, w->wake_fd, EV_WAKE) < 0) {
 		log_msg(LOG_ERROR, "worker_failed", "worker %d: cannot create its event set: %s", id, strerror(errno));
 		goto fail;
 	}
+	conntrack_init(&w->ct, &cfg->proxy, w->epfd, ask_room, w);
 	if (start_multi(w) < 0) {
 		log_msg(LOG_ERROR, "worker_failed", "worker %d: cannot create the upstream client", id);
 		goto fail;
@@ -365,7 +358,7 @@ static int loop_timeout(struct worker *w, long long now)
 		to = park - now;
 	if (w->draining && w->drain_deadline_ms - now < to)
 		to = w->drain_deadline_ms - now;
-	long long linger = linger_next_deadline(w);
+	long long linger = linger_next_deadline(&w->ct.linger);
 	if (linger > 0 && linger - now < to)
 		to = linger - now;
 	return to < 0 ? 0 : (int)to;
@@ -385,12 +378,12 @@ static void curl_act(struct worker *w, curl_socket_t s, int flags)
 static void run_curl_timers(struct worker *w)
 {
 	long ms = -1;
-	if (!w->curl_dirty && (w->curl_deadline_ms < 0 || w->curl_deadline_ms > worker_now_ms()))
+	if (!w->curl_dirty && (w->curl_deadline_ms < 0 || w->curl_deadline_ms > clock_now_ms()))
 		return;
 	w->curl_dirty = false;
 	curl_act(w, CURL_SOCKET_TIMEOUT, 0);
 	if (curl_multi_timeout(w->multi, &ms) == CURLM_OK)
-		w->curl_deadline_ms = ms < 0 ? -1 : worker_now_ms() + ms;
+		w->curl_deadline_ms = ms < 0 ? -1 : clock_now_ms() + ms;
 }
 
 /* Finished transfers. */
@@ -445,6 +438,7 @@ static void begin_drain(struct worker *w, long long now)
 	if (w->draining)
 		return;
 	w->draining = true;
+	w->ct.draining = true;
 	w->drain_deadline_ms = now + w->cfg->proxy.shutdown_timeout_s * 1000;
 	/* Stop accepting; MHD hands the listen socket back to us. */
 	MHD_socket fd = MHD_quiesce_daemon(w->mhd);
@@ -481,6 +475,7 @@ static void adopt_gen(struct worker *w)
 		atomic_fetch_sub(&w->gen->refs, 1);
 	w->gen = g;
 	w->cfg = g->cfg;
+	w->ct.cfg = &g->cfg->proxy;
 	w->tokens = g->tokens;
 }
 
@@ -496,9 +491,9 @@ static int wait_events(struct worker *w, int timeout_ms)
 		return -1;
 	}
 	for (int i = 0; i < n; i++) {
-		int fd = (int)(evs[i].data.u64 >> 2);
+		int fd = EV_FD(evs[i].data.u64);
 		uint64_t drained;
-		switch ((enum worker_ev_tag)(evs[i].data.u64 & 3)) {
+		switch (EV_TAG(evs[i].data.u64)) {
 		case EV_MHD:
 			mhd_ready = 1;
 			break;
@@ -510,7 +505,7 @@ static int wait_events(struct worker *w, int timeout_ms)
 			curl_socket_event(w, fd, evs[i].events);
 			break;
 		case EV_LINGER:
-			linger_event(w, fd, worker_now_ms());
+			linger_event(&w->ct.linger, fd, clock_now_ms());
 			break;
 		}
 	}
@@ -527,12 +522,12 @@ static int loop_turn(struct worker *w, int timeout_ms)
 	run_curl(w);
 	if (atomic_exchange(&w->token_event, 0))
 		proxy_token_event(w);
-	proxy_check_deadlines(w, worker_now_ms());
-	conntrack_cut_slow(w, worker_now_ms());
+	proxy_check_deadlines(w, clock_now_ms());
+	conntrack_cut_slow(&w->ct, clock_now_ms());
 	if (atomic_exchange(&w->room_asked, 0))
-		conntrack_give_room(w);
-	linger_sweep(w, worker_now_ms());
-	trim_when_idle(w, worker_now_ms());
+		conntrack_give_room(&w->ct);
+	linger_sweep(&w->ct.linger, clock_now_ms());
+	trim_when_idle(w, clock_now_ms());
 	if (mhd_ready || w->mhd_dirty || w->draining || mhd_timer_due(w))
 		run_mhd(w);
 	if (w->curl_dirty) { /* requests MHD just started go out in this turn */
@@ -551,7 +546,7 @@ static void *worker_main(void *arg)
 	log_batch_begin(); /* request lines go out once per loop turn, not one write each */
 	for (;;) {
 		adopt_gen(w);
-		long long now = worker_now_ms();
+		long long now = clock_now_ms();
 		int stop = atomic_load(&w->stop);
 		if (stop && !w->draining)
 			begin_drain(w, now);
@@ -608,8 +603,12 @@ void worker_set_gen(struct worker *w, struct worker_gen *g)
 	wake(w);
 }
 
-void worker_ask_room(struct worker *self)
+/* conntrack's ask_room hook: every other running worker closes one idle
+ * connection, if it has one, because `self` is over max_connections
+ * without one. */
+static void ask_room(void *arg)
 {
+	struct worker *self = arg;
 	for (int i = 0; i < REGISTRY_MAX; i++) {
 		struct worker *w = atomic_load(&registry[i]);
 		if (w && w != self && !atomic_load(&w->finished)) {
@@ -652,7 +651,7 @@ void worker_join(struct worker *w)
 		w->multi = NULL;
 	}
 	pool_drain(&w->pool); /* after the multi: pooled handles are in none */
-	linger_close_all(w);
+	conntrack_close(&w->ct);
 	close_events(w);
 	for (size_t i = 0; i < sizeof w->claims_cache / sizeof w->claims_cache[0]; i++) {
 		tok_info_unref(w->claims_cache[i].info); /* requests still alive keep their own reference */
@@ -674,6 +673,6 @@ void worker_join(struct worker *w)
  */
 int worker_turn(struct worker *w, int max_wait_ms)
 {
-	int timeout_ms = loop_timeout(w, worker_now_ms());
+	int timeout_ms = loop_timeout(w, clock_now_ms());
 	return loop_turn(w, timeout_ms < max_wait_ms ? timeout_ms : max_wait_ms);
 }

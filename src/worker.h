@@ -17,18 +17,14 @@
 #include <sys/queue.h>
 
 #include "config.h"
+#include "clock.h"
+#include "conntrack.h"
 #include "jwt.h"
-#include "linger.h"
 #include "pool.h"
 #include "token.h"
 
 struct request;
 struct conn_track;
-
-/* What an event in a worker's epoll set is: the tag in the low bits of
- * data.u64, the file descriptor above them. */
-enum worker_ev_tag { EV_MHD = 0, EV_WAKE = 1, EV_CURL = 2, EV_LINGER = 3 };
-#define WORKER_EV_DATA(fd, tag) (((uint64_t)(unsigned)(fd) << 2) | (uint64_t)(tag))
 
 /*
  * A configuration generation (SIGHUP reload): a config and the token engine
@@ -73,10 +69,8 @@ struct worker {
 	struct request *parked; /* waiting for a token */
 	struct request *all;    /* every live request */
 	unsigned inflight;
-	LIST_HEAD(conn_list, conn_track) conns; /* every client connection (conntrack.c) */
-	unsigned n_conns;
-	int n_workers; /* how many workers share max_connections */
-	long long next_slow_check_ms;
+	struct conntrack ct;     /* client connections, the budget, lingering closes (conntrack.c) */
+	int n_workers;           /* how many workers share max_connections */
 	long long idle_since_ms; /* no request in flight since */
 	/* Claims and fingerprint of recently sent tokens, by (engine, source,
 	 * generation): decoding and hashing a token once, not per request. */
@@ -86,9 +80,8 @@ struct worker {
 		unsigned long gen;
 		struct tok_info *info; /* one reference; NULL = empty */
 	} claims_cache[8];
-	bool busy_since_trim;    /* served requests since the last malloc_trim */
-	struct pool pool;        /* recycled rings and easy handles (pool.c) */
-	struct lingerers linger; /* closed client sockets still read and discarded (linger.c) */
+	bool busy_since_trim; /* served requests since the last malloc_trim */
+	struct pool pool;     /* recycled rings and easy handles (pool.c) */
 	uint64_t rng;
 	char token_hdr[TOKEN_HEADER_MAX]; /* scratch for token_lookup */
 };
@@ -108,9 +101,6 @@ void worker_request_stop(struct worker *w, bool now);
 void worker_set_gen(struct worker *w, struct worker_gen *g);
 /* Wake the worker because a token changed (any thread). */
 void worker_token_changed(struct worker *w);
-/* Ask every other running worker to close one idle connection, if it has
- * one, because `self` is over max_connections without one (conntrack.c). */
-void worker_ask_room(struct worker *self);
 /* fuzz/fuzz_inbound.c: one turn of the worker loop on the calling thread,
  * for a worker not started (listen_fd < 0: no listen socket, connections
  * come from MHD_add_connection). Sleeps at most max_wait_ms. Returns
@@ -118,11 +108,5 @@ void worker_ask_room(struct worker *self);
 int worker_turn(struct worker *w, int max_wait_ms);
 /* Join and free. NULL-safe, idempotent. */
 void worker_join(struct worker *w);
-
-/* The clock of every deadline and duration (parked requests, client and
- * drain timeouts, curl's timers, lingering closes, and the token engine's
- * times, which token_lookup compares with it): CLOCK_MONOTONIC in ms, so a
- * step of the system clock neither expires nor stretches them. */
-long long worker_now_ms(void);
 
 #endif

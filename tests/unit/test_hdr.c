@@ -379,6 +379,11 @@ static void test_method_policy(void)
 	for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
 		CHECK_INT(hdr_method_policy(unknown[i]), HDR_METHOD_UNKNOWN);
 	CHECK_INT(hdr_method_policy(NULL), HDR_METHOD_UNKNOWN);
+	const char *idem[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}, *not_idem[] = {"POST", "PATCH", "get", "FOO"};
+	for (size_t i = 0; i < sizeof idem / sizeof idem[0]; i++)
+		CHECK(hdr_method_idempotent(idem[i]));
+	for (size_t i = 0; i < sizeof not_idem / sizeof not_idem[0]; i++)
+		CHECK(!hdr_method_idempotent(not_idem[i]));
 }
 
 int main(void)

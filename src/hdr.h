@@ -81,5 +81,7 @@ enum hdr_method_policy hdr_method_policy(const char *method);
 /* May a request with this method be sent again after its bytes went out
  * (RFC 9110 9.2.2: GET, HEAD, PUT, DELETE, OPTIONS)? Same table. */
 bool hdr_method_idempotent(const char *method);
+/* The forwarded methods as an Allow field value (RFC 9110 10.2.1). */
+extern const char hdr_methods_allowed[];
 
 #endif

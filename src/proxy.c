@@ -174,7 +174,7 @@ static enum MHD_Result queue_local(struct request *rq)
 		add_header(r, "Retry-After", ra);
 	}
 	if (rq->local.status == 405) /* RFC 9110 15.5.6 */
-		add_header(r, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+		add_header(r, "Allow", hdr_methods_allowed);
 	if (rq->local.close || rq->w->draining)
 		add_header(r, "Connection", "close");
 	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->local.status, r);

@@ -370,8 +370,12 @@ static void test_framing_reasons(void)
 static void test_method_policy(void)
 {
 	const char *fwd[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
-	for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++)
+	char allow[128] = "";
+	for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++) {
 		CHECK_INT(hdr_method_policy(fwd[i]), HDR_METHOD_FORWARD);
+		snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", i ? ", " : "", fwd[i]);
+	}
+	CHECK_STR(hdr_methods_allowed, allow);
 	CHECK_INT(hdr_method_policy("CONNECT"), HDR_METHOD_TUNNEL);
 	CHECK_INT(hdr_method_policy("TRACE"), HDR_METHOD_ECHO);
 	CHECK_INT(hdr_method_policy("TRACK"), HDR_METHOD_ECHO);

@@ -175,6 +175,9 @@ static void record_failure(struct token_engine *te, struct tsrc *s, struct token
 	f->retry_at_ms = now + retry_ms;
 	s->next_due_ms = now + retry_ms;
 	s->backing_off = true;
+	/* Counted before it is published, as store_token does. */
+	if (observer && observer->result)
+		observer->result(te->cfg, s->idx, f, f->kind == TF_LOCAL ? -1 : now - s->started_ms);
 	if (pthread_mutex_lock(&s->mu) != 0)
 		abort(); /* a broken mutex would hand out stale tokens: do not limp on */
 	s->failed = true;
@@ -182,8 +185,6 @@ static void record_failure(struct token_engine *te, struct tsrc *s, struct token
 	serving = s->hdr != NULL && now < s->usable_until_ms;
 	pthread_mutex_unlock(&s->mu);
 	token_log_failed(s, f, retry_ms, serving);
-	if (observer && observer->result)
-		observer->result(te->cfg, s->idx, f, f->kind == TF_LOCAL ? -1 : now - s->started_ms);
 	notify(te);
 }
 
@@ -226,6 +227,13 @@ static void store_token(struct token_engine *te, struct tsrc *s, struct oauth_to
 	}
 	memcpy(hdr, BEARER_PREFIX, sizeof(BEARER_PREFIX) - 1);
 	memcpy(hdr + sizeof(BEARER_PREFIX) - 1, tok->access_token, tlen + 1);
+	/* Count before publishing: whoever sees the token (readiness, a request) then
+	 * also sees it in the metrics. */
+	if (observer && observer->result)
+		observer->result(te->cfg, s->idx, NULL, now - s->started_ms);
+	if (observer && observer->cert_not_after)
+		observer->cert_not_after(te->cfg, s->cfg->credential,
+					 token_engine_cert_not_after(te, s->cfg->credential));
 	if (pthread_mutex_lock(&s->mu) != 0)
 		abort();
 	old = s->hdr;
@@ -244,11 +252,6 @@ static void store_token(struct token_engine *te, struct tsrc *s, struct oauth_to
 	s->next_due_ms = t.refresh_at_ms > now + MIN_REFETCH_MS ? t.refresh_at_ms : now + MIN_REFETCH_MS;
 	atomic_store(&s->refresh_wanted, false); /* the new token answers any pending request */
 	token_log_acquired(s, tok, &t, now, gen);
-	if (observer && observer->result)
-		observer->result(te->cfg, s->idx, NULL, now - s->started_ms);
-	if (observer && observer->cert_not_after)
-		observer->cert_not_after(te->cfg, s->cfg->credential,
-					 token_engine_cert_not_after(te, s->cfg->credential));
 	notify(te);
 }
 

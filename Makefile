@@ -16,8 +16,9 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototy
 # WERROR=  (empty) builds without -Werror, for packagers on newer compilers.
 WERROR   ?= -Werror
 WARN     := $(filter-out -Werror,$(WARN)) $(WERROR)
-BASE_CFLAGS = -std=c17 -D_GNU_SOURCE -DS2S_VERSION='"$(VERSION)"' $(WARN) -pthread \
-            -I$(MHD_PREFIX)/include $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# -MMD -MP: each object depends on the headers it includes (build/**/*.d), nothing more.
+BASE_CFLAGS = -std=c17 -D_GNU_SOURCE -DS2S_VERSION='"$(VERSION)"' $(WARN) -pthread -MMD -MP \
+            -Isrc -I$(MHD_PREFIX)/include $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # libxml2 is compiled against but not linked: xmlapi.c loads it on first use.
 LIBS      = $(MHD_LIB) $(shell pkg-config --libs $(filter-out libxml-2.0,$(PKGS)) 2>/dev/null) -ldl -pthread
 
@@ -25,7 +26,8 @@ LIBS      = $(MHD_LIB) $(shell pkg-config --libs $(filter-out libxml-2.0,$(PKGS)
 OPT_release := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2
 OPT_asan    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
-SRC      := $(wildcard src/*.c)
+# One folder per subsystem (docs/internals.md); includes name the folder: "util/log.h".
+SRC      := $(wildcard src/*.c src/*/*.c)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
@@ -68,14 +70,15 @@ deps-build:
 
 # $(1) = flavour, $(2) = output dir
 define flavour
-$(2)/obj/%.o: src/%.c $(wildcard src/*.h) $(MHD_STAMP) | $(2)/obj
+$(2)/obj/%.o: src/%.c $(MHD_STAMP)
+	@mkdir -p $$(@D)
 	$$(CC) $$(BASE_CFLAGS) $$(OPT_$(1)) -c $$< -o $$@
 $(2)/libs2s.a: $(patsubst src/%.c,$(2)/obj/%.o,$(LIB_SRC))
 	ar rcs $$@ $$^
 $(2)/s2s-proxy: $(2)/obj/main.o $(2)/libs2s.a
 	$$(CC) $$(OPT_$(1)) $$^ $$(LIBS) -o $$@
 $(2)/tests/%: tests/unit/%.c tests/unit/t.h $(2)/libs2s.a | $(2)/tests
-	$$(CC) $$(BASE_CFLAGS) $$(OPT_$(1)) -Isrc $$< $(2)/libs2s.a $$(LIBS) -o $$@
+	$$(CC) $$(BASE_CFLAGS) $$(OPT_$(1)) $$< $(2)/libs2s.a $$(LIBS) -o $$@
 $(2)/obj $(2)/tests:
 	mkdir -p $$@
 endef
@@ -110,7 +113,7 @@ bench: deps
 	@$(MAKE) --no-print-directory build/s2s-proxy build/bench-floor
 	@scripts/bench.sh
 
-FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c bench/*.c)
+FORMAT_FILES = $(wildcard src/*.c src/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c bench/*.c)
 format:
 	clang-format -i $(FORMAT_FILES)
 
@@ -124,17 +127,16 @@ format-check:
 FUZZ_SECONDS ?= 20
 # libFuzzer: the library is built once with clang (coverage + ASan + UBSan), each
 # target links it with the fuzzer driver.
-FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -DS2S_VERSION='"$(VERSION)"' -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -DS2S_VERSION='"$(VERSION)"' -g -O1 -MMD -MP -fsanitize=fuzzer-no-link,address,undefined \
               -Isrc -I$(MHD_PREFIX)/include $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_BINS = $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
-build/fuzz/obj/%.o: src/%.c $(wildcard src/*.h) $(MHD_STAMP) | build/fuzz/obj
+build/fuzz/obj/%.o: src/%.c $(MHD_STAMP)
+	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -c $< -o $@
 build/fuzz/libs2s.a: $(patsubst src/%.c,build/fuzz/obj/%.o,$(LIB_SRC))
 	ar rcs $@ $^
 build/fuzz/%: fuzz/%.c build/fuzz/libs2s.a
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< build/fuzz/libs2s.a $(LIBS) -o $@
-build/fuzz/obj:
-	mkdir -p $@
 fuzz-build: $(FUZZ_BINS)
 # `make fuzz` runs every target for FUZZ_SECONDS on a scratch copy of its committed corpus.
 fuzz: deps
@@ -161,3 +163,6 @@ clean:
 
 distclean:
 	rm -rf build
+
+# The header dependencies the compiler wrote (-MMD -MP).
+-include $(shell find build -name '*.d' -not -path 'build/deps/*' 2>/dev/null)

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "diag.h"
-#include "oauth.h"
+#include "diag/diag.h"
+#include "token/oauth.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "hdr.h"
+#include "http/hdr.h"
 
 #define FUZZ_MAX_FIELDS 512
 #define FUZZ_CONN_MAX   8192

@@ -40,16 +40,16 @@
 #include <curl/curl.h>
 #include <microhttpd.h>
 
-#include "config.h"
-#include "log.h"
-#include "metrics.h"
-#include "proxy.h"
-#include "request.h"
-#include "sts.h"
-#include "tlsca.h"
-#include "token.h"
-#include "token_int.h"
-#include "worker.h"
+#include "config/config.h"
+#include "util/log.h"
+#include "ops/metrics.h"
+#include "proxy/proxy.h"
+#include "proxy/request.h"
+#include "wstrust/sts.h"
+#include "tls/tlsca.h"
+#include "token/token.h"
+#include "token/token_int.h"
+#include "proxy/worker.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

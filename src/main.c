@@ -24,19 +24,19 @@
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 
-#include "assertion.h"
-#include "admin.h"
-#include "check.h"
-#include "config.h"
-#include "envconf.h"
-#include "health.h"
-#include "log.h"
+#include "token/assertion.h"
+#include "ops/admin.h"
+#include "ops/check.h"
+#include "config/config.h"
+#include "config/envconf.h"
+#include "ops/health.h"
+#include "util/log.h"
 #include "reload.h"
-#include "metrics.h"
-#include "tlsca.h"
-#include "tlsin.h"
-#include "token.h"
-#include "worker.h"
+#include "ops/metrics.h"
+#include "tls/tlsca.h"
+#include "tls/tlsin.h"
+#include "token/token.h"
+#include "proxy/worker.h"
 
 #ifndef S2S_VERSION
 #define S2S_VERSION "0.0.0"

@@ -13,11 +13,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "admin.h"
-#include "assertion.h"
-#include "envconf.h"
-#include "log.h"
-#include "metrics.h"
+#include "ops/admin.h"
+#include "token/assertion.h"
+#include "config/envconf.h"
+#include "util/log.h"
+#include "ops/metrics.h"
 
 #define MAX_GENS 256 /* reloads remembered; more are refused (restart instead) */
 

@@ -12,9 +12,9 @@
 #ifndef S2S_RELOAD_H
 #define S2S_RELOAD_H
 
-#include "config.h"
-#include "token.h"
-#include "worker.h"
+#include "config/config.h"
+#include "token/token.h"
+#include "proxy/worker.h"
 
 struct reload;
 

@@ -8,7 +8,7 @@ expire the cached token (no new token request, no parked request) nor make
 the proxy think it is stale; a jump back must not keep a token past its
 real end either (covered by the engine's monotonic schedule: unit tests).
 Parking, client and drain deadlines run on the same monotonic clock
-(src/clock.c clock_now_ms)."""
+(src/util/clock.c clock_now_ms)."""
 
 import os
 import unittest

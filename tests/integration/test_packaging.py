@@ -458,7 +458,7 @@ def test_make_install_into_destdir_and_unit_verifies():
 # man page
 
 def config_keys():
-    src = read("src", "config_keys.c")
+    src = read("src", "config", "config_keys.c")
     return sorted(set(re.findall(r'\{(?:PROXY|CRED|ROUTE)\("([a-z_0-9]+)"', src)))
 
 
@@ -468,7 +468,7 @@ def test_man_page_documents_every_key_and_option():
     page = read("docs", "s2s-proxy.8")
     documented = set(re.findall(r"(?m)^\.TP\n\.B ([a-z_0-9]+)$", page))
     missing = [k for k in keys if k not in documented]
-    eq(missing, [], "keys of src/config_keys.c without a .TP/.B entry in docs/s2s-proxy.8")
+    eq(missing, [], "keys of src/config/config_keys.c without a .TP/.B entry in docs/s2s-proxy.8")
     for opt in (r"\-c", r"\-t", r"\-\-version", r"\-\-help"):
         assert opt in page, "option %s not in the man page" % opt
     if shutil.which("groff"):

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "assertion.h"
-#include "jwt.h"
-#include "oauth.h"
+#include "token/assertion.h"
+#include "token/jwt.h"
+#include "token/oauth.h"
 #include "t.h"
 
 static char dir[64];

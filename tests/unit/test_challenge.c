@@ -2,7 +2,7 @@
  * test_challenge.c - WWW-Authenticate parsing: Dataverse's unquoted
  * parameters, quoted ones with escapes, several challenges, junk.
  */
-#include "challenge.h"
+#include "http/challenge.h"
 #include "t.h"
 
 static void dataverse_unquoted(void)

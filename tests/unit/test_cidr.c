@@ -2,7 +2,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include "cidr.h"
+#include "util/cidr.h"
 #include "t.h"
 
 static struct sockaddr_storage addr(const char *s)

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cred.h"
-#include "mi.h"
+#include "token/cred.h"
+#include "token/mi.h"
 #include "t.h"
 
 static char dir[64];

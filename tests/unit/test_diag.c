@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "diag.h"
-#include "oauth.h"
+#include "diag/diag.h"
+#include "token/oauth.h"
 #include "t.h"
 
 static const struct {

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "diaglog.h"
-#include "log.h"
+#include "diag/diaglog.h"
+#include "util/log.h"
 #include "t.h"
 
 static char out[65536];

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "envconf.h"
+#include "config/envconf.h"
 #include "t.h"
 
 static const char *const vars[] = {"S2S_UPSTREAM",     "S2S_AUDIENCE",    "S2S_LISTEN",

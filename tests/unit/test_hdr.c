@@ -5,7 +5,7 @@
  */
 #include <ctype.h>
 
-#include "hdr.h"
+#include "http/hdr.h"
 #include "t.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))

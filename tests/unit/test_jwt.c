@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jwt.h"
+#include "token/jwt.h"
 #include "t.h"
 
 #define HEADER "{\"alg\":\"RS256\",\"typ\":\"JWT\"}"

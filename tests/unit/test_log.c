@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "util/log.h"
 #include "t.h"
 
 static int cap_rd = -1, cap_wr = -1;

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "metrics.h"
+#include "config/config.h"
+#include "ops/metrics.h"
 #include "t.h"
 
 static const char BASE[] = "[proxy]\n"

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jwt.h"
-#include "oauth.h"
+#include "token/jwt.h"
+#include "token/oauth.h"
 #include "t.h"
 
 #define ID         "11111111-2222-3333-4444-555555555555"

@@ -7,7 +7,7 @@
 #include <curl/curl.h>
 #include <stdlib.h>
 
-#include "pool.h"
+#include "proxy/pool.h"
 #include "t.h"
 
 static void test_ring_reused_empty(void)

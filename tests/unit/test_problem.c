@@ -6,7 +6,7 @@
 #include <cJSON.h>
 #include <stdlib.h>
 
-#include "problem.h"
+#include "diag/problem.h"
 #include "t.h"
 
 static struct token_failure full_failure(void)

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rbuf.h"
+#include "util/rbuf.h"
 #include "t.h"
 
 static void test_init_and_empty(void)

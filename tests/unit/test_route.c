@@ -1,7 +1,7 @@
 /* Unit tests for route.c: selection, traversal checks, upstream URLs. */
 #include <stdlib.h>
 
-#include "route.h"
+#include "proxy/route.h"
 #include "t.h"
 
 static struct route_cfg routes[4];

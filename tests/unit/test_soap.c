@@ -5,7 +5,7 @@
  */
 #include <stdlib.h>
 
-#include "soap.h"
+#include "wstrust/soap.h"
 #include "t.h"
 
 static char *slurp(const char *path, size_t *n)

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "log.h"
-#include "soap.h"
-#include "sts.h"
+#include "config/config.h"
+#include "util/log.h"
+#include "wstrust/soap.h"
+#include "wstrust/sts.h"
 #include "t.h"
 
 static char dir[] = "/tmp/test_sts.XXXXXX";

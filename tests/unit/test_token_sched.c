@@ -3,7 +3,7 @@
  * being handed out, when it is refreshed, and the retry backoff.
  */
 #include "t.h"
-#include "token.h"
+#include "token/token.h"
 
 #define NOW 1700000000000LL
 

@@ -1,0 +1,276 @@
+/*
+ * conntrack.c - connection bookkeeping: the header deadline, the
+ * process-wide connection budget and lingering closes (see conntrack.h).
+ */
+#include "proxy/conntrack.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "util/log.h"
+#include "tls/tlsin.h"
+#include "util/clock.h"
+
+#define SLOW_CHECK_EVERY_MS 250
+/* A connection that never sent a byte counts as idle (may be closed to make
+ * room) after this long: a client that has just connected may not have
+ * sent its request yet, even on a loaded machine. One that was served is
+ * idle at once between requests. */
+#define SILENT_IDLE_MS 1000
+
+/* Open client connections of the whole process, every worker's: the one
+ * budget max_connections is checked against. */
+static atomic_long open_conns;
+/* Connections accepted past the budget on a worker that had no idle
+ * connection to close: other workers close one of theirs for each
+ * (conntrack_give_room), so idle connections anywhere make room. */
+static atomic_long room_wanted;
+
+struct conn_track {
+	struct MHD_Connection *conn;
+	long long since_ms;          /* accepted, or the previous request finished */
+	bool in_request;             /* its header block is complete, the request not finished */
+	bool busy;                   /* a request line arrived and the request is not finished */
+	bool served;                 /* a request on it has completed */
+	bool cut;                    /* shut by the proxy (timeout, eviction): nothing to linger for */
+	bool over_limit;             /* accepted past max_connections: its request gets 503 */
+	bool dirty;                  /* a request may have left unread input (conntrack_request_done) */
+	LIST_ENTRY(conn_track) link; /* in worker.conns */
+};
+
+void conntrack_init(struct conntrack *ct, const struct proxy_cfg *cfg, int epfd, void (*ask_room)(void *arg),
+		    void *ask_arg)
+{
+	memset(ct, 0, sizeof *ct);
+	LIST_INIT(&ct->conns);
+	ct->cfg = cfg;
+	ct->ask_room = ask_room;
+	ct->ask_arg = ask_arg;
+	linger_init(&ct->linger, epfd);
+}
+
+void conntrack_close(struct conntrack *ct)
+{
+	if (ct)
+		linger_close_all(&ct->linger);
+}
+
+static struct conn_track *track_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+static int fd_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	return ci ? ci->connect_fd : -1;
+}
+
+/* Is t waiting for a request with nothing sent: a kept-alive connection
+ * between requests, or one silent for SILENT_IDLE_MS since it was
+ * accepted? Bytes waiting unread mean a request is arriving: never idle. */
+static bool idle(const struct conn_track *t, long long now_ms)
+{
+	char probe;
+	if (t->busy || t->cut || (!t->served && now_ms - t->since_ms < SILENT_IDLE_MS))
+		return false;
+	int fd = fd_of(t->conn);
+	return fd >= 0 && recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* The least recently used idle connection, other than `except`. */
+static struct conn_track *idle_victim(struct conntrack *ct, const struct conn_track *except)
+{
+	struct conn_track *best = NULL, *t;
+	long long now = clock_now_ms();
+	/* the list is newest first: on equal times the later one is older */
+	LIST_FOREACH(t, &ct->conns, link)
+	if (t != except && (!best || t->since_ms <= best->since_ms) && idle(t, now))
+		best = t;
+	return best;
+}
+
+/* Close an idle connection to make room: silently, as a server may close
+ * an idle persistent connection at any time (RFC 9112 9.8); a 408 could be
+ * read as the answer to the client's next request. */
+static void evict(struct conn_track *t)
+{
+	int fd = fd_of(t->conn);
+	t->cut = true;
+	if (fd >= 0)
+		shutdown(fd, SHUT_RDWR); /* MHD sees the end and closes */
+	struct log_line l;
+	log_begin(&l, LOG_INFO, "connection_evicted");
+	log_str(&l, "reason", "max_connections reached; idle connection closed to make room");
+	log_end(&l);
+}
+
+static bool budget_exceeded(const struct conntrack *ct)
+{
+	return atomic_load(&open_conns) > (long)ct->cfg->max_connections;
+}
+
+static void track_start(struct conntrack *ct, struct MHD_Connection *conn, void **socket_context)
+{
+	struct conn_track *t = calloc(1, sizeof *t);
+	if (!t)
+		return; /* untracked: only MHD's own timeout applies to it */
+	t->conn = conn;
+	t->since_ms = clock_now_ms();
+	t->dirty = true; /* until its first request completes cleanly */
+	LIST_INSERT_HEAD(&ct->conns, t, link);
+	ct->n_conns++;
+	*socket_context = t;
+	atomic_fetch_add(&open_conns, 1);
+	if (budget_exceeded(ct)) {
+		struct conn_track *v = idle_victim(ct, t);
+		if (v) {
+			evict(v); /* its close gives the slot back */
+		} else {
+			t->over_limit = true;
+			if (!ct->draining && ct->ask_room) {
+				atomic_fetch_add(&room_wanted, 1);
+				ct->ask_room(ct->ask_arg);
+			}
+		}
+	}
+}
+
+/* Does the closing connection need a lingering close? Not when the client
+ * closed first (nothing more will come), when the proxy cut it, or during
+ * shutdown; yes when input is waiting unread, or a request on it may have
+ * left some (dirty). */
+static bool wants_linger(const struct conntrack *ct, const struct conn_track *t, int fd)
+{
+	char probe;
+	if (t->cut || ct->draining || fd < 0)
+		return false;
+	ssize_t n = recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+		return false;
+	return n > 0 || t->dirty;
+}
+
+static void track_end(struct conntrack *ct, struct MHD_Connection *conn, struct conn_track *t, void **socket_context)
+{
+	int fd = fd_of(conn);
+	if (wants_linger(ct, t, fd))
+		linger_start(&ct->linger, fd, clock_now_ms());
+	LIST_REMOVE(t, link);
+	ct->n_conns--;
+	atomic_fetch_sub(&open_conns, 1);
+	free(t);
+	*socket_context = NULL;
+}
+
+void conntrack_on_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+			 enum MHD_ConnectionNotificationCode toe)
+{
+	struct conntrack *ct = cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		track_start(ct, conn, socket_context);
+	else if (*socket_context)
+		track_end(ct, conn, *socket_context, socket_context);
+}
+
+void conntrack_request_line(struct MHD_Connection *conn)
+{
+	struct conn_track *t = track_of(conn);
+	if (t) {
+		t->busy = true;
+		t->dirty = true;
+	}
+}
+
+void conntrack_request_started(struct MHD_Connection *conn)
+{
+	struct conn_track *t = track_of(conn);
+	if (t) {
+		t->in_request = t->busy = true;
+		t->dirty = true;
+	}
+}
+
+void conntrack_request_done(struct MHD_Connection *conn, long long now_ms, bool clean)
+{
+	struct conn_track *t = conn ? track_of(conn) : NULL;
+	if (t) {
+		t->in_request = t->busy = false;
+		t->served = true;
+		t->since_ms = now_ms;
+		t->dirty = !clean;
+	}
+}
+
+/* Answer 408 where that is possible (plain HTTP: TLS records cannot be
+ * faked from outside), then shut the socket; MHD sees the end and closes. */
+static void cut(struct conn_track *t, long long waited_ms)
+{
+	static const char answer[] = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+	int fd = fd_of(t->conn);
+	t->cut = true;
+	if (fd < 0)
+		return;
+	if (!tlsin_enabled() && send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* best effort: the client may already be gone */
+	}
+	shutdown(fd, SHUT_RDWR);
+	struct log_line l;
+	log_begin(&l, LOG_WARN, "limit_exceeded");
+	log_str(&l, "limit", "client_timeout");
+	log_int(&l, "value", waited_ms);
+	log_end(&l);
+}
+
+void conntrack_cut_slow(struct conntrack *ct, long long now_ms)
+{
+	if (now_ms < ct->next_slow_check_ms)
+		return;
+	ct->next_slow_check_ms = now_ms + SLOW_CHECK_EVERY_MS;
+	long long limit = ct->cfg->client_timeout_s * 1000;
+	struct conn_track *t;
+	LIST_FOREACH(t, &ct->conns, link)
+	if (!t->in_request && !t->cut && now_ms - t->since_ms > limit)
+		cut(t, now_ms - t->since_ms);
+}
+
+void conntrack_give_room(struct conntrack *ct)
+{
+	long want = atomic_load(&room_wanted);
+	if (want <= 0)
+		return;
+	if (!budget_exceeded(ct)) { /* room was made meanwhile: nothing is owed */
+		atomic_store(&room_wanted, 0);
+		return;
+	}
+	struct conn_track *v = idle_victim(ct, NULL);
+	if (v && atomic_compare_exchange_strong(&room_wanted, &want, want - 1))
+		evict(v);
+}
+
+bool conntrack_over_limit(struct conntrack *ct, struct MHD_Connection *conn)
+{
+	struct conn_track *t = track_of(conn);
+	if (!t || !t->over_limit)
+		return false;
+	if (!budget_exceeded(ct)) {
+		t->over_limit = false; /* room was made since it was accepted */
+		return false;
+	}
+	struct conn_track *v = idle_victim(ct, t);
+	if (!v)
+		return true;
+	evict(v);
+	t->over_limit = false;
+	return false;
+}
+
+long conntrack_open(void)
+{
+	return atomic_load(&open_conns);
+}

@@ -1,0 +1,998 @@
+/*
+ * proxy.c - the inbound side of a request, as libmicrohttpd sees it.
+ *
+ * MHD calls the access handler several times per request: once when the
+ * headers are in (state RQ_NEW), once per chunk of body, and once more
+ * with *upload_data_size == 0 when the request is complete. The first call
+ * never suspends and (but for refusing a body) never answers, so a later
+ * call with no data always means "request complete": suspending there
+ * would make MHD call again from the header stage, and answering there
+ * would make MHD close the connection afterwards. Whenever the proxy
+ * cannot answer yet it suspends; whatever unblocks it resumes
+ * (request_resume is a no-op for a connection that is not suspended), and
+ * the handler looks again.
+ */
+#include "proxy/proxy.h"
+
+#include <arpa/inet.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proxy/conntrack.h"
+#include "diag/diag.h"
+#include "diag/diaglog.h"
+#include "proxy/refusal.h"
+#include "proxy/bridge.h"
+#include "util/log.h"
+#include "ops/metrics.h"
+#include "diag/problem.h"
+#include "proxy/relay.h"
+#include "tls/tlsin.h"
+#include "proxy/request.h"
+#include "proxy/worker.h"
+
+/* Bytes MHD asks a streaming response for at a time (a buffer of this size
+ * per streamed answer; complete small answers do not stream). 64 KiB makes
+ * a large download take a quarter of the sends 16 KiB took: 1 GiB went
+ * from ~600 to ~880 MiB/s in the benchmark. */
+#define BODY_BLOCK (64 * 1024)
+#define DRAIN_MAX  (8 * 1024 * 1024) /* body bytes read and discarded after a refusal */
+
+/* ---- lists --------------------------------------------------------------- */
+
+static void park_link(struct worker *w, struct request *rq)
+{
+	rq->park_prev = NULL;
+	rq->park_next = w->parked;
+	if (w->parked)
+		w->parked->park_prev = rq;
+	w->parked = rq;
+	rq->parked_linked = true;
+}
+
+static void park_unlink(struct worker *w, struct request *rq)
+{
+	if (!rq->parked_linked)
+		return;
+	if (rq->park_prev)
+		rq->park_prev->park_next = rq->park_next;
+	else
+		w->parked = rq->park_next;
+	if (rq->park_next)
+		rq->park_next->park_prev = rq->park_prev;
+	rq->park_prev = rq->park_next = NULL;
+	rq->parked_linked = false;
+}
+
+static void all_link(struct worker *w, struct request *rq)
+{
+	rq->all_next = w->all;
+	if (w->all)
+		w->all->all_prev = rq;
+	w->all = rq;
+}
+
+static void all_unlink(struct worker *w, struct request *rq)
+{
+	if (rq->all_prev)
+		rq->all_prev->all_next = rq->all_next;
+	else
+		w->all = rq->all_next;
+	if (rq->all_next)
+		rq->all_next->all_prev = rq->all_prev;
+	rq->all_prev = rq->all_next = NULL;
+}
+
+/* ---- local answers -------------------------------------------------------- */
+
+/* Copy src into dst (cap bytes), cutting it if needed; always terminated. */
+static void copy_cut(char *dst, size_t cap, const char *src)
+{
+	size_t n = strnlen(src, cap - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* What the route expects, for diag_token_note. */
+static struct diag_context route_context(const struct request *rq)
+{
+	const struct config *cfg = rq->cfg;
+	const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
+	const struct credential_cfg *cr = &cfg->credentials[ts->credential];
+	struct diag_context ctx = {cr->client_id, cr->tenant, ts->resource, rq->route->audience_kind};
+	return ctx;
+}
+
+static void set_local_from_failure(struct request *rq, const struct token_failure *f, long long now)
+{
+	struct diagnosis d;
+	struct diag_context ctx = route_context(rq);
+	diag_token_failure(f, &d);
+	request_set_local(rq, d.status, d.code, d.title, f->detail[0] ? f->detail : f->err.description);
+	rq->local.has_failure = true;
+	rq->local.failure = *f;
+	diag_token_note(f, &ctx, rq->local.note, sizeof rq->local.note);
+	diaglog_token(now, rq->route->name, rq->request_id, &d, f, rq->local.note);
+	if (d.retry_after) {
+		long long s = (f->retry_at_ms - now + 999) / 1000;
+		rq->local.retry_after_s = s < 1 ? 1 : s;
+	}
+}
+
+static bool add_header(struct MHD_Response *r, const char *name, const char *value)
+{
+	if (MHD_add_response_header(r, name, value) == MHD_YES)
+		return true;
+	log_msg(LOG_WARN, "response_header_dropped", "cannot add response header %s", name);
+	return false;
+}
+
+static enum MHD_Result queue_local(struct request *rq)
+{
+	struct diagnosis d = {0};
+	struct problem p = {
+	    .status = rq->local.status,
+	    .code = rq->local.code,
+	    .title = rq->local.title,
+	    .detail = rq->local.detail[0] ? rq->local.detail : NULL,
+	    .request_id = rq->request_id,
+	};
+	if (rq->route) {
+		const struct config *cfg = rq->cfg;
+		const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
+		p.route = rq->route->name;
+		p.audience = ts->resource;
+		p.client_id = cfg->credentials[ts->credential].client_id;
+	}
+	char remedy[1024];
+	if (rq->local.has_failure) {
+		p.token_failure = &rq->local.failure;
+		diag_token_failure(&rq->local.failure, &d);
+		p.remediation = d.remediation;
+		if (d.remediation && rq->local.note[0]) {
+			snprintf(remedy, sizeof remedy, "%s %s", d.remediation, rq->local.note);
+			p.remediation = remedy;
+		}
+	}
+	size_t len = 0;
+	char *body = problem_render(&p, &len);
+	struct MHD_Response *r = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+				      : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	if (!r) {
+		free(body);
+		return MHD_NO; /* MHD closes the connection */
+	}
+	add_header(r, "Content-Type", "application/problem+json");
+	add_header(r, "Cache-Control", "no-store");
+	if (rq->local.retry_after_s > 0) {
+		char ra[24];
+		snprintf(ra, sizeof ra, "%ld", rq->local.retry_after_s);
+		add_header(r, "Retry-After", ra);
+	}
+	if (rq->local.status == 405) /* RFC 9110 15.5.6 */
+		add_header(r, "Allow", hdr_methods_allowed);
+	if (rq->local.close || rq->w->draining)
+		add_header(r, "Connection", "close");
+	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->local.status, r);
+	MHD_destroy_response(r);
+	rq->state = RQ_RESPONDED;
+	rq->final_status = rq->local.status;
+	return ret;
+}
+
+/* ---- streaming the upstream response --------------------------------------- */
+
+static ssize_t on_body_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct request *rq = cls;
+	(void)pos;
+	size_t n = rbuf_read(&rq->down, buf, max);
+	if (n == 0) {
+		relay_unpause(rq); /* may deliver synchronously into the ring */
+		n = rbuf_read(&rq->down, buf, max);
+	}
+	if (n > 0) {
+		rq->bytes_out += n;
+		relay_unpause(rq);
+		return (ssize_t)n;
+	}
+	if (rq->upstream_done)
+		return rq->upstream_result == CURLE_OK ? MHD_CONTENT_READER_END_OF_STREAM
+						       : MHD_CONTENT_READER_END_WITH_ERROR;
+	request_suspend(rq); /* on_write or relay_done resumes (never return 0 unsuspended, B.7 #4) */
+	return 0;
+}
+
+static void on_body_free(void *cls)
+{
+	request_unref(cls);
+}
+
+static bool status_has_body(long status)
+{
+	return status != 204 && status != 304 && !(status >= 100 && status < 200);
+}
+
+/*
+ * translate_upstream_errors = problem: answer the diagnosed refusal with
+ * problem+json (the upstream's status kept, its error embedded). The
+ * upstream transfer stops here; WWW-Authenticate is kept for clients that
+ * act on it.
+ */
+static enum MHD_Result queue_translated(struct request *rq)
+{
+	const struct config *cfg = rq->cfg;
+	const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
+	struct problem p = {
+	    .status = (int)rq->up_status,
+	    .code = rq->diagnosis,
+	    .title = rq->diag_title,
+	    .remediation = rq->diag_remediation,
+	    .route = rq->route->name,
+	    .audience = ts->resource,
+	    .client_id = cfg->credentials[ts->credential].client_id,
+	    .request_id = rq->request_id,
+	    .upstream_status = rq->up_status,
+	};
+	char *orig = malloc(REFUSAL_PEEK_MAX), *body;
+	size_t len = 0;
+
+	if (orig && rq->down.data)
+		p.upstream_body_len = refusal_peek(rq, orig, REFUSAL_PEEK_MAX);
+	p.upstream_body = orig;
+	body = problem_render(&p, &len);
+	free(orig);
+	const char *www = refusal_header(rq, "WWW-Authenticate");
+	char keep[1024];
+	snprintf(keep, sizeof keep, "%s", www ? www : ""); /* rh_buf stays valid, but copy before abort anyway */
+	relay_abort(rq);
+	struct MHD_Response *r = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	add_header(r, "Content-Type", "application/problem+json");
+	add_header(r, "Cache-Control", "no-store");
+	add_header(r, "S2S-Proxy-Diagnosis", rq->diagnosis);
+	if (keep[0] && hdr_value_ok(keep, strlen(keep)))
+		add_header(r, "WWW-Authenticate", keep);
+	if (rq->w->draining)
+		add_header(r, "Connection", "close");
+	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->up_status, r);
+	MHD_destroy_response(r);
+	rq->state = RQ_RESPONDED;
+	rq->final_status = (int)rq->up_status;
+	return ret;
+}
+
+/*
+ * The upstream transfer is complete, so the whole body sits in the down
+ * ring (curl cannot finish while a write is paused). A response from a
+ * buffer lets libmicrohttpd send the header block and the body in one
+ * send(2) where a content reader costs two; on loopback each send also
+ * runs the receiver's softirq, so this is most of the cost of a small
+ * answer. The ring goes back to the worker's pool at once.
+ */
+static struct MHD_Response *whole_body_response(struct request *rq)
+{
+	size_t len = rbuf_len(&rq->down);
+	char *copy = len ? malloc(len) : NULL;
+	struct MHD_Response *r;
+
+	if (len && !copy)
+		return NULL;
+	rbuf_read(&rq->down, copy, len);
+	/* MUST_FREE: MHD owns copy once the response exists */
+	r = MHD_create_response_from_buffer(len, len ? copy : (void *)"",
+					    len ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	if (!r) {
+		free(copy);
+		return NULL;
+	}
+	rq->bytes_out = len;
+	pool_ring_put(&rq->w->pool, &rq->down);
+	return r;
+}
+
+/*
+ * Does the upstream's header block, as it will be forwarded, fit in what
+ * MHD's connection pool has left next to this request? When it does not,
+ * libmicrohttpd closes the connection without an answer, so the proxy
+ * answers 502 itself. The request side is estimated from above: its bytes
+ * plus MHD's index entry per field.
+ */
+#define MHD_HEADER_ENTRY  64  /* MHD's per-field index entry, rounded up */
+#define MHD_RESPONSE_BASE 512 /* status line, Date, framing, Connection */
+
+static bool fits_mhd_pool(const struct request *rq, const char *conn_hdr)
+{
+	size_t need =
+	    MHD_RESPONSE_BASE + rq->header_bytes + strlen(rq->target) + (size_t)rq->n_headers * MHD_HEADER_ENTRY;
+	for (unsigned i = 0; i < rq->n_rh; i++) {
+		const char *name = rq->rh_buf + rq->rh[i].name, *value = rq->rh_buf + rq->rh[i].value;
+		if (hdr_response_forwardable(name, conn_hdr))
+			need += strlen(name) + strlen(value) + 4;
+	}
+	return need <= rq->w->mhd_pool_bytes;
+}
+
+static const char *connection_header(const struct request *rq)
+{
+	const char *conn_hdr = NULL;
+	for (unsigned i = 0; i < rq->n_rh; i++)
+		if (strcasecmp(rq->rh_buf + rq->rh[i].name, "Connection") == 0)
+			conn_hdr = rq->rh_buf + rq->rh[i].value;
+	return conn_hdr;
+}
+
+static enum MHD_Result queue_upstream(struct request *rq)
+{
+	struct MHD_Response *r;
+	const char *conn_hdr = connection_header(rq);
+	refusal_diagnose(rq);
+	if (rq->diagnosis && rq->route->translate_upstream_errors)
+		return queue_translated(rq);
+	if (!fits_mhd_pool(rq, conn_hdr)) {
+		relay_abort(rq);
+		request_set_local(
+		    rq, 502, "upstream_bad_response", "Upstream response headers could not be forwarded",
+		    "the upstream's header block is larger than the proxy forwards (max_header_bytes sets the room)");
+		return queue_local(rq);
+	}
+	bool body = status_has_body(rq->up_status) && !rq->is_head;
+	if (body && rq->upstream_done && rq->upstream_result == CURLE_OK) {
+		r = whole_body_response(rq);
+	} else if (body || rq->is_head) {
+		uint64_t size = rq->resp_length >= 0 ? (uint64_t)rq->resp_length : MHD_SIZE_UNKNOWN;
+		r = MHD_create_response_from_callback(size, BODY_BLOCK, on_body_read, rq, on_body_free);
+		if (r)
+			request_ref(rq); /* the response's reference, dropped in on_body_free */
+	} else {
+		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	}
+	if (!r)
+		return MHD_NO;
+	for (unsigned i = 0; i < rq->n_rh; i++) {
+		const char *name = rq->rh_buf + rq->rh[i].name, *value = rq->rh_buf + rq->rh[i].value;
+		if (!hdr_response_forwardable(name, conn_hdr))
+			continue;
+		if (!*value || !hdr_value_ok(value, strlen(value)))
+			continue; /* MHD cannot send empty values (B.3.5) */
+		add_header(r, name, value);
+	}
+	if (rq->diagnosis)
+		add_header(r, "S2S-Proxy-Diagnosis", rq->diagnosis);
+	if (rq->w->draining)
+		add_header(r, "Connection", "close");
+	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->up_status, r);
+	MHD_destroy_response(r);
+	rq->state = RQ_RESPONDED;
+	rq->final_status = (int)rq->up_status;
+	return ret;
+}
+
+static void set_local_from_upstream(struct request *rq)
+{
+	char detail[384];
+	const struct route_cfg *rt = rq->route;
+	if (rq->rh_overflow && rq->headers_ready) {
+		request_set_local(rq, 502, "upstream_bad_response", "Upstream response headers could not be forwarded",
+				  "the upstream sent a malformed or oversized header block");
+		return;
+	}
+	if (rq->resend_refused) {
+		snprintf(detail, sizeof detail,
+			 "%s closed a reused connection after taking the %s request, without answering; "
+			 "it may have been executed, so it was not sent again",
+			 rt->upstream.origin, rq->method);
+		request_set_local(rq, 502, "upstream_closed_unanswered",
+				  "The upstream closed the connection without answering", detail);
+		return;
+	}
+	snprintf(detail, sizeof detail, "%s: %s", rt->upstream.origin,
+		 rq->curl_err[0] ? rq->curl_err : curl_easy_strerror(rq->upstream_result));
+	if (rq->upstream_result == CURLE_OPERATION_TIMEDOUT)
+		request_set_local(rq, 504, "upstream_timeout", "The upstream did not answer in time", detail);
+	else
+		request_set_local(rq, 502, "upstream_unavailable", "The upstream could not be reached", detail);
+}
+
+static void start_with_token(struct request *rq, long long now);
+
+/*
+ * A 401 arrived before anything was sent to the client: when refusal.c
+ * can rewind the request (see refusal_rewind), send it once more with the
+ * next token. Returns true when the replay is under way.
+ */
+static bool replay_after_401(struct request *rq)
+{
+	if (!refusal_rewind(rq))
+		return false;
+	log_msg(LOG_INFO, "request_replayed", "request %s: upstream 401, token dropped, sending again", rq->request_id);
+	start_with_token(rq, clock_now_ms()); /* parks until the fresh token is there */
+	return true;
+}
+
+/* Answer now if possible, else suspend until something changes. */
+static enum MHD_Result advance(struct request *rq)
+{
+	if (rq->state == RQ_RESPONDED)
+		return MHD_YES;
+	if (rq->bx) /* WS-Trust bridge: a buffered exchange (bridge.c) */
+		return bridge_advance(rq);
+	if (!rq->local.set && rq->state == RQ_FORWARDING) {
+		if (rq->headers_ready && !rq->rh_overflow && replay_after_401(rq))
+			return advance(rq); /* parked or forwarding again, or a local answer */
+		if (rq->headers_ready && !rq->rh_overflow && refusal_holding(rq)) {
+			request_suspend(rq); /* on_write / relay_done resume */
+			return MHD_YES;
+		}
+		if (rq->headers_ready && !rq->rh_overflow)
+			return queue_upstream(rq);
+		if (rq->upstream_done || rq->rh_overflow)
+			set_local_from_upstream(rq);
+	}
+	if (rq->local.set)
+		return queue_local(rq);
+	request_suspend(rq);
+	return MHD_YES;
+}
+
+/* ---- starting a request ------------------------------------------------------ */
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *name, const char *value)
+{
+	struct request *rq = cls;
+	(void)kind;
+	if (!value)
+		value = "";
+	rq->header_bytes += strlen(name) + strlen(value) + 4; /* "name: value\r\n" */
+	rq->n_headers++;
+	if (!hdr_name_ok(name, strlen(name)))
+		rq->bad_header_name = true; /* RFC 9112 5.1: answer 400 */
+	if (!hdr_value_ok(value, strlen(value)))
+		rq->bad_header_value = true; /* a control byte: libmicrohttpd lets some through */
+	hdr_framing_add(&rq->framing, name, value);
+	if (strcasecmp(name, "Connection") == 0) {
+		size_t have = strlen(rq->conn_tokens), add = strlen(value);
+		if (have + add + 2 > sizeof rq->conn_tokens) {
+			rq->conn_tokens_overflow = true;
+		} else {
+			if (have)
+				rq->conn_tokens[have++] = ',';
+			memcpy(rq->conn_tokens + have, value, add + 1);
+		}
+	} else if (strcasecmp(name, "Accept") == 0) {
+		rq->client_sent_accept = true;
+	} else if (strcasecmp(name, "Content-Type") == 0) {
+		rq->client_sent_content_type = true;
+	}
+	static const char *const corr[REQUEST_N_CORR] = REQUEST_CORR_HEADERS;
+	for (unsigned i = 0; i < REQUEST_N_CORR; i++)
+		if (strcasecmp(name, corr[i]) == 0 && *value) {
+			copy_cut(rq->corr[i], sizeof rq->corr[i], value);
+			rq->corr_generated &= ~(1u << i);
+		}
+	return MHD_YES;
+}
+
+static void client_address(struct request *rq)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	snprintf(rq->client_ip, sizeof rq->client_ip, "unknown");
+	if (!ci || !ci->client_addr)
+		return;
+	const struct sockaddr *sa = ci->client_addr;
+	memcpy(&rq->client_sa, sa,
+	       sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, rq->client_ip,
+			  sizeof rq->client_ip);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, rq->client_ip,
+			  sizeof rq->client_ip);
+}
+
+static const int route_status[] = {
+    [ROUTE_OK] = 200,           [ROUTE_NO_MATCH] = 404,       [ROUTE_BAD_TARGET] = 400,
+    [ROUTE_FOREIGN_HOST] = 400, [ROUTE_PATH_TRAVERSAL] = 400, [ROUTE_TOO_LONG] = 414,
+    [ROUTE_BAD_HOST] = 400,
+};
+static const char *const route_code[] = {
+    [ROUTE_OK] = "ok",
+    [ROUTE_NO_MATCH] = "no_route",
+    [ROUTE_BAD_TARGET] = "bad_target",
+    [ROUTE_FOREIGN_HOST] = "foreign_host",
+    [ROUTE_PATH_TRAVERSAL] = "path_traversal",
+    [ROUTE_TOO_LONG] = "uri_too_long",
+    [ROUTE_BAD_HOST] = "bad_host",
+};
+
+/* Equal keys? Compares SHA-256 digests in constant time, so neither the
+ * key's bytes nor its length leak through timing. */
+static bool key_equal(const char *got, const char *want)
+{
+	unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *)got, strlen(got), a);
+	SHA256((const unsigned char *)want, strlen(want), b);
+	return CRYPTO_memcmp(a, b, sizeof a) == 0;
+}
+
+static void log_denied(const struct request *rq, const char *reason)
+{
+	struct log_line l;
+	log_begin(&l, LOG_WARN, "access_denied");
+	log_str(&l, "request_id", rq->request_id);
+	log_str(&l, "client", rq->client_ip);
+	log_str(&l, "route", rq->route ? rq->route->name : NULL);
+	log_str(&l, "reason", reason);
+	log_end(&l);
+}
+
+/* allow_from ([proxy], then the route's) and the inbound key. Returns false
+ * with rq->local set to a 403 when the caller may not use the route. */
+static bool admitted(struct request *rq)
+{
+	const struct proxy_cfg *pc = &rq->cfg->proxy;
+	const struct route_cfg *r = rq->route;
+	const struct sockaddr *sa = (const struct sockaddr *)&rq->client_sa;
+	const char *code = NULL, *why = NULL;
+
+	if ((pc->allow_from.n && !cidr_list_match(&pc->allow_from, sa)) ||
+	    (r && r->allow_from.n && !cidr_list_match(&r->allow_from, sa))) {
+		code = "client_not_allowed";
+		why = "the client address is not in allow_from";
+	} else if (r && (r->inbound_key || pc->inbound_key)) {
+		const char *got = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, pc->inbound_key_header);
+		if (!got) {
+			code = "inbound_key_missing";
+			why = "the request carries no inbound key header";
+		} else if (!key_equal(got, r->inbound_key ? r->inbound_key : pc->inbound_key)) {
+			code = "inbound_key_invalid";
+			why = "the inbound key does not match";
+		}
+	}
+	if (!code)
+		return true;
+	request_set_local(rq, 403, code, "Forbidden", why);
+	log_denied(rq, code);
+	return false;
+}
+
+static void log_limit(const struct request *rq, const char *limit, long long value)
+{
+	struct log_line l;
+	log_begin(&l, LOG_WARN, "limit_exceeded");
+	log_str(&l, "request_id", rq->request_id);
+	log_str(&l, "client", rq->client_ip);
+	log_str(&l, "route", rq->route ? rq->route->name : NULL);
+	log_str(&l, "limit", limit);
+	log_int(&l, "value", value);
+	log_end(&l);
+}
+
+/* The request body cap: the route's when it sets a lower one. 0 = none. */
+static uint64_t body_cap(const struct request *rq)
+{
+	uint64_t p = rq->cfg->proxy.max_body_bytes, r = rq->route ? rq->route->max_body_bytes : 0;
+	if (r && (!p || r < p))
+		return r;
+	return p;
+}
+
+/* Validate framing and pick the route. Returns false with rq->local set. */
+static bool classify(struct request *rq, const char *method)
+{
+	if (strlen(method) >= sizeof rq->method) {
+		request_set_local(rq, 501, "method_not_supported", "Method not supported", NULL);
+		return false;
+	}
+	copy_cut(rq->method, sizeof rq->method, method);
+	rq->is_head = strcmp(method, "HEAD") == 0;
+	if (!hdr_name_ok(method, strlen(method))) { /* RFC 9110 9.1: method = token (the library allows more) */
+		request_set_local(rq, 400, "bad_request", "Invalid method", "the method is not an RFC 9110 token");
+		rq->local.close = true;
+		return false;
+	}
+	enum hdr_method_policy mp = hdr_method_policy(method);
+	if (mp == HDR_METHOD_UNKNOWN) {
+		request_set_local(rq, 501, "method_not_supported", "Method not supported",
+				  "the proxy forwards GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS (methods are "
+				  "case-sensitive)");
+		rq->local.close = rq->has_body;
+		return false;
+	}
+	if (!admitted(rq)) /* [proxy] allow_from, before anything else is looked at */
+		return false;
+	char why[160];
+	if (tlsin_check_client(rq->conn, why, sizeof why) < 0) {
+		request_set_local(rq, 403, "client_certificate_required", "Forbidden", why);
+		rq->local.close = true;
+		log_denied(rq, "client_certificate_required");
+		return false;
+	}
+	if (mp == HDR_METHOD_TUNNEL) {
+		request_set_local(rq, 405, "connect_refused", "CONNECT is not supported",
+				  "this is a reverse proxy, not a tunnel");
+		rq->local.close = true;
+		return false;
+	}
+	if (mp == HDR_METHOD_ECHO) {
+		request_set_local(rq, 405, "method_refused", "TRACE and TRACK are not forwarded",
+				  "the echoed request would contain the access token the proxy adds");
+		rq->local.close = true;
+		return false;
+	}
+	hdr_framing_init(&rq->framing);
+	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, scan_header, rq);
+	enum hdr_framing_verdict fv = hdr_framing_check(&rq->framing);
+	if (fv != FRAMING_OK) {
+		request_set_local(rq, 400, "bad_framing", "Request framing refused", hdr_framing_reason(fv));
+		rq->local.close = true; /* the body boundary is unknowable: never reuse (RFC 9112 6.3) */
+		return false;
+	}
+	if (rq->header_bytes > rq->cfg->proxy.max_header_bytes) {
+		request_set_local(rq, 431, "headers_too_large", "Request header fields too large", NULL);
+		rq->local.close = true;
+		log_limit(rq, "max_header_bytes", (long long)rq->header_bytes);
+		return false;
+	}
+	if ((long)strlen(rq->target) > rq->cfg->proxy.max_url_bytes) {
+		request_set_local(rq, 414, "uri_too_long", "Request-target too long", NULL);
+		rq->local.close = true;
+		log_limit(rq, "max_url_bytes", (long long)strlen(rq->target));
+		return false;
+	}
+	if (rq->bad_header_name) {
+		request_set_local(rq, 400, "bad_request", "Invalid header field name", NULL);
+		rq->local.close = true;
+		return false;
+	}
+	if (rq->bad_header_value) {
+		request_set_local(rq, 400, "bad_request", "Invalid header field value",
+				  "a header value holds a control character (RFC 9110 5.5)");
+		rq->local.close = true;
+		return false;
+	}
+	if (rq->conn_tokens_overflow) {
+		request_set_local(rq, 400, "bad_request", "Connection header too long", NULL);
+		rq->local.close = true;
+		return false;
+	}
+	rq->has_body = hdr_framing_has_body(&rq->framing);
+	rq->body_len = hdr_framing_body_length(&rq->framing);
+	if (bridge_sts_path(rq)) /* the sign-in facade answers whatever the Host */
+		return true;
+
+	struct route_request rr = {
+	    .target = rq->target,
+	    .host = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Host"),
+	};
+	enum route_verdict v =
+	    strlen(rq->target) > ROUTE_MAX_TARGET ? ROUTE_TOO_LONG : route_select(rq->cfg, &rr, &rq->match);
+	copy_cut(rq->host, sizeof rq->host, rq->match.host);
+	if (v != ROUTE_OK) {
+		request_set_local(rq, route_status[v], route_code[v], route_verdict_reason(v), NULL);
+		rq->local.close = rq->has_body;
+		return false;
+	}
+	rq->route = rq->match.route;
+	if (!admitted(rq))
+		return false;
+	uint64_t cap = body_cap(rq);
+	if (cap && rq->body_len >= 0 && (uint64_t)rq->body_len > cap) {
+		request_set_local(rq, 413, "body_too_large", "Request body too large", NULL);
+		log_limit(rq, "max_body_bytes", rq->body_len);
+		return false;
+	}
+	return true;
+}
+
+/* Claims and fingerprint of the token about to be sent, for diagnoses.
+ * Decoded once per token (generation) and worker, then copied. */
+static void remember_token(struct request *rq, const char *hdr)
+{
+	static const char prefix[] = "Authorization: Bearer ";
+	struct worker *w = rq->w;
+	size_t src = rq->route->token_source;
+	struct claims_cache *c = &w->claims_cache[src % (sizeof w->claims_cache / sizeof w->claims_cache[0])];
+
+	if (!c->info || c->engine != rq->tokens || c->source != src || c->gen != rq->tok_gen) {
+		if (strncmp(hdr, prefix, sizeof prefix - 1) != 0)
+			return;
+		struct tok_info *ti = calloc(1, sizeof *ti);
+		if (!ti)
+			return; /* a diagnosis then goes without claims */
+		const char *tok = hdr + sizeof prefix - 1;
+		size_t n = strlen(tok);
+		if (jwt_decode_claims(tok, n, &ti->claims) < 0)
+			memset(&ti->claims, 0, sizeof ti->claims);
+		jwt_fingerprint(tok, n, ti->fp);
+		ti->refs = 1; /* the cache's */
+		tok_info_unref(c->info);
+		c->info = ti;
+		c->engine = rq->tokens;
+		c->source = src;
+		c->gen = rq->tok_gen;
+	}
+	tok_info_unref(rq->tok); /* a replay sends a newer token */
+	rq->tok = c->info;
+	rq->tok->refs++;
+}
+
+static void start_with_token(struct request *rq, long long now)
+{
+	struct worker *w = rq->w;
+	struct token_failure fail;
+	enum token_state st = token_lookup(rq->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr,
+					   &rq->tok_gen, &fail);
+	if (st == TOKEN_VALID) {
+		remember_token(rq, w->token_hdr);
+		if (rq->state == RQ_PARKED)
+			rq->t_parked_ms = now - rq->park_deadline_ms + rq->cfg->proxy.token_wait_ms;
+		rq->state = RQ_FORWARDING;
+		if (relay_start(rq, w->token_hdr) < 0)
+			rq->local.set = true;
+		explicit_bzero(w->token_hdr, strnlen(w->token_hdr, sizeof w->token_hdr));
+	} else if (st == TOKEN_PENDING) {
+		if (rq->state != RQ_PARKED) {
+			rq->state = RQ_PARKED;
+			rq->park_deadline_ms = now + rq->cfg->proxy.token_wait_ms;
+			park_link(w, rq);
+		}
+	} else {
+		set_local_from_failure(rq, &fail, now);
+	}
+}
+
+static enum MHD_Result first_call(struct request *rq, const char *method)
+{
+	long long now = clock_now_ms();
+	client_address(rq);
+	conntrack_request_started(rq->conn);
+	if (conntrack_over_limit(&rq->w->ct, rq->conn)) {
+		request_set_local(rq, 503, "overloaded", "Too many connections", "max_connections reached");
+		rq->local.retry_after_s = 1;
+		rq->local.close = true;
+		log_limit(rq, "max_connections", conntrack_open());
+	} else if (classify(rq, method)) {
+		if (bridge_begin(rq) < 0)
+			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
+		else if (rq->bx)
+			rq->up_eof = !rq->has_body; /* bridged: token once the body is in (bridge_request_done) */
+		else if (rq->has_body && pool_ring_get(&rq->w->pool, &rq->up, relay_ring_bytes(rq->cfg)) < 0)
+			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
+		else if (rq->has_body && rq->body_len >= 0 && (uint64_t)rq->body_len <= rq->up.cap)
+			rq->start_deferred = true; /* whole body first: see proxy_on_request */
+		else
+			start_with_token(rq, now);
+	}
+	if (rq->local.set && (rq->has_body || rq->local.close)) {
+		/* Refuse now, body unread (or its framing unknowable), and close: the
+		 * rest of the stream must not be taken for a next request. */
+		rq->local.close = true;
+		return queue_local(rq);
+	}
+	/* Neither answer nor suspend here: MHD treats a response queued before
+	 * the request is complete as "early" and closes the connection after
+	 * it, and a body must keep flowing. The final call (*upload_data_size
+	 * == 0 once the request is complete) answers. */
+	return MHD_YES;
+}
+
+/* A piece of request body. */
+static enum MHD_Result body_call(struct request *rq, const char *data, size_t *size)
+{
+	if (rq->local.set || rq->upstream_done || rq->state == RQ_RESPONDED) {
+		rq->bytes_in += *size; /* the answer is decided: drain and discard */
+		*size = 0;
+		/* Draining lets the client read the answer (closing on unread data
+		 * would reset the connection and lose it), but not forever. */
+		if (rq->local.set && rq->state != RQ_RESPONDED && rq->bytes_in - rq->up_sent > DRAIN_MAX)
+			return queue_local(rq);
+		return MHD_YES;
+	}
+	if (rq->bx)
+		return bridge_body(rq, data, size);
+	uint64_t cap = body_cap(rq);
+	if (cap && !rq->local.set && rq->bytes_in + *size > cap) { /* a chunked body outgrew the cap */
+		relay_abort(rq);
+		request_set_local(rq, 413, "body_too_large", "Request body too large", NULL);
+		rq->local.close = true;
+		log_limit(rq, "max_body_bytes", (long long)(rq->bytes_in + *size));
+	}
+	size_t n = rbuf_write(&rq->up, data, *size);
+	refusal_keep_body(rq, data, n);
+	rq->bytes_in += n;
+	*size -= n;
+	relay_unpause(rq);
+	if (*size > 0)
+		request_suspend(rq); /* on_read resumes once curl took bytes (backpressure) */
+	return MHD_YES;
+}
+
+enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				 const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct request *rq = *con_cls;
+	(void)cls;
+	(void)url;
+	(void)version;
+	if (!rq || rq->magic != REQUEST_MAGIC)
+		return MHD_NO;
+	if (!rq->conn) {
+		rq->conn = conn;
+		return first_call(rq, method);
+	}
+	if (*upload_data_size > 0)
+		return body_call(rq, upload_data, upload_data_size);
+	if (rq->has_body && !rq->up_eof) {
+		rq->up_eof = true; /* the final call: the body is complete */
+		relay_unpause(rq);
+	}
+	/* A body that fits the ring is taken whole before the upstream request
+	 * starts (as nginx's request buffering does): curl then sends it in one
+	 * go instead of pausing and resuming per piece MHD delivers, each of
+	 * which cost a loop turn and epoll changes. Larger and chunked bodies
+	 * stream. */
+	if (rq->start_deferred && !rq->local.set) {
+		rq->start_deferred = false;
+		start_with_token(rq, clock_now_ms());
+	}
+	if (rq->bx && bridge_request_done(rq))
+		start_with_token(rq, clock_now_ms());
+	return advance(rq);
+}
+
+/* ---- MHD bookkeeping ------------------------------------------------------------ */
+
+static void new_request_id(struct worker *w, char *out, size_t cap)
+{
+	uint64_t a, b;
+	w->rng ^= w->rng << 13, w->rng ^= w->rng >> 7, w->rng ^= w->rng << 17;
+	a = w->rng;
+	w->rng ^= w->rng << 13, w->rng ^= w->rng >> 7, w->rng ^= w->rng << 17;
+	b = w->rng;
+	snprintf(out, cap, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
+		 (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
+		 (unsigned long long)(b & 0xffffffffffffull));
+}
+
+void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct worker *w = cls;
+	struct request *rq = request_new(w, uri ? uri : "");
+	/* A request line is in: the connection is busy from now on, even before
+	 * its headers are complete (never closed to make room, conntrack.c). */
+	conntrack_request_line(conn);
+	if (!rq)
+		return NULL; /* the access handler answers MHD_NO: connection closed */
+	rq->t_start_ms = clock_now_ms();
+	new_request_id(w, rq->request_id, sizeof rq->request_id);
+	for (unsigned i = 0; i < REQUEST_N_CORR; i++) /* until scan_header finds the client's own */
+		copy_cut(rq->corr[i], sizeof rq->corr[i], rq->request_id);
+	rq->corr_generated = (1u << REQUEST_N_CORR) - 1;
+	all_link(w, rq);
+	w->inflight++;
+	metrics_inflight(1);
+	return rq;
+}
+
+static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
+{
+	struct log_line l;
+	long long now = clock_now_ms();
+	static const char *const corr_field[REQUEST_N_CORR] = REQUEST_CORR_FIELDS;
+	metrics_request_done(rq->route, rq->method, rq->final_status, rq->bytes_in, rq->bytes_out,
+			     rq->up_status || rq->upstream_done ? now - rq->t_start_ms - rq->t_parked_ms : -1);
+	if (rq->route && !rq->route->access_log)
+		return;
+	log_begin(&l, LOG_INFO, "request");
+	log_str(&l, "request_id", rq->request_id);
+	for (unsigned i = 0; i < REQUEST_N_CORR; i++)
+		log_str(&l, corr_field[i], rq->corr[i]);
+	log_str(&l, "client", rq->client_ip);
+	log_str(&l, "method", rq->method);
+	log_strn(&l, "path", rq->target, strcspn(rq->target, "?")); /* the query may carry data: not logged */
+	log_str(&l, "route", rq->route ? rq->route->name : NULL);
+	log_int(&l, "status", rq->final_status);
+	if (rq->up_status)
+		log_int(&l, "upstream_status", rq->up_status);
+	if (rq->local.set && rq->local.code)
+		log_str(&l, "error", rq->local.code);
+	log_str(&l, "diagnosis", rq->diagnosis);
+	log_int(&l, "duration_ms", now - rq->t_start_ms);
+	log_int(&l, "token_wait_ms", rq->t_parked_ms);
+	log_int(&l, "bytes_in", (long long)rq->bytes_in);
+	log_int(&l, "bytes_out", (long long)rq->bytes_out);
+	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		log_str(&l, "termination",
+			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED   ? "client_timeout"
+			: toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT    ? "client_abort"
+			: toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
+									: "error");
+	if (rq->upstream_done && rq->upstream_result != CURLE_OK && rq->headers_ready)
+		log_str(&l, "upstream_error", rq->curl_err[0] ? rq->curl_err : curl_easy_strerror(rq->upstream_result));
+	log_end(&l);
+}
+
+void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct worker *w = cls;
+	struct request *rq = *con_cls;
+	(void)conn;
+	if (!rq || rq->magic != REQUEST_MAGIC)
+		return;
+	*con_cls = NULL;
+	rq->client_gone = true;
+	park_unlink(w, rq);
+	relay_abort(rq); /* client gone mid-transfer: stop the upstream side too */
+	log_request(rq, toe);
+	/* clean: answered whole with the connection kept; a refusal that closes
+	 * it may leave body bytes unread, and then the close lingers */
+	conntrack_request_done(rq->conn, clock_now_ms(),
+			       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !(rq->local.set && rq->local.close) &&
+				   (!rq->has_body || rq->up_eof));
+	all_unlink(w, rq);
+	w->inflight--;
+	metrics_inflight(-1);
+	request_unref(rq); /* the MHD side's reference */
+}
+
+/* ---- token events and deadlines ---------------------------------------------------- */
+
+void proxy_token_event(struct worker *w)
+{
+	long long now = clock_now_ms();
+	struct request *rq = w->parked, *next;
+	for (; rq; rq = next) {
+		next = rq->park_next;
+		start_with_token(rq, now);
+		if (rq->state != RQ_PARKED || rq->local.set) {
+			park_unlink(w, rq);
+			request_resume(rq);
+		}
+	}
+}
+
+void proxy_check_deadlines(struct worker *w, long long now_ms)
+{
+	struct request *rq = w->parked, *next;
+	for (; rq; rq = next) {
+		next = rq->park_next;
+		if (rq->park_deadline_ms > now_ms)
+			continue;
+		park_unlink(w, rq);
+		rq->t_parked_ms = rq->cfg->proxy.token_wait_ms;
+		request_set_local(rq, 503, "token_wait_timeout", "No token from Microsoft Entra ID in time",
+				  "the first token for this route is still being requested");
+		rq->local.retry_after_s = 1;
+		request_resume(rq);
+	}
+}
+
+long long proxy_next_deadline(const struct worker *w)
+{
+	long long best = 0;
+	for (const struct request *rq = w->parked; rq; rq = rq->park_next)
+		if (!best || rq->park_deadline_ms < best)
+			best = rq->park_deadline_ms;
+	return best;
+}
+
+void proxy_abort_all(struct worker *w)
+{
+	for (struct request *rq = w->all; rq; rq = rq->all_next) {
+		park_unlink(w, rq);
+		relay_abort(rq);
+		if (rq->state != RQ_RESPONDED && !rq->local.set) {
+			request_set_local(rq, 503, "shutting_down", "The proxy is shutting down", NULL);
+			rq->local.close = true;
+		}
+		request_resume(rq);
+	}
+}

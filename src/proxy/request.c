@@ -1,0 +1,94 @@
+/*
+ * request.c - lifetime of a proxied request (see request.h for the
+ * reference-counting rules).
+ */
+#include "proxy/request.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/worker.h"
+
+struct request *request_new(struct worker *w, const char *target)
+{
+	struct request *rq = calloc(1, sizeof *rq);
+	if (!rq)
+		return NULL;
+	size_t n = strnlen(target, ROUTE_MAX_TARGET + 1);
+	rq->target = strndup(target, n); /* a longer target is cut here and refused as too long */
+	if (!rq->target) {
+		free(rq);
+		return NULL;
+	}
+	rq->magic = REQUEST_MAGIC;
+	rq->refs = 1; /* the MHD side's */
+	rq->w = w;
+	rq->cfg = w->cfg;
+	rq->tokens = w->tokens;
+	rq->gen = w->gen;
+	if (rq->gen != NULL)
+		atomic_fetch_add(&rq->gen->refs, 1);
+	rq->body_len = -1;
+	rq->resp_length = -1;
+	return rq;
+}
+
+void tok_info_unref(struct tok_info *ti)
+{
+	if (ti && --ti->refs == 0)
+		free(ti);
+}
+
+void request_ref(struct request *rq)
+{
+	rq->refs++;
+}
+
+void request_unref(struct request *rq)
+{
+	if (--rq->refs > 0)
+		return;
+	pool_ring_put(&rq->w->pool, &rq->up);
+	if (rq->replay_body)
+		explicit_bzero(rq->replay_body, rq->replay_len); /* request bodies may carry personal data */
+	free(rq->replay_body);
+	pool_ring_put(&rq->w->pool, &rq->down);
+	free(rq->rh_buf);
+	free(rq->rh);
+	if (rq->bx && rq->bx_free)
+		rq->bx_free(rq->bx);
+	tok_info_unref(rq->tok);
+	free(rq->target);
+	if (rq->gen != NULL)
+		atomic_fetch_sub(&rq->gen->refs, 1);
+	rq->magic = 0;
+	free(rq);
+}
+
+void request_set_local(struct request *rq, int status, const char *code, const char *title, const char *detail)
+{
+	size_t n = detail ? strnlen(detail, sizeof rq->local.detail - 1) : 0;
+	rq->local.set = true;
+	rq->local.status = status;
+	rq->local.code = code;
+	rq->local.title = title;
+	memcpy(rq->local.detail, detail ? detail : "", n);
+	rq->local.detail[n] = '\0';
+}
+
+void request_resume(struct request *rq)
+{
+	if (!rq->mhd_suspended || rq->client_gone)
+		return;
+	rq->mhd_suspended = false;
+	MHD_resume_connection(rq->conn);
+	rq->w->mhd_dirty = true; /* external mode: MHD must run again (B.7 #2) */
+}
+
+void request_suspend(struct request *rq)
+{
+	if (rq->mhd_suspended)
+		return;
+	rq->mhd_suspended = true;
+	MHD_suspend_connection(rq->conn);
+}

@@ -612,3 +612,82 @@ def test_separate_processes_share_state():
     finally:
         entra.stop()
         up.stop()
+
+
+def _limits(cfg):
+    return SIM.control("limits", cfg)
+
+
+def test_service_protection_request_count():
+    """Dataverse's count limit: the Web API's 429 (Retry-After, error code,
+    x-ms-ratelimit-* headers); a request sent while told to wait is recorded."""
+    _limits({"dataverse": {"window_ms": 2000, "requests": 3, "grace_ms": 0}})
+    try:
+        tok = bearer(SIM.access_token(DATAVERSE_URL))
+        eq([SIM.request(DV, "GET", "/api/data/v9.2/WhoAmI", tok).status for _ in range(3)], [200] * 3, "in budget")
+        r = SIM.request(DV, "GET", "/api/data/v9.2/WhoAmI", tok)
+        eq(r.status, 429, "over the count")
+        ra = int(r.header("Retry-After"))
+        assert 1 <= ra <= 2, r.headers
+        eq(r.json()["error"]["code"], "0x80072322", "code")
+        eq(r.json()["error"]["message"], "Number of requests exceeded the limit of 3 over time window of 2 seconds.",
+           "message")
+        eq(r.header("x-ms-ratelimit-burst-remaining-xrm-requests"), "0", "burst remaining")
+        eq(SIM.request(DV, "GET", "/api/data/v9.2/WhoAmI", tok).status, 429, "still waiting")
+        st = _limits({})
+        eq(len(st["violations"]), 1, "the early request is recorded")
+        deadline = time.time() + 5
+        while SIM.request(DV, "GET", "/api/data/v9.2/WhoAmI", tok).status != 200:
+            assert time.time() < deadline, "the window never freed a slot"
+            time.sleep(0.2)
+    finally:
+        _limits({"dataverse": None})
+        SIM.reset()
+
+
+def test_service_protection_concurrency_and_time():
+    _limits({"dataverse": {"window_ms": 3000, "concurrent": 2, "grace_ms": 0}})
+    try:
+        tok = bearer(SIM.access_token(DATAVERSE_URL))
+        with concurrent.futures.ThreadPoolExecutor(3) as ex:
+            rs = list(ex.map(lambda i: SIM.request(DV, "GET", "/_test/slow?ms=%d" % (600 + 300 * i), tok),
+                             range(3)))
+        codes = sorted(r.status for r in rs)
+        eq(codes, [200, 200, 429], "the third concurrent request")
+        eq([r.json()["error"]["code"] for r in rs if r.status == 429], ["0x80072326"], "concurrency code")
+        _limits({"dataverse": {"window_ms": 3000, "exec_ms": 500, "grace_ms": 0}})
+        eq(SIM.request(DV, "GET", "/_test/slow?ms=600", tok).status, 200, "first")
+        r = SIM.request(DV, "GET", "/_test/slow?ms=10", tok)
+        eq((r.status, r.json()["error"]["code"]), (429, "0x80072321"), "execution time")
+    finally:
+        _limits({"dataverse": None})
+        SIM.reset()
+
+
+def test_service_protection_orgsvc_bc_fo():
+    _limits({"dataverse": {"window_ms": 3000, "requests": 1}, "bc": {"window_ms": 3000, "requests": 1},
+             "fo": {"window_ms": 3000, "requests": 1}})
+    try:
+        tok = bearer(SIM.access_token(DATAVERSE_URL))
+        eq(SIM.request(DV, "GET", "/api/data/v9.2/WhoAmI", tok).status, 200, "first")
+        soap = ('<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><Execute xmlns="http://'
+                'schemas.microsoft.com/xrm/2011/Contracts/Services"/></s:Body></s:Envelope>')
+        r = SIM.request(DV, "POST", "/XRMServices/2011/Organization.svc/web?SdkClientVersion=9.2", tok +
+                        [("Content-Type", "text/xml; charset=utf-8")], soap)
+        eq(r.status, 500, "fault status")
+        assert b"<ErrorCode>-2147015902</ErrorCode>" in r.body, r.body
+        assert re.search(rb"<a:key>Retry-After</a:key><a:value[^>]*>00:00:0[1-3]</a:value>", r.body), r.body
+        btok = bearer(SIM.access_token(BC_URL))
+        path = "/v2.0/production/api/v2.0/companies"
+        eq(SIM.request(BC, "GET", path, btok).status, 200, "bc first")
+        r = SIM.request(BC, "GET", path, btok)
+        eq((r.status, r.json()["error"]["code"]), (429, "Application_TooManyRequests"), "bc 429")
+        assert r.header("Retry-After"), r.headers
+        ftok = bearer(SIM.access_token(FO_URL))
+        eq(SIM.request(FO, "GET", "/data/Customers", ftok).status, 200, "fo first")
+        r = SIM.request(FO, "GET", "/data/Customers", ftok)
+        eq(r.status, 429, "fo 429")
+        assert r.header("Retry-After"), r.headers
+    finally:
+        _limits({"dataverse": None, "bc": None, "fo": None})
+        SIM.reset()

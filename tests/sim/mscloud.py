@@ -18,6 +18,9 @@ Control API (any host, no token; JSON in and out):
   GET|POST /_sim/entra                 fault mode: {"mode","count","delay_ms","retry_after",
                                        "lifetime","refresh_in","exp_offset","nbf_offset"}
   GET|POST /_sim/apps                  [app,..] or {"apps":[..],"replace":bool,"remove":[client_id,..]}
+  GET|POST /_sim/limits                service protection limits (limits.py): {"dataverse": {"window_ms",
+                                       "requests","exec_ms","concurrent","grace_ms"}|null, "bc":.., "fo":..};
+                                       GET: config, violations, throttled/executed/max_inflight counts
   GET|POST /_sim/env_tenants           {"<upstream host>": "<tenant guid>"|null}
   POST /_sim/mint                      {"aud","tid","appid","lifetime","claims"} -> signed token
   GET  /_sim/jwks                      the signing key
@@ -34,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import StateDir, Stats, log, merge_apps  # noqa: E402
 from entra import Entra  # noqa: E402
 from httpcore import HTTPError, Server, make_ssl_ctx  # noqa: E402
+from limits import Limits  # noqa: E402
 from upstreams import Upstreams, host_kind  # noqa: E402
 
 ENTRA_HOSTS = {"login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn",
@@ -48,6 +52,7 @@ class Sim:
         self.stats = Stats()
         self.entra = Entra(self)
         self.upstreams = Upstreams(self)
+        self.limits = Limits()
 
     def dispatch(self, req):
         if req.path.startswith("/_sim/"):
@@ -97,6 +102,7 @@ class Sim:
             return items[-limit:] if limit else []
         if name == "reset" and post:
             st.reset()
+            self.limits.reset()
             if isinstance(body, dict) and body.get("faults"):
                 self.entra.faults.set({"mode": "ok", "lifetime": None, "refresh_in": None,
                                        "exp_offset": 0, "nbf_offset": 0, "clock_offset": 0, "delay_ms": 0,
@@ -136,6 +142,12 @@ class Sim:
                             data["env_tenants"][h.lower()] = str(t).lower()
                 self.state.update_shared(change)
             return {"env_tenants": self.state.shared()["env_tenants"]}
+        if name == "limits":
+            if post:
+                if not isinstance(body, dict):
+                    raise HTTPError(400, "expected an object")
+                return self.limits.configure(body)
+            return self.limits.state()
         if name == "mint" and post:
             return self.entra.mint(body if isinstance(body, dict) else {})
         if name == "jwks":

@@ -14,6 +14,8 @@ Rejections use each service's real shape. Apps may carry
 upstream_errors {"dataverse": "not_member"|"restricted"|"privilege"|"throttle"
 |{status,headers,body}, "bc": "invalid_credentials"|{..}, "fo": "unauthorized"|{..}}
 to model a valid token that the service refuses (missing application user ...).
+Service protection limits (limits.py, POST /_sim/limits) apply to every
+request of a kind once configured.
 Apps may also carry reject_tokens_before (unix seconds): tokens issued
 earlier are answered like a token of the wrong audience (401 per service).
 
@@ -104,9 +106,18 @@ class Upstreams:
             err = (app or {}).get("upstream_errors", {}).get(kind)
             if err:
                 return self.app_error(req, kind, err, claims)
-            if req.path.startswith("/_test/"):
-                return self.test_endpoint(req, kind)
-            return getattr(self, kind)(req, claims)
+            appid = claims.get("appid") or claims.get("azp")
+            verdict = self.sim.limits.enter(kind, appid, req.host, req.target)
+            if verdict and verdict[0] != "go":
+                rec["throttled"] = verdict[0]
+                return self.sim.limits.answer(self, req, kind, *verdict)
+            try:
+                if req.path.startswith("/_test/"):
+                    return self.test_endpoint(req, kind)
+                return getattr(self, kind)(req, claims)
+            finally:
+                if verdict:
+                    self.sim.limits.leave(kind, appid, req.host, verdict[1])
         except HTTPError as e:
             req.status = req.status or e.status
             raise

@@ -36,6 +36,7 @@
 #include "tls/tlsca.h"
 #include "tls/tlsin.h"
 #include "token/token.h"
+#include "proxy/gatereport.h"
 #include "proxy/worker.h"
 
 #ifndef S2S_VERSION
@@ -248,6 +249,8 @@ static int run(const struct config *cfg)
 	}
 	static const struct token_observer to_metrics = {metrics_token_result, metrics_cert_not_after};
 	token_set_observer(&to_metrics); /* before any engine starts, reloads' included */
+	metrics_set_extra(gatereport_metrics);
+	admin_set_gates(gatereport_readyz);
 	te = token_engine_new(cfg, on_token_change, NULL);
 	if (!te || metrics_init(cfg) < 0 || start_workers(cfg, te, &port) < 0 || token_engine_start(te) < 0 ||
 	    admin_start(cfg, te) < 0)

@@ -735,6 +735,26 @@ nomem:
 	return -1;
 }
 
+/* Service protection keys the route leaves out come from [proxy]; auto
+ * concurrency is Dataverse's documented 52 per user on Dataverse routes. */
+static void route_throttle(struct load *ld, struct section *s)
+{
+	struct throttle_cfg *t = &((struct route_sec *)s->obj)->r.throttle;
+	const struct throttle_cfg *d = &ld->proxy.throttle;
+	if (!seen(s, "throttle_queue"))
+		t->queue = d->queue;
+	if (!seen(s, "throttle_wait"))
+		t->wait_ms = d->wait_ms;
+	if (!seen(s, "throttle_max_wait"))
+		t->max_wait_ms = d->max_wait_ms;
+	if (!seen(s, "throttle_retries"))
+		t->retries = d->retries;
+	if (!seen(s, "max_concurrent"))
+		t->max_concurrent = d->max_concurrent;
+	if (t->max_concurrent < 0)
+		t->max_concurrent = ((struct route_sec *)s->obj)->r.audience_kind == AUD_DATAVERSE ? 52 : 0;
+}
+
 static void check_route(struct load *ld, struct section *s)
 {
 	struct route_sec *rs = s->obj;
@@ -751,6 +771,7 @@ static void check_route(struct load *ld, struct section *s)
 			  "only for token_version = v2 ([%s] uses v1, which sends the audience as 'resource')",
 			  cs->title);
 	resource = route_resource(ld, s);
+	route_throttle(ld, s);
 	if (!resource || !c || ((!c->tenant || !c->authority) && c->kind != CRED_MANAGED_IDENTITY) || ld->n_errors) {
 		free(resource);
 		if (ld->n_errors == 0)

@@ -87,6 +87,15 @@ struct token_source_cfg {
 	char *token_endpoint; /* full URL: authority/tenant/oauth2[/v2.0]/token */
 };
 
+/* Service protection (gate.c, throttle.c): per route, [proxy] gives the defaults. */
+struct throttle_cfg {
+	long queue;          /* throttle_queue: requests waiting at one gate at most */
+	long wait_ms;        /* throttle_wait: how long a request may wait in all */
+	long max_wait_ms;    /* throttle_max_wait: cap of an upstream's Retry-After */
+	long retries;        /* throttle_retries: resends of a request answered 429 */
+	long max_concurrent; /* in flight per identity; 0 = off; -1 (auto) = 52 on Dataverse routes, else off */
+};
+
 struct route_cfg {
 	char *name;
 	char *match_host; /* lowercase, no port; NULL = any host */
@@ -106,6 +115,7 @@ struct route_cfg {
 	bool soap_bridge;              /* SOAP 1.2 Organization.svc -> 1.1 Organization.svc/web (bridge.c) */
 	int translate_upstream_errors; /* 0 = off: upstream 400/401/403 bodies pass unchanged; 1 = problem+json */
 	char *probe_path;              /* `check` probe path on the upstream, NULL = the product's default */
+	struct throttle_cfg throttle;  /* the route's, or [proxy]'s when the route does not set a key */
 	int line;
 };
 
@@ -148,6 +158,7 @@ struct proxy_cfg {
 	bool sts_facade;              /* answer WS-Trust sign-in paths locally (sts.c) */
 	char *legacy_identities_file; /* user:crypt-hash:credential lines for the facade */
 	size_t soap_max_response;     /* bridged SOAP answers are collected up to this */
+	struct throttle_cfg throttle; /* defaults of the routes' */
 };
 
 struct config {

@@ -183,6 +183,22 @@ static int p_long(struct pv *pv, const char *v)
 	return 0;
 }
 
+/* max_concurrent: auto (-1: 52 on Dataverse routes, off elsewhere), off (0) or a number. */
+static int p_concurrency(struct pv *pv, const char *v)
+{
+	if (strcmp(v, "auto") == 0) {
+		*FIELD(pv, long) = -1;
+		return 0;
+	}
+	if (strcmp(v, "off") == 0) {
+		*FIELD(pv, long) = 0;
+		return 0;
+	}
+	if (p_long(pv, v) < 0)
+		return pv_fail(pv, "must be auto, off or a number from %lld to %lld", pv->row->min, pv->row->max);
+	return 0;
+}
+
 static bool all_blank(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -636,6 +652,12 @@ const struct key_row config_key_rows[] = {
     {PROXY("sts_facade", sts_facade), .parse = p_bool, .def = "false"},
     {PROXY("legacy_identities_file", legacy_identities_file), .parse = p_file},
     {PROXY("soap_max_response", soap_max_response), .parse = p_size, .def = "16m", .min = 4096, .max = 256 << 20},
+    {PROXY("throttle_queue", throttle.queue), .parse = p_long, .def = "1000", .min = 0, .max = 1000000},
+    {PROXY("throttle_wait", throttle.wait_ms), .parse = p_duration_ms, .def = "60s", .min = 0, .max = HOURS(1)},
+    {PROXY("throttle_max_wait", throttle.max_wait_ms), .parse = p_duration_ms, .def = "5m", .min = SECS(1),
+     .max = HOURS(1)},
+    {PROXY("throttle_retries", throttle.retries), .parse = p_long, .def = "3", .min = 0, .max = 100},
+    {PROXY("max_concurrent", throttle.max_concurrent), .parse = p_concurrency, .def = "auto", .min = 1, .max = 100000},
 
     {CRED("tenant", tenant), .parse = p_tenant, .required = true},
     {CRED("client_id", client_id), .parse = p_guid, .required = true},
@@ -675,6 +697,12 @@ const struct key_row config_key_rows[] = {
     {ROUTE("translate_upstream_errors", r.translate_upstream_errors), .parse = p_enum, .def = "off",
      .names = translate_modes},
     {ROUTE("probe_path", r.probe_path), .parse = p_match_path},
+    /* no defaults: an unset key takes [proxy]'s value (config.c, route_throttle) */
+    {ROUTE("throttle_queue", r.throttle.queue), .parse = p_long, .min = 0, .max = 1000000},
+    {ROUTE("throttle_wait", r.throttle.wait_ms), .parse = p_duration_ms, .min = 0, .max = HOURS(1)},
+    {ROUTE("throttle_max_wait", r.throttle.max_wait_ms), .parse = p_duration_ms, .min = SECS(1), .max = HOURS(1)},
+    {ROUTE("throttle_retries", r.throttle.retries), .parse = p_long, .min = 0, .max = 100},
+    {ROUTE("max_concurrent", r.throttle.max_concurrent), .parse = p_concurrency, .min = 1, .max = 100000},
 };
 const size_t config_n_key_rows = ARRAY_LEN(config_key_rows);
 _Static_assert(ARRAY_LEN(config_key_rows) <= KEY_ROWS_MAX, "section.seen has one slot per row");

@@ -456,3 +456,14 @@ bool diag_upstream(enum audience_kind kind, const char *upstream_host, long stat
 	fill(out, 502, up_rows[id].code, up_rows[id].title, up_rows[id].remediation, false);
 	return true;
 }
+
+/* The upstream's service protection limits (throttle.c): the proxy held the
+ * request as long as the route allows, and the gate stays closed longer. */
+void diag_upstream_throttled(struct diagnosis *out)
+{
+	fill(out, 503, "throttled_upstream", "The upstream is throttling this identity",
+	     "The service's protection limits apply per user: every client behind this credential shares one "
+	     "budget. Spread the load over time, give heavy jobs their own credential (application user), or raise "
+	     "throttle_wait so requests wait longer instead of failing.",
+	     true);
+}

@@ -63,6 +63,9 @@ struct upstream_evidence {
 bool diag_upstream(enum audience_kind kind, const char *upstream_host, long status, const char *body, size_t len,
 		   const char *www_auth, const char *token_aud, struct upstream_evidence *ev, struct diagnosis *out);
 
+/* An upstream's throttling outlasted a request's wait (503, throttled_upstream). */
+void diag_upstream_throttled(struct diagnosis *out);
+
 /* Statuses whose body diag_upstream wants to see (400, 401, 403). */
 bool diag_upstream_status_wanted(long status);
 

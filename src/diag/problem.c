@@ -154,6 +154,10 @@ static bool add_members(cJSON *o, const struct problem *p)
 	ok = ok && add_str(o, "client_id", p->client_id, PROBLEM_STR_MAX);
 	ok = ok && add_str(o, "remediation", p->remediation, PROBLEM_STR_MAX);
 	ok = ok && add_str(o, "request_id", p->request_id, PROBLEM_STR_MAX);
+	ok = ok && add_str(o, "identity", p->identity, PROBLEM_STR_MAX);
+	ok = ok && add_str(o, "limit", p->limit, PROBLEM_STR_MAX);
+	if (ok && p->wait_ms > 0)
+		ok = add_num(o, "wait_s", (double)((p->wait_ms + 999) / 1000));
 	if (ok && p->token_failure != NULL)
 		ok = add_token_failure(o, p->token_failure);
 	ok = ok && add_upstream(o, p);

@@ -24,6 +24,11 @@ struct problem {
 	long upstream_status;                      /* a translated upstream error: its status, 0 = none */
 	const char *upstream_body;                 /* its body (embedded as JSON when it is JSON), may be NULL */
 	size_t upstream_body_len;
+	/* throttled_upstream (throttle.c): the identity the upstream throttles
+	 * (credential@host), the limit it named and how long it asked to wait */
+	const char *identity; /* may be NULL */
+	const char *limit;    /* may be NULL */
+	long long wait_ms;    /* 0 = none */
 };
 
 /*

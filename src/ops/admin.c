@@ -108,6 +108,13 @@ static bool route_entry(cJSON *arr, const struct config *cfg, struct token_engin
 	return ready;
 }
 
+static void (*gates_report)(void *arr, long long now_ms);
+
+void admin_set_gates(void (*report)(void *arr, long long now_ms))
+{
+	gates_report = report;
+}
+
 static char *readyz_body(int *status)
 {
 	const struct config *cfg;
@@ -124,6 +131,9 @@ static char *readyz_body(int *status)
 	for (size_t i = 0; i < cfg->n_routes; i++)
 		all &= route_entry(arr, cfg, te, &cfg->routes[i], now);
 	cJSON_AddBoolToObject(root, "ready", all);
+	cJSON *gates = gates_report ? cJSON_AddArrayToObject(root, "throttled") : NULL;
+	if (gates) /* identities the upstream told to wait: not unready, but worth seeing */
+		gates_report(gates, now);
 	if (atomic_load(&draining))
 		cJSON_AddStringToObject(root, "reason", "draining");
 	out = cJSON_PrintUnformatted(root);

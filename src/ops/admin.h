@@ -24,6 +24,9 @@ int admin_start(const struct config *cfg, struct token_engine *te);
 void admin_reconfigure(const struct config *cfg, struct token_engine *te);
 /* From now on /readyz answers 503 "draining" (shutdown has begun). Any thread. */
 void admin_set_draining(void);
+/* /readyz lists closed gates through this (proxy/gatereport.c; arr is a
+ * cJSON array). Set once before admin_start. */
+void admin_set_gates(void (*report)(void *arr, long long now_ms));
 /* Stop the listener. NULL-safe, idempotent. */
 void admin_stop(void);
 

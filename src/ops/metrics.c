@@ -506,6 +506,13 @@ static void render_cert_expiry(struct sb *b, const struct metrics *m, long long 
 	}
 }
 
+static char *(*extra_render)(long long now_ms, size_t *len);
+
+void metrics_set_extra(char *(*render)(long long now_ms, size_t *len))
+{
+	extra_render = render;
+}
+
 char *metrics_render(struct token_engine *te, long long now_ms, long long wall_now_s, size_t *len)
 {
 	struct metrics *m = cur();
@@ -518,6 +525,11 @@ char *metrics_render(struct token_engine *te, long long now_ms, long long wall_n
 	render_token_counts(&b, m);
 	render_token_state(&b, m, te, now_ms, wall_now_s);
 	render_cert_expiry(&b, m, wall_now_s);
+	size_t xn = 0;
+	char *x = extra_render ? extra_render(now_ms, &xn) : NULL;
+	if (x)
+		put(&b, "%.*s", (int)xn, x);
+	free(x);
 	if (b.failed) {
 		free(b.p);
 		return NULL;

@@ -51,6 +51,10 @@ void metrics_cert_not_after(const struct config *from, size_t cred, long long no
  * secret and certificate expiry dates. */
 char *metrics_render(struct token_engine *te, long long now_ms, long long wall_now_s, size_t *len);
 
+/* Series a higher layer adds to every render (the gates, proxy/gatereport.c):
+ * malloc'd text or NULL. Set once before the admin listener starts. */
+void metrics_set_extra(char *(*render)(long long now_ms, size_t *len));
+
 /* "read" (GET, HEAD, OPTIONS), "write" (POST, PUT, PATCH, DELETE) or "other". */
 const char *metrics_method_class(const char *method);
 

@@ -33,6 +33,7 @@
 #include "proxy/relay.h"
 #include "tls/tlsin.h"
 #include "proxy/request.h"
+#include "proxy/throttle.h"
 #include "proxy/worker.h"
 
 /* Bytes MHD asks a streaming response for at a time (a buffer of this size
@@ -148,6 +149,7 @@ static enum MHD_Result queue_local(struct request *rq)
 		p.audience = ts->resource;
 		p.client_id = cfg->credentials[ts->credential].client_id;
 	}
+	throttle_problem(rq, &p);
 	char remedy[1024];
 	if (rq->local.has_failure) {
 		p.token_failure = &rq->local.failure;
@@ -425,6 +427,19 @@ static enum MHD_Result advance(struct request *rq)
 	if (rq->bx) /* WS-Trust bridge: a buffered exchange (bridge.c) */
 		return bridge_advance(rq);
 	if (!rq->local.set && rq->state == RQ_FORWARDING) {
+		switch (rq->headers_ready && !rq->rh_overflow ? throttle_on_answer(rq, clock_now_ms())
+							      : THROTTLE_PASS) {
+		case THROTTLE_HOLD:
+			request_suspend(rq); /* on_write / relay_done resume */
+			return MHD_YES;
+		case THROTTLE_RETRY: /* waits at its gate, then goes again */
+			start_with_token(rq, clock_now_ms());
+			return advance(rq);
+		case THROTTLE_REFUSE:
+			return queue_local(rq);
+		case THROTTLE_PASS:
+			break;
+		}
 		if (rq->headers_ready && !rq->rh_overflow && replay_after_401(rq))
 			return advance(rq); /* parked or forwarding again, or a local answer */
 		if (rq->headers_ready && !rq->rh_overflow && refusal_holding(rq)) {
@@ -728,6 +743,8 @@ static void start_with_token(struct request *rq, long long now)
 {
 	struct worker *w = rq->w;
 	struct token_failure fail;
+	if (!throttle_admit(rq, now))
+		return; /* waits at its identity's gate (throttle_poll starts it), or refused */
 	enum token_state st = token_lookup(rq->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr,
 					   &rq->tok_gen, &fail);
 	if (st == TOKEN_VALID) {
@@ -930,7 +947,8 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 	*con_cls = NULL;
 	rq->client_gone = true;
 	park_unlink(w, rq);
-	relay_abort(rq); /* client gone mid-transfer: stop the upstream side too */
+	throttle_request_done(rq); /* leaves its gate's queue, frees its slot */
+	relay_abort(rq);           /* client gone mid-transfer: stop the upstream side too */
 	log_request(rq, toe);
 	/* clean: answered whole with the connection kept; a refusal that closes
 	 * it may leave body bytes unread, and then the close lingers */
@@ -959,9 +977,17 @@ void proxy_token_event(struct worker *w)
 	}
 }
 
+/* A request its gate let through: on its way (or to its answer). */
+static void throttle_go(struct request *rq, long long now)
+{
+	start_with_token(rq, now);
+	request_resume(rq);
+}
+
 void proxy_check_deadlines(struct worker *w, long long now_ms)
 {
 	struct request *rq = w->parked, *next;
+	throttle_poll(w, now_ms, throttle_go);
 	for (; rq; rq = next) {
 		next = rq->park_next;
 		if (rq->park_deadline_ms > now_ms)
@@ -977,7 +1003,7 @@ void proxy_check_deadlines(struct worker *w, long long now_ms)
 
 long long proxy_next_deadline(const struct worker *w)
 {
-	long long best = 0;
+	long long best = throttle_next_deadline(w);
 	for (const struct request *rq = w->parked; rq; rq = rq->park_next)
 		if (!best || rq->park_deadline_ms < best)
 			best = rq->park_deadline_ms;

@@ -96,7 +96,9 @@ void refusal_keep_body(struct request *rq, const char *data, size_t n)
 	size_t max = rq->cfg->proxy.replay_max_body, cap = rq->replay_body ? rq->replay_len : 0;
 	if (rq->replay_skip || n == 0)
 		return;
-	if (!hdr_method_idempotent(rq->method) || rq->replay_len + n > max) {
+	/* a 429 was not executed, so any method may be resent after it (throttle.c) */
+	bool resendable = hdr_method_idempotent(rq->method) || (rq->route && rq->route->throttle.retries > 0);
+	if (!resendable || rq->replay_len + n > max) {
 		rq->replay_skip = true;
 		goto drop;
 	}
@@ -119,17 +121,28 @@ drop:
 	rq->replay_len = 0;
 }
 
+bool refusal_body_held(const struct request *rq)
+{
+	/* a body only when all of it is kept (and so has fully arrived) */
+	return !rq->has_body || (!rq->replay_skip && rq->up_eof && rq->replay_len == rq->bytes_in);
+}
+
 bool refusal_rewind(struct request *rq)
 {
 	if (rq->up_status != 401 || rq->replayed || !rq->route || rq->w->draining)
 		return false;
-	/* a body only when all of it is kept (and so has fully arrived) */
-	if (rq->has_body && (rq->replay_skip || !rq->up_eof || rq->replay_len != rq->bytes_in))
+	if (!refusal_body_held(rq) || (rq->has_body && !hdr_method_idempotent(rq->method)))
 		return false;
 	if (!token_reject(rq->tokens, rq->route->token_source, rq->tok_gen))
 		return false;
-	relay_abort(rq); /* drops the curl side's reference; the MHD side keeps rq */
 	rq->replayed = true;
+	refusal_reset(rq);
+	return true;
+}
+
+void refusal_reset(struct request *rq)
+{
+	relay_abort(rq); /* drops the curl side's reference; the MHD side keeps rq */
 	rq->upstream_done = false;
 	rq->upstream_result = CURLE_OK;
 	rq->curl_err[0] = '\0';
@@ -146,5 +159,4 @@ bool refusal_rewind(struct request *rq)
 	rq->replay_pos = 0;
 	rq->replay_feed = rq->has_body;
 	rq->state = RQ_NEW;
-	return true;
 }

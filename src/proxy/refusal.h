@@ -28,8 +28,9 @@ const char *refusal_header(const struct request *rq, const char *name);
  * 401, drop the rejected token. A no-op for other statuses. */
 void refusal_diagnose(struct request *rq);
 
-/* Keep a copy of request body bytes for a replay (idempotent methods, up to
- * replay_max_body; past that nothing is kept). */
+/* Keep a copy of request body bytes for a replay (up to replay_max_body;
+ * past that nothing is kept): idempotent methods, and any method on a
+ * route that resends after a 429 (throttle_retries). */
 void refusal_keep_body(struct request *rq, const char *data, size_t n);
 
 /*
@@ -39,5 +40,12 @@ void refusal_keep_body(struct request *rq, const char *data, size_t n);
  * when it did.
  */
 bool refusal_rewind(struct request *rq);
+
+/* Could the request be sent again as it was: no body, or all of it kept? */
+bool refusal_body_held(const struct request *rq);
+
+/* Stop the transfer and reset the response state so the request can start
+ * again (state RQ_NEW; a kept body is fed from the copy). */
+void refusal_reset(struct request *rq);
 
 #endif

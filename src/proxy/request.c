@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/throttle.h"
 #include "proxy/worker.h"
 
 struct request *request_new(struct worker *w, const char *target)
@@ -48,6 +49,7 @@ void request_unref(struct request *rq)
 {
 	if (--rq->refs > 0)
 		return;
+	throttle_request_done(rq); /* normally done at MHD's completion already */
 	pool_ring_put(&rq->w->pool, &rq->up);
 	if (rq->replay_body)
 		explicit_bzero(rq->replay_body, rq->replay_len); /* request bodies may carry personal data */

@@ -41,6 +41,7 @@
 struct worker;
 struct bridge;
 struct worker_gen;
+struct throttle_rq;
 
 enum rq_state {
 	RQ_NEW = 0,    /* URI seen, headers not yet examined */
@@ -177,6 +178,9 @@ struct request {
 	 * so this module needs nothing of the bridge's. */
 	struct bridge *bx;
 	void (*bx_free)(struct bridge *br);
+
+	/* Its place at its identity's gate (throttle.c), NULL until admitted. */
+	struct throttle_rq *thr;
 
 	/* MHD side */
 	bool mhd_suspended;

@@ -25,6 +25,7 @@
 
 struct request;
 struct conn_track;
+struct throttle_rq;
 
 /*
  * A configuration generation (SIGHUP reload): a config and the token engine
@@ -66,8 +67,9 @@ struct worker {
 	atomic_bool finished;                  /* the loop has ended */
 	bool draining;
 	long long drain_deadline_ms;
-	struct request *parked; /* waiting for a token */
-	struct request *all;    /* every live request */
+	struct request *parked;        /* waiting for a token */
+	struct throttle_rq *throttled; /* waiting at their identity's gate (throttle.c) */
+	struct request *all;           /* every live request */
 	unsigned inflight;
 	struct conntrack ct;     /* client connections, the budget, lingering closes (conntrack.c) */
 	int n_workers;           /* how many workers share max_connections */
@@ -99,6 +101,8 @@ void worker_request_stop(struct worker *w, bool now);
 /* Serve new requests from generation g from the next loop turn on (any
  * thread; takes a reference on g, drops the one on the previous). */
 void worker_set_gen(struct worker *w, struct worker_gen *g);
+/* Make the worker's loop run a turn (any thread; a gate granted one of its requests). */
+void worker_wake(struct worker *w);
 /* Wake the worker because a token changed (any thread). */
 void worker_token_changed(struct worker *w);
 /* fuzz/fuzz_inbound.c: one turn of the worker loop on the calling thread,

@@ -151,6 +151,12 @@ def test_metrics_names_types_and_values_move():
             "s2s_token_expires_in_seconds": "gauge", "s2s_credential_secret_expires_in_seconds": "gauge",
             "s2s_credential_certificate_expires_in_seconds": "gauge",
         }
+        want_types.update({k: "counter" for k in ("s2s_throttled_total", "s2s_throttle_held_total",  # gates
+                                                  "s2s_throttle_held_seconds_total", "s2s_throttle_retries_total",
+                                                  "s2s_throttle_refused_total")})
+        want_types.update({k: "gauge" for k in ("s2s_throttle_queue_depth", "s2s_throttle_inflight",
+                                                "s2s_throttle_gate_closed", "s2s_throttle_reopen_seconds",
+                                                "s2s_ratelimit_burst_remaining", "s2s_ratelimit_time_remaining")})
         eq(types, want_types, "metric families and types")
         src = dict(credential="contoso", audience=DATAVERSE_URL)
         eq(val(s0, "s2s_token_requests_total", result="ok", **src), 1.0, "token requests ok")

@@ -203,6 +203,9 @@ class Req:
         if write_body and len(body) <= 65536:
             h._headers_buffer.append(body)
             write_body = False
+        hook, self.before_send = getattr(self, "before_send", None), None
+        if hook:  # e.g. limits.py: the request's execution ends before the client can see its answer
+            hook()
         h.flush_headers()
         if write_body:
             h.wfile.write(body)

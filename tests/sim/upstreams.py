@@ -111,13 +111,19 @@ class Upstreams:
             if verdict and verdict[0] != "go":
                 rec["throttled"] = verdict[0]
                 return self.sim.limits.answer(self, req, kind, *verdict)
+            left = []
+
+            def leave():
+                if verdict and not left:
+                    left.append(True)
+                    self.sim.limits.leave(kind, appid, req.host, verdict[1])
+            req.before_send = leave
             try:
                 if req.path.startswith("/_test/"):
                     return self.test_endpoint(req, kind)
                 return getattr(self, kind)(req, claims)
             finally:
-                if verdict:
-                    self.sim.limits.leave(kind, appid, req.host, verdict[1])
+                leave()
         except HTTPError as e:
             req.status = req.status or e.status
             raise

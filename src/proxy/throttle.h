@@ -1,0 +1,48 @@
+/*
+ * throttle.h - a request at its identity's gate (gate.h): admission before
+ * it goes upstream, what a 429 (or a service protection fault, or a 503
+ * with Retry-After) does to it and to the gate, and the wait in between.
+ * Runs on the request's worker thread, like proxy.c; the only state it hangs
+ * on a request is rq->thr, and on a worker its list of waiting requests.
+ */
+#ifndef S2S_THROTTLE_H
+#define S2S_THROTTLE_H
+
+#include <stdbool.h>
+
+struct request;
+struct worker;
+struct problem;
+struct throttle_rq;
+
+enum throttle_step {
+	THROTTLE_PASS = 0, /* not a throttle, or one the client gets unchanged */
+	THROTTLE_HOLD,     /* a throttle's body is still arriving: wait for it */
+	THROTTLE_RETRY,    /* rewound: start the request again (it waits at its gate) */
+	THROTTLE_REFUSE,   /* the wait outlasts the request's budget: rq->local is the 503 */
+};
+
+/*
+ * Before the request goes upstream (again). True: it may go (it holds a
+ * slot at its gate, or has no gate). False: it waits at its gate (suspend;
+ * throttle_poll starts it), or rq->local is set to the 503.
+ */
+bool throttle_admit(struct request *rq, long long now);
+
+/* The upstream's final header block is in. */
+enum throttle_step throttle_on_answer(struct request *rq, long long now);
+
+/* The request ended (MHD's completion): leave the queue, free the slot. */
+void throttle_request_done(struct request *rq);
+
+/* Worker loop: start waiting requests that were granted a slot (go), answer
+ * those whose wait is over, open gates whose time has come. */
+void throttle_poll(struct worker *w, long long now, void (*go)(struct request *rq, long long now));
+
+/* Earliest time throttle_poll has something to do (ms), 0 if none. */
+long long throttle_next_deadline(const struct worker *w);
+
+/* The throttle's members of the problem+json answer (identity, limit, wait). */
+void throttle_problem(const struct request *rq, struct problem *p);
+
+#endif

@@ -46,6 +46,7 @@ struct fetch {
 	size_t len;
 	bool cut; /* more body than CHECK_BODY_MAX: transfer stopped there */
 	char www_auth[512];
+	char burst[32], time_left[32]; /* Dataverse's x-ms-ratelimit-* budget headers, "" when absent */
 	char err[CURL_ERROR_SIZE];
 	CURLcode rc;
 };
@@ -67,6 +68,7 @@ struct verdict {
 	char note[512];
 	char probe_url[URL_CAP];
 	long probe_status;
+	char burst[32], time_left[32]; /* the probe's budget headers */
 	struct upstream_evidence ev;
 	bool have_ev;
 };
@@ -86,6 +88,19 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/* When line is the header `name` (with its colon), its trimmed value into out. */
+static void head_value(const char *line, size_t n, const char *name, char *out, size_t cap)
+{
+	size_t s = strlen(name), e = n;
+	if (n <= s || strncasecmp(line, name, s) != 0)
+		return;
+	while (s < e && (line[s] == ' ' || line[s] == '\t'))
+		s++;
+	while (e > s && (line[e - 1] == '\r' || line[e - 1] == '\n' || line[e - 1] == ' '))
+		e--;
+	snprintf(out, cap, "%.*s", (int)(e - s), line + s);
+}
+
 static size_t on_head(char *line, size_t size, size_t nmemb, void *ud)
 {
 	struct fetch *f = ud;
@@ -98,8 +113,10 @@ static size_t on_head(char *line, size_t size, size_t nmemb, void *ud)
 			e--;
 		snprintf(f->www_auth, sizeof f->www_auth, "%.*s", (int)(e - s), line + s);
 	}
+	head_value(line, n, "x-ms-ratelimit-burst-remaining-xrm-requests:", f->burst, sizeof f->burst);
+	head_value(line, n, "x-ms-ratelimit-time-remaining-xrm-requests:", f->time_left, sizeof f->time_left);
 	if (n > 5 && strncmp(line, "HTTP/", 5) == 0)
-		f->www_auth[0] = '\0'; /* a new response (after 1xx) */
+		f->www_auth[0] = f->burst[0] = f->time_left[0] = '\0'; /* a new response (after 1xx) */
 	return n;
 }
 
@@ -349,6 +366,8 @@ static void probe(const struct config *cfg, struct curl_slist *ct, const struct 
 		return;
 	}
 	v->probe_status = f->status;
+	memcpy(v->burst, f->burst, sizeof v->burst);
+	memcpy(v->time_left, f->time_left, sizeof v->time_left);
 	if (f->status >= 200 && f->status < 300)
 		return;
 	v->have_ev = true;
@@ -400,6 +419,9 @@ static void print_text(FILE *out, const struct verdict *v)
 		fprintf(out, "route %s: token aud=%s tid=%s appid=%s roles=%s exp=%lld fingerprint=%s\n", name,
 			sr->claims.aud, sr->claims.tid, sr->claims.appid, sr->claims.roles[0] ? sr->claims.roles : "-",
 			sr->claims.exp, sr->fp);
+	if (v->burst[0] || v->time_left[0]) /* Dataverse's service protection budget, as the probe saw it */
+		fprintf(out, "route %s: budget burst-remaining=%s time-remaining=%s\n", name,
+			v->burst[0] ? v->burst : "-", v->time_left[0] ? v->time_left : "-");
 	if (!v->d.code) {
 		fprintf(out, "OK   %s: GET %s -> %ld%s%s\n", name, v->probe_url, v->probe_status,
 			v->note[0] ? "; " : "", v->note);
@@ -464,6 +486,8 @@ static cJSON *verdict_json(const struct verdict *v)
 	jstr(o, "probe_url", v->probe_url);
 	if (v->probe_status)
 		cJSON_AddNumberToObject(o, "probe_status", (double)v->probe_status);
+	jstr(o, "ratelimit_burst_remaining", v->burst);
+	jstr(o, "ratelimit_time_remaining", v->time_left);
 	if (v->have_ev) {
 		jstr(o, "upstream_error", v->ev.error_code);
 		jstr(o, "upstream_message", v->ev.message);

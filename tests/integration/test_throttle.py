@@ -289,6 +289,23 @@ def rss(pid):
     return 0
 
 
+def test_check_shows_the_budget_headers():
+    fresh({})
+    p = harness.spawn([harness.proxy_bin(), "check", "-c", PX.ini_path], stdout=harness.subprocess.PIPE,
+                      stderr=harness.subprocess.PIPE, stdin=harness.subprocess.DEVNULL)
+    out, err = p.communicate(timeout=60)
+    lines = out.decode().splitlines()
+    eq(p.returncode, 0, "exit status (%r)" % err[-500:])
+    eq([l for l in lines if l.startswith("route dataverse: budget")],
+       ["route dataverse: budget burst-remaining=5999 time-remaining=1,200,000.00"], "budget line")
+    eq([l for l in lines if l.startswith("route bc: budget")], [], "BC sends no budget headers")
+    p = harness.spawn([harness.proxy_bin(), "check", "--json", "-c", PX.ini_path], stdout=harness.subprocess.PIPE,
+                      stderr=harness.subprocess.PIPE, stdin=harness.subprocess.DEVNULL)
+    out, _ = p.communicate(timeout=60)
+    r = [x for x in json.loads(out)["routes"] if x["route"] == "dataverse"][0]
+    eq((r["ratelimit_burst_remaining"], r["ratelimit_time_remaining"]), ("5999", "1,200,000.00"), "json")
+
+
 def test_execution_time_limit():
     """Dataverse's combined execution time limit: slow requests past it wait, none fails."""
     fresh({"dataverse": {"window_ms": 2000, "exec_ms": 600}})

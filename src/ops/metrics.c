@@ -46,6 +46,7 @@ struct hist {
 struct route_m {
 	atomic_ullong requests[N_METHOD][N_STATUS];
 	atomic_ullong bytes_in, bytes_out;
+	atomic_ullong throttle[MT_N]; /* metrics_throttle */
 	struct hist upstream;
 };
 
@@ -215,6 +216,14 @@ void metrics_request_done(const struct route_cfg *route, const char *method, int
 		observe(&rm->upstream, upstream_ms);
 }
 
+void metrics_throttle(const struct route_cfg *route, enum metrics_throttle_event ev, unsigned long long n)
+{
+	struct metrics *m = cur();
+	if (!m || ev >= MT_N)
+		return;
+	atomic_fetch_add_explicit(&m->routes[route_index(m->cfg, route)].throttle[ev], n, memory_order_relaxed);
+}
+
 void metrics_token_result(const struct config *from, size_t idx, const struct token_failure *f, long long latency_ms)
 {
 	struct metrics *m = cur();
@@ -275,6 +284,8 @@ static void copy_route(struct route_m *d, const struct route_m *s)
 			copy_ull(&d->requests[mi][si], &s->requests[mi][si]);
 	copy_ull(&d->bytes_in, &s->bytes_in);
 	copy_ull(&d->bytes_out, &s->bytes_out);
+	for (size_t e = 0; e < MT_N; e++)
+		copy_ull(&d->throttle[e], &s->throttle[e]);
 	copy_hist(&d->upstream, &s->upstream);
 }
 
@@ -506,6 +517,26 @@ static void render_cert_expiry(struct sb *b, const struct metrics *m, long long 
 	}
 }
 
+static void render_throttle(struct sb *b, const struct metrics *m)
+{
+	static const char *const ev_names[MT_HELD_MS] = {"throttled", "held", "retried", "refused"};
+	char rl[300];
+	head(b, "s2s_route_throttle_total", "counter",
+	     "Service protection events by route: throttle answers, requests held at the gate, resends, 503s.");
+	for (size_t r = 0; r < m->cfg->n_routes; r++) {
+		esc(m->cfg->routes[r].name, rl, sizeof rl);
+		for (size_t e = 0; e < MT_HELD_MS; e++)
+			put(b, "s2s_route_throttle_total{route=\"%s\",event=\"%s\"} %llu\n", rl, ev_names[e],
+			    atomic_load_explicit(&m->routes[r].throttle[e], memory_order_relaxed));
+	}
+	head(b, "s2s_route_throttle_held_seconds_total", "counter", "Seconds requests waited at their gate, by route.");
+	for (size_t r = 0; r < m->cfg->n_routes; r++) {
+		esc(m->cfg->routes[r].name, rl, sizeof rl);
+		put(b, "s2s_route_throttle_held_seconds_total{route=\"%s\"} %.3f\n", rl,
+		    (double)atomic_load_explicit(&m->routes[r].throttle[MT_HELD_MS], memory_order_relaxed) / 1000.0);
+	}
+}
+
 static char *(*extra_render)(long long now_ms, size_t *len);
 
 void metrics_set_extra(char *(*render)(long long now_ms, size_t *len))
@@ -525,6 +556,7 @@ char *metrics_render(struct token_engine *te, long long now_ms, long long wall_n
 	render_token_counts(&b, m);
 	render_token_state(&b, m, te, now_ms, wall_now_s);
 	render_cert_expiry(&b, m, wall_now_s);
+	render_throttle(&b, m);
 	size_t xn = 0;
 	char *x = extra_render ? extra_render(now_ms, &xn) : NULL;
 	if (x)

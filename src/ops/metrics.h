@@ -38,6 +38,12 @@ void metrics_inflight(int delta);
 void metrics_request_done(const struct route_cfg *route, const char *method, int status, uint64_t bytes_in,
 			  uint64_t bytes_out, long long upstream_ms);
 
+/* Service protection events of a route (proxy/throttle.c): a throttle answer
+ * from its upstream, a request that waited at its gate (and for how long, ms),
+ * a resend, a 503 throttled_upstream. */
+enum metrics_throttle_event { MT_THROTTLED = 0, MT_HELD, MT_RETRIED, MT_REFUSED, MT_HELD_MS, MT_N };
+void metrics_throttle(const struct route_cfg *route, enum metrics_throttle_event ev, unsigned long long n);
+
 /* A token request of source `idx` of configuration `from` ended: f NULL =
  * success, else the failure; latency_ms -1 when no request was sent. */
 void metrics_token_result(const struct config *from, size_t idx, const struct token_failure *f, long long latency_ms);

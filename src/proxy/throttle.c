@@ -26,6 +26,7 @@
 
 #include "diag/diag.h"
 #include "diag/problem.h"
+#include "ops/metrics.h"
 #include "proxy/gate.h"
 #include "proxy/refusal.h"
 #include "proxy/relay.h"
@@ -46,11 +47,12 @@ struct throttle_rq {
 	bool slot;                       /* holds a slot at the gate */
 	bool succeeded;                  /* gate_success told for this request */
 	unsigned retries;
-	long long deadline_ms; /* the request's wait budget ends (t_start + throttle_wait) */
-	long long check_ms;    /* look at the gate again then (its reopening, or RECHECK_MS) */
-	long long wait_ms;     /* how long the upstream asked to wait (for the 503) */
-	const char *limit;     /* static, or NULL */
-	char identity[320];    /* credential@host */
+	long long deadline_ms;   /* the request's wait budget ends (t_start + throttle_wait) */
+	long long check_ms;      /* look at the gate again then (its reopening, or RECHECK_MS) */
+	long long wait_ms;       /* how long the upstream asked to wait (for the 503) */
+	long long wait_since_ms; /* when it began waiting at the gate */
+	const char *limit;       /* static, or NULL */
+	char identity[320];      /* credential@host */
 };
 
 static void wake_worker(void *arg)
@@ -72,6 +74,7 @@ static void list_unlink(struct worker *w, struct throttle_rq *t)
 {
 	if (!t->waiting)
 		return;
+	metrics_throttle(t->rq->route, MT_HELD_MS, (unsigned long long)(clock_now_ms() - t->wait_since_ms));
 	if (t->prev)
 		t->prev->next = t->next;
 	else
@@ -146,6 +149,7 @@ static void refuse(struct request *rq, struct throttle_rq *t, long long wait_ms,
 	rq->local.retry_after_s = t->wait_ms > 0 ? (long)((t->wait_ms + 999) / 1000) : 1;
 	if (t->gate)
 		gate_note(t->gate, 0, 0, 0, 0, 1);
+	metrics_throttle(rq->route, MT_REFUSED, 1);
 }
 
 static void give_back(struct throttle_rq *t, long long now)
@@ -175,6 +179,8 @@ bool throttle_admit(struct request *rq, long long now)
 		t->slot = true;
 		return true;
 	case GATE_WAIT:
+		metrics_throttle(rq->route, MT_HELD, 1);
+		t->wait_since_ms = now;
 		t->check_ms = now + (wait > 0 ? wait : RECHECK_MS);
 		list_link(rq->w, t);
 		return false;
@@ -253,6 +259,7 @@ enum throttle_step throttle_on_answer(struct request *rq, long long now)
 	if (!throttle)
 		return THROTTLE_PASS; /* a 500 fault of another kind */
 	t->wait_ms = wait;
+	metrics_throttle(rq->route, MT_THROTTLED, 1);
 	if (gate_close(t->gate, now, wait, t->limit))
 		log_gate(rq, t, true, wait, 0);
 	else
@@ -267,6 +274,7 @@ enum throttle_step throttle_on_answer(struct request *rq, long long now)
 	}
 	t->retries++;
 	gate_note(t->gate, 0, 0, 0, 1, 0);
+	metrics_throttle(rq->route, MT_RETRIED, 1);
 	refusal_reset(rq);
 	give_back(t, now);
 	return THROTTLE_RETRY;

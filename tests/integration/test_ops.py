@@ -153,7 +153,8 @@ def test_metrics_names_types_and_values_move():
         }
         want_types.update({k: "counter" for k in ("s2s_throttled_total", "s2s_throttle_held_total",  # gates
                                                   "s2s_throttle_held_seconds_total", "s2s_throttle_retries_total",
-                                                  "s2s_throttle_refused_total")})
+                                                  "s2s_throttle_refused_total", "s2s_route_throttle_total",
+                                                  "s2s_route_throttle_held_seconds_total")})
         want_types.update({k: "gauge" for k in ("s2s_throttle_queue_depth", "s2s_throttle_inflight",
                                                 "s2s_throttle_gate_closed", "s2s_throttle_reopen_seconds",
                                                 "s2s_ratelimit_burst_remaining", "s2s_ratelimit_time_remaining")})

@@ -150,6 +150,11 @@ def test_metrics_and_readyz_show_the_gate():
     assert metric("s2s_throttle_retries_total") >= 1
     assert metric("s2s_throttle_held_total") >= 1
     eq(metric("s2s_ratelimit_burst_remaining") is not None, True, "burst remaining gauge")
+    text = harness.request(admin_port(PX), "GET", "/metrics").text
+    for ev in ("throttled", "held", "retried"):
+        line = [x for x in text.splitlines()
+                if x.startswith('s2s_route_throttle_total{route="dataverse",event="%s"} ' % ev)]
+        assert line and float(line[0].split()[-1]) >= 1, (ev, line)
     eq(violations(), [], "violations")
 
 

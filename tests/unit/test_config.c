@@ -1024,6 +1024,50 @@ static void test_limits(void)
 	free(tmpl);
 }
 
+/* Service protection keys: [proxy] defaults, route overrides, auto concurrency. */
+static void test_throttle_keys(void)
+{
+	clear_env();
+	struct config *cfg = load(CRED("a", GUID1) ROUTE("dv", "/dv/", "https://o.crm4.dynamics.com")
+				      ROUTE("bc", "/bc/", "https://api.businesscentral.dynamics.com"));
+	CHECK(cfg != NULL);
+	const struct throttle_cfg *t = &cfg->routes[0].throttle;
+	CHECK_INT(t->queue, 1000);
+	CHECK_INT(t->wait_ms, 60000);
+	CHECK_INT(t->max_wait_ms, 300000);
+	CHECK_INT(t->retries, 3);
+	CHECK_INT(t->max_concurrent, 52);                     /* auto on a Dataverse route */
+	CHECK_INT(cfg->routes[1].throttle.max_concurrent, 0); /* auto elsewhere: off */
+	config_free(cfg);
+
+	cfg =
+	    load("[proxy]\nthrottle_queue = 10\nthrottle_wait = 5s\nthrottle_max_wait = 30s\nthrottle_retries = 0\n"
+		 "max_concurrent = 8\n" CRED("a", GUID1) ROUTE("dv", "/dv/", "https://o.crm4.dynamics.com")
+		     ROUTE("bc", "/bc/",
+			   "https://api.businesscentral.dynamics.com") "throttle_wait = 0\n"
+								       "max_concurrent = off\nthrottle_retries = 5\n");
+	CHECK_STR(errs, "");
+	CHECK(cfg != NULL);
+	t = &cfg->routes[0].throttle;
+	CHECK_INT(t->queue, 10);
+	CHECK_INT(t->wait_ms, 5000);
+	CHECK_INT(t->max_wait_ms, 30000);
+	CHECK_INT(t->retries, 0);
+	CHECK_INT(t->max_concurrent, 8);
+	t = &cfg->routes[1].throttle;
+	CHECK_INT(t->queue, 10);
+	CHECK_INT(t->wait_ms, 0);
+	CHECK_INT(t->retries, 5);
+	CHECK_INT(t->max_concurrent, 0);
+	config_free(cfg);
+
+	CHECK(load(CRED("a", GUID1)
+		       ROUTE("dv", "/dv/", "https://o.crm4.dynamics.com") "max_concurrent = many\n"
+									  "throttle_max_wait = 0\n") == NULL);
+	CHECK_STR(errs, "t.ini:8: [route:dv] max_concurrent: must be auto, off or a number from 1 to 100000\n"
+			"t.ini:9: [route:dv] throttle_max_wait: must be from 1s to 1h\n");
+}
+
 /* ---- files ---- */
 
 static void test_config_load_file(void)
@@ -1146,6 +1190,7 @@ int main(void)
 	RUN(test_ini_bad_lines);
 	RUN(test_ini_nul_byte);
 	RUN(test_limits);
+	RUN(test_throttle_keys);
 	RUN(test_config_load_file);
 	RUN(test_example_file);
 	RUN(test_misc);

@@ -743,11 +743,17 @@ static void start_with_token(struct request *rq, long long now)
 {
 	struct worker *w = rq->w;
 	struct token_failure fail;
-	if (!throttle_admit(rq, now))
-		return; /* waits at its identity's gate (throttle_poll starts it), or refused */
 	enum token_state st = token_lookup(rq->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr,
 					   &rq->tok_gen, &fail);
-	if (st == TOKEN_VALID) {
+	if (st == TOKEN_VALID && !throttle_admit(rq, now)) {
+		/* waits at its identity's gate (throttle_poll starts it again), or refused */
+		explicit_bzero(w->token_hdr, strnlen(w->token_hdr, sizeof w->token_hdr));
+		if (rq->state == RQ_PARKED) { /* no longer waiting for a token */
+			park_unlink(w, rq);
+			rq->t_parked_ms = now - rq->park_deadline_ms + rq->cfg->proxy.token_wait_ms;
+			rq->state = RQ_NEW;
+		}
+	} else if (st == TOKEN_VALID) {
 		remember_token(rq, w->token_hdr);
 		if (rq->state == RQ_PARKED)
 			rq->t_parked_ms = now - rq->park_deadline_ms + rq->cfg->proxy.token_wait_ms;

@@ -461,6 +461,7 @@ static void trim_when_idle(struct worker *w, long long now)
 		pool_drain(&w->pool);
 		malloc_trim(0);
 		w->busy_since_trim = false;
+		log_msg(LOG_DEBUG, "memory_returned", "worker %d idle, freed memory given back", w->id);
 	}
 }
 

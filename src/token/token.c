@@ -853,8 +853,8 @@ void token_request_refresh(struct token_engine *te, size_t idx)
 	if (pthread_mutex_lock(&s->mu) != 0)
 		abort();
 	/* Not while failing (backoff and the rejection cache stand), at most
-	 * one request per FORCED_REFRESH_MIN_MS, counted from the last fetch. */
-	if (s->hdr != NULL && !s->failed && now - s->last_start_ms >= FORCED_REFRESH_MIN_MS) {
+	 * one request per token_refresh_min_interval, counted from the last fetch. */
+	if (s->hdr != NULL && !s->failed && now - s->last_start_ms >= te->cfg->proxy.token_refresh_min_ms) {
 		s->last_start_ms = now;
 		wake = true;
 	}
@@ -912,7 +912,8 @@ bool token_reject(struct token_engine *te, size_t idx, unsigned long gen)
 		abort();
 	/* Same rate limit as token_request_refresh; only the generation that
 	 * was rejected, never a newer one fetched meanwhile. */
-	if (s->hdr != NULL && !s->failed && s->gen == gen && now - s->last_start_ms >= FORCED_REFRESH_MIN_MS) {
+	if (s->hdr != NULL && !s->failed && s->gen == gen &&
+	    now - s->last_start_ms >= te->cfg->proxy.token_refresh_min_ms) {
 		s->last_start_ms = now;
 		s->usable_until_ms = now;
 		drop = true;

@@ -259,7 +259,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static bool upstream_busy(void)
 {
 	for (const struct request *rq = w.all; rq; rq = rq->all_next)
-		if (rq->in_multi && !rq->upstream_done)
+		if (rq->us.in_multi && !rq->us.done)
 			return true;
 	return false;
 }

@@ -180,7 +180,7 @@ static enum MHD_Result queue_local(struct request *rq)
 	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->local.status, r);
 	MHD_destroy_response(r);
 	rq->state = RQ_RESPONDED;
-	rq->final_status = rq->local.status;
+	rq->resp.final_status = rq->local.status;
 	return ret;
 }
 
@@ -190,19 +190,18 @@ static ssize_t on_body_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct request *rq = cls;
 	(void)pos;
-	size_t n = rbuf_read(&rq->down, buf, max);
+	size_t n = rbuf_read(&rq->resp.down, buf, max);
 	if (n == 0) {
 		relay_unpause(rq); /* may deliver synchronously into the ring */
-		n = rbuf_read(&rq->down, buf, max);
+		n = rbuf_read(&rq->resp.down, buf, max);
 	}
 	if (n > 0) {
-		rq->bytes_out += n;
+		rq->resp.bytes_out += n;
 		relay_unpause(rq);
 		return (ssize_t)n;
 	}
-	if (rq->upstream_done)
-		return rq->upstream_result == CURLE_OK ? MHD_CONTENT_READER_END_OF_STREAM
-						       : MHD_CONTENT_READER_END_WITH_ERROR;
+	if (rq->us.done)
+		return rq->us.result == CURLE_OK ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
 	request_suspend(rq); /* on_write or relay_done resumes (never return 0 unsuspended, B.7 #4) */
 	return 0;
 }
@@ -228,20 +227,20 @@ static enum MHD_Result queue_translated(struct request *rq)
 	const struct config *cfg = rq->cfg;
 	const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
 	struct problem p = {
-	    .status = (int)rq->up_status,
-	    .code = rq->diagnosis,
-	    .title = rq->diag_title,
-	    .remediation = rq->diag_remediation,
+	    .status = (int)rq->resp.status,
+	    .code = rq->diag.code,
+	    .title = rq->diag.title,
+	    .remediation = rq->diag.remediation,
 	    .route = rq->route->name,
 	    .audience = ts->resource,
 	    .client_id = cfg->credentials[ts->credential].client_id,
 	    .request_id = rq->request_id,
-	    .upstream_status = rq->up_status,
+	    .upstream_status = rq->resp.status,
 	};
 	char *orig = malloc(REFUSAL_PEEK_MAX), *body;
 	size_t len = 0;
 
-	if (orig && rq->down.data)
+	if (orig && rq->resp.down.data)
 		p.upstream_body_len = refusal_peek(rq, orig, REFUSAL_PEEK_MAX);
 	p.upstream_body = orig;
 	body = problem_render(&p, &len);
@@ -257,15 +256,15 @@ static enum MHD_Result queue_translated(struct request *rq)
 	}
 	add_header(r, "Content-Type", "application/problem+json");
 	add_header(r, "Cache-Control", "no-store");
-	add_header(r, "S2S-Proxy-Diagnosis", rq->diagnosis);
+	add_header(r, "S2S-Proxy-Diagnosis", rq->diag.code);
 	if (keep[0] && hdr_value_ok(keep, strlen(keep)))
 		add_header(r, "WWW-Authenticate", keep);
 	if (rq->w->draining)
 		add_header(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->up_status, r);
+	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->resp.status, r);
 	MHD_destroy_response(r);
 	rq->state = RQ_RESPONDED;
-	rq->final_status = (int)rq->up_status;
+	rq->resp.final_status = (int)rq->resp.status;
 	return ret;
 }
 
@@ -279,13 +278,13 @@ static enum MHD_Result queue_translated(struct request *rq)
  */
 static struct MHD_Response *whole_body_response(struct request *rq)
 {
-	size_t len = rbuf_len(&rq->down);
+	size_t len = rbuf_len(&rq->resp.down);
 	char *copy = len ? malloc(len) : NULL;
 	struct MHD_Response *r;
 
 	if (len && !copy)
 		return NULL;
-	rbuf_read(&rq->down, copy, len);
+	rbuf_read(&rq->resp.down, copy, len);
 	/* MUST_FREE: MHD owns copy once the response exists */
 	r = MHD_create_response_from_buffer(len, len ? copy : (void *)"",
 					    len ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -293,8 +292,8 @@ static struct MHD_Response *whole_body_response(struct request *rq)
 		free(copy);
 		return NULL;
 	}
-	rq->bytes_out = len;
-	pool_ring_put(&rq->w->pool, &rq->down);
+	rq->resp.bytes_out = len;
+	pool_ring_put(&rq->w->pool, &rq->resp.down);
 	return r;
 }
 
@@ -311,9 +310,10 @@ static struct MHD_Response *whole_body_response(struct request *rq)
 static bool fits_mhd_pool(const struct request *rq, const char *conn_hdr)
 {
 	size_t need =
-	    MHD_RESPONSE_BASE + rq->header_bytes + strlen(rq->target) + (size_t)rq->n_headers * MHD_HEADER_ENTRY;
-	for (unsigned i = 0; i < rq->n_rh; i++) {
-		const char *name = rq->rh_buf + rq->rh[i].name, *value = rq->rh_buf + rq->rh[i].value;
+	    MHD_RESPONSE_BASE + rq->cl.header_bytes + strlen(rq->target) + (size_t)rq->cl.n_headers * MHD_HEADER_ENTRY;
+	for (unsigned i = 0; i < rq->resp.n_rh; i++) {
+		const char *name = rq->resp.rh_buf + rq->resp.rh[i].name,
+			   *value = rq->resp.rh_buf + rq->resp.rh[i].value;
 		if (hdr_response_forwardable(name, conn_hdr))
 			need += strlen(name) + strlen(value) + 4;
 	}
@@ -323,9 +323,9 @@ static bool fits_mhd_pool(const struct request *rq, const char *conn_hdr)
 static const char *connection_header(const struct request *rq)
 {
 	const char *conn_hdr = NULL;
-	for (unsigned i = 0; i < rq->n_rh; i++)
-		if (strcasecmp(rq->rh_buf + rq->rh[i].name, "Connection") == 0)
-			conn_hdr = rq->rh_buf + rq->rh[i].value;
+	for (unsigned i = 0; i < rq->resp.n_rh; i++)
+		if (strcasecmp(rq->resp.rh_buf + rq->resp.rh[i].name, "Connection") == 0)
+			conn_hdr = rq->resp.rh_buf + rq->resp.rh[i].value;
 	return conn_hdr;
 }
 
@@ -334,7 +334,7 @@ static enum MHD_Result queue_upstream(struct request *rq)
 	struct MHD_Response *r;
 	const char *conn_hdr = connection_header(rq);
 	refusal_diagnose(rq);
-	if (rq->diagnosis && rq->route->translate_upstream_errors)
+	if (rq->diag.code && rq->route->translate_upstream_errors)
 		return queue_translated(rq);
 	if (!fits_mhd_pool(rq, conn_hdr)) {
 		relay_abort(rq);
@@ -343,11 +343,11 @@ static enum MHD_Result queue_upstream(struct request *rq)
 		    "the upstream's header block is larger than the proxy forwards (max_header_bytes sets the room)");
 		return queue_local(rq);
 	}
-	bool body = status_has_body(rq->up_status) && !rq->is_head;
-	if (body && rq->upstream_done && rq->upstream_result == CURLE_OK) {
+	bool body = status_has_body(rq->resp.status) && !rq->is_head;
+	if (body && rq->us.done && rq->us.result == CURLE_OK) {
 		r = whole_body_response(rq);
 	} else if (body || rq->is_head) {
-		uint64_t size = rq->resp_length >= 0 ? (uint64_t)rq->resp_length : MHD_SIZE_UNKNOWN;
+		uint64_t size = rq->resp.length >= 0 ? (uint64_t)rq->resp.length : MHD_SIZE_UNKNOWN;
 		r = MHD_create_response_from_callback(size, BODY_BLOCK, on_body_read, rq, on_body_free);
 		if (r)
 			request_ref(rq); /* the response's reference, dropped in on_body_free */
@@ -356,22 +356,23 @@ static enum MHD_Result queue_upstream(struct request *rq)
 	}
 	if (!r)
 		return MHD_NO;
-	for (unsigned i = 0; i < rq->n_rh; i++) {
-		const char *name = rq->rh_buf + rq->rh[i].name, *value = rq->rh_buf + rq->rh[i].value;
+	for (unsigned i = 0; i < rq->resp.n_rh; i++) {
+		const char *name = rq->resp.rh_buf + rq->resp.rh[i].name,
+			   *value = rq->resp.rh_buf + rq->resp.rh[i].value;
 		if (!hdr_response_forwardable(name, conn_hdr))
 			continue;
 		if (!*value || !hdr_value_ok(value, strlen(value)))
 			continue; /* MHD cannot send empty values (B.3.5) */
 		add_header(r, name, value);
 	}
-	if (rq->diagnosis)
-		add_header(r, "S2S-Proxy-Diagnosis", rq->diagnosis);
+	if (rq->diag.code)
+		add_header(r, "S2S-Proxy-Diagnosis", rq->diag.code);
 	if (rq->w->draining)
 		add_header(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->up_status, r);
+	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->resp.status, r);
 	MHD_destroy_response(r);
 	rq->state = RQ_RESPONDED;
-	rq->final_status = (int)rq->up_status;
+	rq->resp.final_status = (int)rq->resp.status;
 	return ret;
 }
 
@@ -379,12 +380,12 @@ static void set_local_from_upstream(struct request *rq)
 {
 	char detail[384];
 	const struct route_cfg *rt = rq->route;
-	if (rq->rh_overflow && rq->headers_ready) {
+	if (rq->resp.rh_overflow && rq->resp.headers_ready) {
 		request_set_local(rq, 502, "upstream_bad_response", "Upstream response headers could not be forwarded",
 				  "the upstream sent a malformed or oversized header block");
 		return;
 	}
-	if (rq->resend_refused) {
+	if (rq->us.resend_refused) {
 		snprintf(detail, sizeof detail,
 			 "%s closed a reused connection after taking the %s request, without answering; "
 			 "it may have been executed, so it was not sent again",
@@ -394,8 +395,8 @@ static void set_local_from_upstream(struct request *rq)
 		return;
 	}
 	snprintf(detail, sizeof detail, "%s: %s", rt->upstream.origin,
-		 rq->curl_err[0] ? rq->curl_err : curl_easy_strerror(rq->upstream_result));
-	if (rq->upstream_result == CURLE_OPERATION_TIMEDOUT)
+		 rq->us.curl_err[0] ? rq->us.curl_err : curl_easy_strerror(rq->us.result));
+	if (rq->us.result == CURLE_OPERATION_TIMEDOUT)
 		request_set_local(rq, 504, "upstream_timeout", "The upstream did not answer in time", detail);
 	else
 		request_set_local(rq, 502, "upstream_unavailable", "The upstream could not be reached", detail);
@@ -425,15 +426,15 @@ static enum MHD_Result advance(struct request *rq)
 	if (rq->bx) /* WS-Trust bridge: a buffered exchange (bridge.c) */
 		return bridge_advance(rq);
 	if (!rq->local.set && rq->state == RQ_FORWARDING) {
-		if (rq->headers_ready && !rq->rh_overflow && replay_after_401(rq))
+		if (rq->resp.headers_ready && !rq->resp.rh_overflow && replay_after_401(rq))
 			return advance(rq); /* parked or forwarding again, or a local answer */
-		if (rq->headers_ready && !rq->rh_overflow && refusal_holding(rq)) {
+		if (rq->resp.headers_ready && !rq->resp.rh_overflow && refusal_holding(rq)) {
 			request_suspend(rq); /* on_write / relay_done resume */
 			return MHD_YES;
 		}
-		if (rq->headers_ready && !rq->rh_overflow)
+		if (rq->resp.headers_ready && !rq->resp.rh_overflow)
 			return queue_upstream(rq);
-		if (rq->upstream_done || rq->rh_overflow)
+		if (rq->us.done || rq->resp.rh_overflow)
 			set_local_from_upstream(rq);
 	}
 	if (rq->local.set)
@@ -450,26 +451,26 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	(void)kind;
 	if (!value)
 		value = "";
-	rq->header_bytes += strlen(name) + strlen(value) + 4; /* "name: value\r\n" */
-	rq->n_headers++;
+	rq->cl.header_bytes += strlen(name) + strlen(value) + 4; /* "name: value\r\n" */
+	rq->cl.n_headers++;
 	if (!hdr_name_ok(name, strlen(name)))
-		rq->bad_header_name = true; /* RFC 9112 5.1: answer 400 */
+		rq->cl.bad_header_name = true; /* RFC 9112 5.1: answer 400 */
 	if (!hdr_value_ok(value, strlen(value)))
-		rq->bad_header_value = true; /* a control byte: libmicrohttpd lets some through */
-	hdr_framing_add(&rq->framing, name, value);
+		rq->cl.bad_header_value = true; /* a control byte: libmicrohttpd lets some through */
+	hdr_framing_add(&rq->cl.framing, name, value);
 	if (strcasecmp(name, "Connection") == 0) {
-		size_t have = strlen(rq->conn_tokens), add = strlen(value);
-		if (have + add + 2 > sizeof rq->conn_tokens) {
-			rq->conn_tokens_overflow = true;
+		size_t have = strlen(rq->cl.conn_tokens), add = strlen(value);
+		if (have + add + 2 > sizeof rq->cl.conn_tokens) {
+			rq->cl.conn_tokens_overflow = true;
 		} else {
 			if (have)
-				rq->conn_tokens[have++] = ',';
-			memcpy(rq->conn_tokens + have, value, add + 1);
+				rq->cl.conn_tokens[have++] = ',';
+			memcpy(rq->cl.conn_tokens + have, value, add + 1);
 		}
 	} else if (strcasecmp(name, "Accept") == 0) {
-		rq->client_sent_accept = true;
+		rq->cl.sent_accept = true;
 	} else if (strcasecmp(name, "Content-Type") == 0) {
-		rq->client_sent_content_type = true;
+		rq->cl.sent_content_type = true;
 	}
 	static const char *const corr[REQUEST_N_CORR] = REQUEST_CORR_HEADERS;
 	for (unsigned i = 0; i < REQUEST_N_CORR; i++)
@@ -603,7 +604,7 @@ static bool classify(struct request *rq, const char *method)
 		request_set_local(rq, 501, "method_not_supported", "Method not supported",
 				  "the proxy forwards GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS (methods are "
 				  "case-sensitive)");
-		rq->local.close = rq->has_body;
+		rq->local.close = rq->cl.has_body;
 		return false;
 	}
 	if (!admitted(rq)) /* [proxy] allow_from, before anything else is looked at */
@@ -627,18 +628,18 @@ static bool classify(struct request *rq, const char *method)
 		rq->local.close = true;
 		return false;
 	}
-	hdr_framing_init(&rq->framing);
+	hdr_framing_init(&rq->cl.framing);
 	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, scan_header, rq);
-	enum hdr_framing_verdict fv = hdr_framing_check(&rq->framing);
+	enum hdr_framing_verdict fv = hdr_framing_check(&rq->cl.framing);
 	if (fv != FRAMING_OK) {
 		request_set_local(rq, 400, "bad_framing", "Request framing refused", hdr_framing_reason(fv));
 		rq->local.close = true; /* the body boundary is unknowable: never reuse (RFC 9112 6.3) */
 		return false;
 	}
-	if (rq->header_bytes > rq->cfg->proxy.max_header_bytes) {
+	if (rq->cl.header_bytes > rq->cfg->proxy.max_header_bytes) {
 		request_set_local(rq, 431, "headers_too_large", "Request header fields too large", NULL);
 		rq->local.close = true;
-		log_limit(rq, "max_header_bytes", (long long)rq->header_bytes);
+		log_limit(rq, "max_header_bytes", (long long)rq->cl.header_bytes);
 		return false;
 	}
 	if ((long)strlen(rq->target) > rq->cfg->proxy.max_url_bytes) {
@@ -647,24 +648,24 @@ static bool classify(struct request *rq, const char *method)
 		log_limit(rq, "max_url_bytes", (long long)strlen(rq->target));
 		return false;
 	}
-	if (rq->bad_header_name) {
+	if (rq->cl.bad_header_name) {
 		request_set_local(rq, 400, "bad_request", "Invalid header field name", NULL);
 		rq->local.close = true;
 		return false;
 	}
-	if (rq->bad_header_value) {
+	if (rq->cl.bad_header_value) {
 		request_set_local(rq, 400, "bad_request", "Invalid header field value",
 				  "a header value holds a control character (RFC 9110 5.5)");
 		rq->local.close = true;
 		return false;
 	}
-	if (rq->conn_tokens_overflow) {
+	if (rq->cl.conn_tokens_overflow) {
 		request_set_local(rq, 400, "bad_request", "Connection header too long", NULL);
 		rq->local.close = true;
 		return false;
 	}
-	rq->has_body = hdr_framing_has_body(&rq->framing);
-	rq->body_len = hdr_framing_body_length(&rq->framing);
+	rq->cl.has_body = hdr_framing_has_body(&rq->cl.framing);
+	rq->cl.body_len = hdr_framing_body_length(&rq->cl.framing);
 	if (bridge_sts_path(rq)) /* the sign-in facade answers whatever the Host */
 		return true;
 
@@ -677,16 +678,16 @@ static bool classify(struct request *rq, const char *method)
 	copy_cut(rq->host, sizeof rq->host, rq->match.host);
 	if (v != ROUTE_OK) {
 		request_set_local(rq, route_status[v], route_code[v], route_verdict_reason(v), NULL);
-		rq->local.close = rq->has_body;
+		rq->local.close = rq->cl.has_body;
 		return false;
 	}
 	rq->route = rq->match.route;
 	if (!admitted(rq))
 		return false;
 	uint64_t cap = body_cap(rq);
-	if (cap && rq->body_len >= 0 && (uint64_t)rq->body_len > cap) {
+	if (cap && rq->cl.body_len >= 0 && (uint64_t)rq->cl.body_len > cap) {
 		request_set_local(rq, 413, "body_too_large", "Request body too large", NULL);
-		log_limit(rq, "max_body_bytes", rq->body_len);
+		log_limit(rq, "max_body_bytes", rq->cl.body_len);
 		return false;
 	}
 	return true;
@@ -701,7 +702,7 @@ static void remember_token(struct request *rq, const char *hdr)
 	size_t src = rq->route->token_source;
 	struct claims_cache *c = &w->claims_cache[src % (sizeof w->claims_cache / sizeof w->claims_cache[0])];
 
-	if (!c->info || c->engine != rq->tokens || c->source != src || c->gen != rq->tok_gen) {
+	if (!c->info || c->engine != rq->tokens || c->source != src || c->gen != rq->diag.tok_gen) {
 		if (strncmp(hdr, prefix, sizeof prefix - 1) != 0)
 			return;
 		struct tok_info *ti = calloc(1, sizeof *ti);
@@ -717,11 +718,11 @@ static void remember_token(struct request *rq, const char *hdr)
 		c->info = ti;
 		c->engine = rq->tokens;
 		c->source = src;
-		c->gen = rq->tok_gen;
+		c->gen = rq->diag.tok_gen;
 	}
-	tok_info_unref(rq->tok); /* a replay sends a newer token */
-	rq->tok = c->info;
-	rq->tok->refs++;
+	tok_info_unref(rq->diag.tok); /* a replay sends a newer token */
+	rq->diag.tok = c->info;
+	rq->diag.tok->refs++;
 }
 
 static void start_with_token(struct request *rq, long long now)
@@ -729,7 +730,7 @@ static void start_with_token(struct request *rq, long long now)
 	struct worker *w = rq->w;
 	struct token_failure fail;
 	enum token_state st = token_lookup(rq->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr,
-					   &rq->tok_gen, &fail);
+					   &rq->diag.tok_gen, &fail);
 	if (st == TOKEN_VALID) {
 		remember_token(rq, w->token_hdr);
 		if (rq->state == RQ_PARKED)
@@ -763,15 +764,15 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 		if (bridge_begin(rq) < 0)
 			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
 		else if (rq->bx)
-			rq->up_eof = !rq->has_body; /* bridged: token once the body is in (bridge_request_done) */
-		else if (rq->has_body && pool_ring_get(&rq->w->pool, &rq->up, relay_ring_bytes(rq->cfg)) < 0)
+			rq->cl.up_eof = !rq->cl.has_body; /* bridged: token once the body is in (bridge_request_done) */
+		else if (rq->cl.has_body && pool_ring_get(&rq->w->pool, &rq->cl.up, relay_ring_bytes(rq->cfg)) < 0)
 			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
-		else if (rq->has_body && rq->body_len >= 0 && (uint64_t)rq->body_len <= rq->up.cap)
-			rq->start_deferred = true; /* whole body first: see proxy_on_request */
+		else if (rq->cl.has_body && rq->cl.body_len >= 0 && (uint64_t)rq->cl.body_len <= rq->cl.up.cap)
+			rq->cl.start_deferred = true; /* whole body first: see proxy_on_request */
 		else
 			start_with_token(rq, now);
 	}
-	if (rq->local.set && (rq->has_body || rq->local.close)) {
+	if (rq->local.set && (rq->cl.has_body || rq->local.close)) {
 		/* Refuse now, body unread (or its framing unknowable), and close: the
 		 * rest of the stream must not be taken for a next request. */
 		rq->local.close = true;
@@ -787,27 +788,27 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 /* A piece of request body. */
 static enum MHD_Result body_call(struct request *rq, const char *data, size_t *size)
 {
-	if (rq->local.set || rq->upstream_done || rq->state == RQ_RESPONDED) {
-		rq->bytes_in += *size; /* the answer is decided: drain and discard */
+	if (rq->local.set || rq->us.done || rq->state == RQ_RESPONDED) {
+		rq->cl.bytes_in += *size; /* the answer is decided: drain and discard */
 		*size = 0;
 		/* Draining lets the client read the answer (closing on unread data
 		 * would reset the connection and lose it), but not forever. */
-		if (rq->local.set && rq->state != RQ_RESPONDED && rq->bytes_in - rq->up_sent > DRAIN_MAX)
+		if (rq->local.set && rq->state != RQ_RESPONDED && rq->cl.bytes_in - rq->us.body_sent > DRAIN_MAX)
 			return queue_local(rq);
 		return MHD_YES;
 	}
 	if (rq->bx)
 		return bridge_body(rq, data, size);
 	uint64_t cap = body_cap(rq);
-	if (cap && !rq->local.set && rq->bytes_in + *size > cap) { /* a chunked body outgrew the cap */
+	if (cap && !rq->local.set && rq->cl.bytes_in + *size > cap) { /* a chunked body outgrew the cap */
 		relay_abort(rq);
 		request_set_local(rq, 413, "body_too_large", "Request body too large", NULL);
 		rq->local.close = true;
-		log_limit(rq, "max_body_bytes", (long long)(rq->bytes_in + *size));
+		log_limit(rq, "max_body_bytes", (long long)(rq->cl.bytes_in + *size));
 	}
-	size_t n = rbuf_write(&rq->up, data, *size);
+	size_t n = rbuf_write(&rq->cl.up, data, *size);
 	refusal_keep_body(rq, data, n);
-	rq->bytes_in += n;
+	rq->cl.bytes_in += n;
 	*size -= n;
 	relay_unpause(rq);
 	if (*size > 0)
@@ -830,8 +831,8 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const c
 	}
 	if (*upload_data_size > 0)
 		return body_call(rq, upload_data, upload_data_size);
-	if (rq->has_body && !rq->up_eof) {
-		rq->up_eof = true; /* the final call: the body is complete */
+	if (rq->cl.has_body && !rq->cl.up_eof) {
+		rq->cl.up_eof = true; /* the final call: the body is complete */
 		relay_unpause(rq);
 	}
 	/* A body that fits the ring is taken whole before the upstream request
@@ -839,8 +840,8 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const c
 	 * go instead of pausing and resuming per piece MHD delivers, each of
 	 * which cost a loop turn and epoll changes. Larger and chunked bodies
 	 * stream. */
-	if (rq->start_deferred && !rq->local.set) {
-		rq->start_deferred = false;
+	if (rq->cl.start_deferred && !rq->local.set) {
+		rq->cl.start_deferred = false;
 		start_with_token(rq, clock_now_ms());
 	}
 	if (rq->bx && bridge_request_done(rq))
@@ -887,8 +888,8 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 	struct log_line l;
 	long long now = clock_now_ms();
 	static const char *const corr_field[REQUEST_N_CORR] = REQUEST_CORR_FIELDS;
-	metrics_request_done(rq->route, rq->method, rq->final_status, rq->bytes_in, rq->bytes_out,
-			     rq->up_status || rq->upstream_done ? now - rq->t_start_ms - rq->t_parked_ms : -1);
+	metrics_request_done(rq->route, rq->method, rq->resp.final_status, rq->cl.bytes_in, rq->resp.bytes_out,
+			     rq->resp.status || rq->us.done ? now - rq->t_start_ms - rq->t_parked_ms : -1);
 	if (rq->route && !rq->route->access_log)
 		return;
 	log_begin(&l, LOG_INFO, "request");
@@ -899,24 +900,24 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 	log_str(&l, "method", rq->method);
 	log_strn(&l, "path", rq->target, strcspn(rq->target, "?")); /* the query may carry data: not logged */
 	log_str(&l, "route", rq->route ? rq->route->name : NULL);
-	log_int(&l, "status", rq->final_status);
-	if (rq->up_status)
-		log_int(&l, "upstream_status", rq->up_status);
+	log_int(&l, "status", rq->resp.final_status);
+	if (rq->resp.status)
+		log_int(&l, "upstream_status", rq->resp.status);
 	if (rq->local.set && rq->local.code)
 		log_str(&l, "error", rq->local.code);
-	log_str(&l, "diagnosis", rq->diagnosis);
+	log_str(&l, "diagnosis", rq->diag.code);
 	log_int(&l, "duration_ms", now - rq->t_start_ms);
 	log_int(&l, "token_wait_ms", rq->t_parked_ms);
-	log_int(&l, "bytes_in", (long long)rq->bytes_in);
-	log_int(&l, "bytes_out", (long long)rq->bytes_out);
+	log_int(&l, "bytes_in", (long long)rq->cl.bytes_in);
+	log_int(&l, "bytes_out", (long long)rq->resp.bytes_out);
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		log_str(&l, "termination",
 			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED   ? "client_timeout"
 			: toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT    ? "client_abort"
 			: toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
 									: "error");
-	if (rq->upstream_done && rq->upstream_result != CURLE_OK && rq->headers_ready)
-		log_str(&l, "upstream_error", rq->curl_err[0] ? rq->curl_err : curl_easy_strerror(rq->upstream_result));
+	if (rq->us.done && rq->us.result != CURLE_OK && rq->resp.headers_ready)
+		log_str(&l, "upstream_error", rq->us.curl_err[0] ? rq->us.curl_err : curl_easy_strerror(rq->us.result));
 	log_end(&l);
 }
 
@@ -928,7 +929,7 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 	if (!rq || rq->magic != REQUEST_MAGIC)
 		return;
 	*con_cls = NULL;
-	rq->client_gone = true;
+	rq->cl.gone = true;
 	park_unlink(w, rq);
 	relay_abort(rq); /* client gone mid-transfer: stop the upstream side too */
 	log_request(rq, toe);
@@ -936,7 +937,7 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 	 * it may leave body bytes unread, and then the close lingers */
 	conntrack_request_done(rq->conn, clock_now_ms(),
 			       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !(rq->local.set && rq->local.close) &&
-				   (!rq->has_body || rq->up_eof));
+				   (!rq->cl.has_body || rq->cl.up_eof));
 	all_unlink(w, rq);
 	w->inflight--;
 	metrics_inflight(-1);

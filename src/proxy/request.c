@@ -28,8 +28,8 @@ struct request *request_new(struct worker *w, const char *target)
 	rq->gen = w->gen;
 	if (rq->gen != NULL)
 		atomic_fetch_add(&rq->gen->refs, 1);
-	rq->body_len = -1;
-	rq->resp_length = -1;
+	rq->cl.body_len = -1;
+	rq->resp.length = -1;
 	return rq;
 }
 
@@ -48,16 +48,16 @@ void request_unref(struct request *rq)
 {
 	if (--rq->refs > 0)
 		return;
-	pool_ring_put(&rq->w->pool, &rq->up);
-	if (rq->replay_body)
-		explicit_bzero(rq->replay_body, rq->replay_len); /* request bodies may carry personal data */
-	free(rq->replay_body);
-	pool_ring_put(&rq->w->pool, &rq->down);
-	free(rq->rh_buf);
-	free(rq->rh);
+	pool_ring_put(&rq->w->pool, &rq->cl.up);
+	if (rq->replay.body)
+		explicit_bzero(rq->replay.body, rq->replay.len); /* request bodies may carry personal data */
+	free(rq->replay.body);
+	pool_ring_put(&rq->w->pool, &rq->resp.down);
+	free(rq->resp.rh_buf);
+	free(rq->resp.rh);
 	if (rq->bx && rq->bx_free)
 		rq->bx_free(rq->bx);
-	tok_info_unref(rq->tok);
+	tok_info_unref(rq->diag.tok);
 	free(rq->target);
 	if (rq->gen != NULL)
 		atomic_fetch_sub(&rq->gen->refs, 1);
@@ -78,17 +78,17 @@ void request_set_local(struct request *rq, int status, const char *code, const c
 
 void request_resume(struct request *rq)
 {
-	if (!rq->mhd_suspended || rq->client_gone)
+	if (!rq->cl.suspended || rq->cl.gone)
 		return;
-	rq->mhd_suspended = false;
+	rq->cl.suspended = false;
 	MHD_resume_connection(rq->conn);
 	rq->w->mhd_dirty = true; /* external mode: MHD must run again (B.7 #2) */
 }
 
 void request_suspend(struct request *rq)
 {
-	if (rq->mhd_suspended)
+	if (rq->cl.suspended)
 		return;
-	rq->mhd_suspended = true;
+	rq->cl.suspended = true;
 	MHD_suspend_connection(rq->conn);
 }

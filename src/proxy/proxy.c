@@ -46,45 +46,28 @@
 
 static void park_link(struct worker *w, struct request *rq)
 {
-	rq->park_prev = NULL;
-	rq->park_next = w->parked;
-	if (w->parked)
-		w->parked->park_prev = rq;
-	w->parked = rq;
+	LIST_INSERT_HEAD(&w->parked, rq, park_link);
 	rq->parked_linked = true;
 }
 
 static void park_unlink(struct worker *w, struct request *rq)
 {
+	(void)w;
 	if (!rq->parked_linked)
 		return;
-	if (rq->park_prev)
-		rq->park_prev->park_next = rq->park_next;
-	else
-		w->parked = rq->park_next;
-	if (rq->park_next)
-		rq->park_next->park_prev = rq->park_prev;
-	rq->park_prev = rq->park_next = NULL;
+	LIST_REMOVE(rq, park_link);
 	rq->parked_linked = false;
 }
 
 static void all_link(struct worker *w, struct request *rq)
 {
-	rq->all_next = w->all;
-	if (w->all)
-		w->all->all_prev = rq;
-	w->all = rq;
+	LIST_INSERT_HEAD(&w->all, rq, all_link);
 }
 
 static void all_unlink(struct worker *w, struct request *rq)
 {
-	if (rq->all_prev)
-		rq->all_prev->all_next = rq->all_next;
-	else
-		w->all = rq->all_next;
-	if (rq->all_next)
-		rq->all_next->all_prev = rq->all_prev;
-	rq->all_prev = rq->all_next = NULL;
+	(void)w;
+	LIST_REMOVE(rq, all_link);
 }
 
 /* ---- local answers -------------------------------------------------------- */
@@ -949,9 +932,9 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 void proxy_token_event(struct worker *w)
 {
 	long long now = clock_now_ms();
-	struct request *rq = w->parked, *next;
+	struct request *rq = LIST_FIRST(&w->parked), *next;
 	for (; rq; rq = next) {
-		next = rq->park_next;
+		next = LIST_NEXT(rq, park_link);
 		start_with_token(rq, now);
 		if (rq->state != RQ_PARKED || rq->local.set) {
 			park_unlink(w, rq);
@@ -962,9 +945,9 @@ void proxy_token_event(struct worker *w)
 
 void proxy_check_deadlines(struct worker *w, long long now_ms)
 {
-	struct request *rq = w->parked, *next;
+	struct request *rq = LIST_FIRST(&w->parked), *next;
 	for (; rq; rq = next) {
-		next = rq->park_next;
+		next = LIST_NEXT(rq, park_link);
 		if (rq->park_deadline_ms > now_ms)
 			continue;
 		park_unlink(w, rq);
@@ -979,7 +962,8 @@ void proxy_check_deadlines(struct worker *w, long long now_ms)
 long long proxy_next_deadline(const struct worker *w)
 {
 	long long best = 0;
-	for (const struct request *rq = w->parked; rq; rq = rq->park_next)
+	const struct request *rq;
+	LIST_FOREACH (rq, &w->parked, park_link)
 		if (!best || rq->park_deadline_ms < best)
 			best = rq->park_deadline_ms;
 	return best;
@@ -987,7 +971,8 @@ long long proxy_next_deadline(const struct worker *w)
 
 void proxy_abort_all(struct worker *w)
 {
-	for (struct request *rq = w->all; rq; rq = rq->all_next) {
+	struct request *rq;
+	LIST_FOREACH (rq, &w->all, all_link) {
 		park_unlink(w, rq);
 		relay_abort(rq);
 		if (rq->state != RQ_RESPONDED && !rq->local.set) {

@@ -16,6 +16,7 @@
 #include <microhttpd.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "http/hdr.h"
 #include "token/jwt.h"
@@ -214,9 +215,10 @@ struct request {
 	struct bridge *bx;
 	void (*bx_free)(struct bridge *br);
 
-	/* worker lists */
-	struct request *park_prev, *park_next;
-	struct request *all_prev, *all_next;
+	/* The worker's lists (proxy.c only): parked while waiting for a token,
+	 * and every live request. */
+	LIST_ENTRY(request) park_link;
+	LIST_ENTRY(request) all_link;
 	bool parked_linked;
 };
 

@@ -293,6 +293,8 @@ static void ask_room(void *arg);
 int worker_init(struct worker *w, int id, const struct config *cfg, struct token_engine *tokens, int listen_fd)
 {
 	memset(w, 0, sizeof *w);
+	LIST_INIT(&w->parked);
+	LIST_INIT(&w->all);
 	w->n_workers = worker_count;
 	w->id = id;
 	w->cfg = cfg;
@@ -644,7 +646,7 @@ void worker_join(struct worker *w)
 		MHD_stop_daemon(w->mhd);
 		w->mhd = NULL;
 	}
-	if (w->all)
+	if (!LIST_EMPTY(&w->all))
 		log_msg(LOG_WARN, "worker_leak", "worker %d: requests still live at stop", w->id);
 	if (w->multi) {
 		curl_multi_cleanup(w->multi);

@@ -24,6 +24,8 @@
 #include "token/token.h"
 
 struct request;
+/* A list of requests (<sys/queue.h>); the links are in struct request. */
+LIST_HEAD(request_list, request);
 struct conn_track;
 
 /*
@@ -66,8 +68,8 @@ struct worker {
 	atomic_bool finished;                  /* the loop has ended */
 	bool draining;
 	long long drain_deadline_ms;
-	struct request *parked; /* waiting for a token */
-	struct request *all;    /* every live request */
+	struct request_list parked; /* waiting for a token (request.park_link) */
+	struct request_list all;    /* every live request (request.all_link) */
 	unsigned inflight;
 	struct conntrack ct;     /* client connections, the budget, lingering closes (conntrack.c) */
 	int n_workers;           /* how many workers share max_connections */

@@ -10,7 +10,8 @@
  * would make MHD close the connection afterwards. Whenever the proxy
  * cannot answer yet it suspends; whatever unblocks it resumes
  * (request_resume is a no-op for a connection that is not suspended), and
- * the handler looks again.
+ * the handler looks again. The answer itself is built and queued by
+ * answer.c.
  */
 #include "proxy/proxy.h"
 
@@ -26,6 +27,7 @@
 #include "diag/diag.h"
 #include "diag/diaglog.h"
 #include "proxy/refusal.h"
+#include "proxy/answer.h"
 #include "proxy/bridge.h"
 #include "util/log.h"
 #include "ops/metrics.h"
@@ -35,12 +37,7 @@
 #include "proxy/request.h"
 #include "proxy/worker.h"
 
-/* Bytes MHD asks a streaming response for at a time (a buffer of this size
- * per streamed answer; complete small answers do not stream). 64 KiB makes
- * a large download take a quarter of the sends 16 KiB took: 1 GiB went
- * from ~600 to ~880 MiB/s in the benchmark. */
-#define BODY_BLOCK (64 * 1024)
-#define DRAIN_MAX  (8 * 1024 * 1024) /* body bytes read and discarded after a refusal */
+#define DRAIN_MAX (8 * 1024 * 1024) /* body bytes read and discarded after a refusal */
 
 /* ---- lists --------------------------------------------------------------- */
 
@@ -106,259 +103,6 @@ static void set_local_from_failure(struct request *rq, const struct token_failur
 	}
 }
 
-static bool add_header(struct MHD_Response *r, const char *name, const char *value)
-{
-	if (MHD_add_response_header(r, name, value) == MHD_YES)
-		return true;
-	log_msg(LOG_WARN, "response_header_dropped", "cannot add response header %s", name);
-	return false;
-}
-
-static enum MHD_Result queue_local(struct request *rq)
-{
-	struct diagnosis d = {0};
-	struct problem p = {
-	    .status = rq->local.status,
-	    .code = rq->local.code,
-	    .title = rq->local.title,
-	    .detail = rq->local.detail[0] ? rq->local.detail : NULL,
-	    .request_id = rq->request_id,
-	};
-	if (rq->route) {
-		const struct config *cfg = rq->cfg;
-		const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
-		p.route = rq->route->name;
-		p.audience = ts->resource;
-		p.client_id = cfg->credentials[ts->credential].client_id;
-	}
-	char remedy[1024];
-	if (rq->local.has_failure) {
-		p.token_failure = &rq->local.failure;
-		diag_token_failure(&rq->local.failure, &d);
-		p.remediation = d.remediation;
-		if (d.remediation && rq->local.note[0]) {
-			snprintf(remedy, sizeof remedy, "%s %s", d.remediation, rq->local.note);
-			p.remediation = remedy;
-		}
-	}
-	size_t len = 0;
-	char *body = problem_render(&p, &len);
-	struct MHD_Response *r = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
-				      : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-	if (!r) {
-		free(body);
-		return MHD_NO; /* MHD closes the connection */
-	}
-	add_header(r, "Content-Type", "application/problem+json");
-	add_header(r, "Cache-Control", "no-store");
-	if (rq->local.retry_after_s > 0) {
-		char ra[24];
-		snprintf(ra, sizeof ra, "%ld", rq->local.retry_after_s);
-		add_header(r, "Retry-After", ra);
-	}
-	if (rq->local.status == 405) /* RFC 9110 15.5.6 */
-		add_header(r, "Allow", hdr_methods_allowed);
-	if (rq->local.close || rq->w->draining)
-		add_header(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->local.status, r);
-	MHD_destroy_response(r);
-	rq->state = RQ_RESPONDED;
-	rq->resp.final_status = rq->local.status;
-	return ret;
-}
-
-/* ---- streaming the upstream response --------------------------------------- */
-
-static ssize_t on_body_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-	struct request *rq = cls;
-	(void)pos;
-	size_t n = rbuf_read(&rq->resp.down, buf, max);
-	if (n == 0) {
-		relay_unpause(rq); /* may deliver synchronously into the ring */
-		n = rbuf_read(&rq->resp.down, buf, max);
-	}
-	if (n > 0) {
-		rq->resp.bytes_out += n;
-		relay_unpause(rq);
-		return (ssize_t)n;
-	}
-	if (rq->us.done)
-		return rq->us.result == CURLE_OK ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
-	request_suspend(rq); /* on_write or relay_done resumes (never return 0 unsuspended, B.7 #4) */
-	return 0;
-}
-
-static void on_body_free(void *cls)
-{
-	request_unref(cls);
-}
-
-static bool status_has_body(long status)
-{
-	return status != 204 && status != 304 && !(status >= 100 && status < 200);
-}
-
-/*
- * translate_upstream_errors = problem: answer the diagnosed refusal with
- * problem+json (the upstream's status kept, its error embedded). The
- * upstream transfer stops here; WWW-Authenticate is kept for clients that
- * act on it.
- */
-static enum MHD_Result queue_translated(struct request *rq)
-{
-	const struct config *cfg = rq->cfg;
-	const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
-	struct problem p = {
-	    .status = (int)rq->resp.status,
-	    .code = rq->diag.code,
-	    .title = rq->diag.title,
-	    .remediation = rq->diag.remediation,
-	    .route = rq->route->name,
-	    .audience = ts->resource,
-	    .client_id = cfg->credentials[ts->credential].client_id,
-	    .request_id = rq->request_id,
-	    .upstream_status = rq->resp.status,
-	};
-	char *orig = malloc(REFUSAL_PEEK_MAX), *body;
-	size_t len = 0;
-
-	if (orig && rq->resp.down.data)
-		p.upstream_body_len = refusal_peek(rq, orig, REFUSAL_PEEK_MAX);
-	p.upstream_body = orig;
-	body = problem_render(&p, &len);
-	free(orig);
-	const char *www = refusal_header(rq, "WWW-Authenticate");
-	char keep[1024];
-	snprintf(keep, sizeof keep, "%s", www ? www : ""); /* rh_buf stays valid, but copy before abort anyway */
-	relay_abort(rq);
-	struct MHD_Response *r = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
-	if (!r) {
-		free(body);
-		return MHD_NO;
-	}
-	add_header(r, "Content-Type", "application/problem+json");
-	add_header(r, "Cache-Control", "no-store");
-	add_header(r, "S2S-Proxy-Diagnosis", rq->diag.code);
-	if (keep[0] && hdr_value_ok(keep, strlen(keep)))
-		add_header(r, "WWW-Authenticate", keep);
-	if (rq->w->draining)
-		add_header(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->resp.status, r);
-	MHD_destroy_response(r);
-	rq->state = RQ_RESPONDED;
-	rq->resp.final_status = (int)rq->resp.status;
-	return ret;
-}
-
-/*
- * The upstream transfer is complete, so the whole body sits in the down
- * ring (curl cannot finish while a write is paused). A response from a
- * buffer lets libmicrohttpd send the header block and the body in one
- * send(2) where a content reader costs two; on loopback each send also
- * runs the receiver's softirq, so this is most of the cost of a small
- * answer. The ring goes back to the worker's pool at once.
- */
-static struct MHD_Response *whole_body_response(struct request *rq)
-{
-	size_t len = rbuf_len(&rq->resp.down);
-	char *copy = len ? malloc(len) : NULL;
-	struct MHD_Response *r;
-
-	if (len && !copy)
-		return NULL;
-	rbuf_read(&rq->resp.down, copy, len);
-	/* MUST_FREE: MHD owns copy once the response exists */
-	r = MHD_create_response_from_buffer(len, len ? copy : (void *)"",
-					    len ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-	if (!r) {
-		free(copy);
-		return NULL;
-	}
-	rq->resp.bytes_out = len;
-	pool_ring_put(&rq->w->pool, &rq->resp.down);
-	return r;
-}
-
-/*
- * Does the upstream's header block, as it will be forwarded, fit in what
- * MHD's connection pool has left next to this request? When it does not,
- * libmicrohttpd closes the connection without an answer, so the proxy
- * answers 502 itself. The request side is estimated from above: its bytes
- * plus MHD's index entry per field.
- */
-#define MHD_HEADER_ENTRY  64  /* MHD's per-field index entry, rounded up */
-#define MHD_RESPONSE_BASE 512 /* status line, Date, framing, Connection */
-
-static bool fits_mhd_pool(const struct request *rq, const char *conn_hdr)
-{
-	size_t need =
-	    MHD_RESPONSE_BASE + rq->cl.header_bytes + strlen(rq->target) + (size_t)rq->cl.n_headers * MHD_HEADER_ENTRY;
-	for (unsigned i = 0; i < rq->resp.n_rh; i++) {
-		const char *name = rq->resp.rh_buf + rq->resp.rh[i].name,
-			   *value = rq->resp.rh_buf + rq->resp.rh[i].value;
-		if (hdr_response_forwardable(name, conn_hdr))
-			need += strlen(name) + strlen(value) + 4;
-	}
-	return need <= rq->w->mhd_pool_bytes;
-}
-
-static const char *connection_header(const struct request *rq)
-{
-	const char *conn_hdr = NULL;
-	for (unsigned i = 0; i < rq->resp.n_rh; i++)
-		if (strcasecmp(rq->resp.rh_buf + rq->resp.rh[i].name, "Connection") == 0)
-			conn_hdr = rq->resp.rh_buf + rq->resp.rh[i].value;
-	return conn_hdr;
-}
-
-static enum MHD_Result queue_upstream(struct request *rq)
-{
-	struct MHD_Response *r;
-	const char *conn_hdr = connection_header(rq);
-	refusal_diagnose(rq);
-	if (rq->diag.code && rq->route->translate_upstream_errors)
-		return queue_translated(rq);
-	if (!fits_mhd_pool(rq, conn_hdr)) {
-		relay_abort(rq);
-		request_set_local(
-		    rq, 502, "upstream_bad_response", "Upstream response headers could not be forwarded",
-		    "the upstream's header block is larger than the proxy forwards (max_header_bytes sets the room)");
-		return queue_local(rq);
-	}
-	bool body = status_has_body(rq->resp.status) && !rq->is_head;
-	if (body && rq->us.done && rq->us.result == CURLE_OK) {
-		r = whole_body_response(rq);
-	} else if (body || rq->is_head) {
-		uint64_t size = rq->resp.length >= 0 ? (uint64_t)rq->resp.length : MHD_SIZE_UNKNOWN;
-		r = MHD_create_response_from_callback(size, BODY_BLOCK, on_body_read, rq, on_body_free);
-		if (r)
-			request_ref(rq); /* the response's reference, dropped in on_body_free */
-	} else {
-		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-	}
-	if (!r)
-		return MHD_NO;
-	for (unsigned i = 0; i < rq->resp.n_rh; i++) {
-		const char *name = rq->resp.rh_buf + rq->resp.rh[i].name,
-			   *value = rq->resp.rh_buf + rq->resp.rh[i].value;
-		if (!hdr_response_forwardable(name, conn_hdr))
-			continue;
-		if (!*value || !hdr_value_ok(value, strlen(value)))
-			continue; /* MHD cannot send empty values (B.3.5) */
-		add_header(r, name, value);
-	}
-	if (rq->diag.code)
-		add_header(r, "S2S-Proxy-Diagnosis", rq->diag.code);
-	if (rq->w->draining)
-		add_header(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->resp.status, r);
-	MHD_destroy_response(r);
-	rq->state = RQ_RESPONDED;
-	rq->resp.final_status = (int)rq->resp.status;
-	return ret;
-}
-
 static void set_local_from_upstream(struct request *rq)
 {
 	char detail[384];
@@ -416,12 +160,12 @@ static enum MHD_Result advance(struct request *rq)
 			return MHD_YES;
 		}
 		if (rq->resp.headers_ready && !rq->resp.rh_overflow)
-			return queue_upstream(rq);
+			return answer_upstream(rq);
 		if (rq->us.done || rq->resp.rh_overflow)
 			set_local_from_upstream(rq);
 	}
 	if (rq->local.set)
-		return queue_local(rq);
+		return answer_local(rq);
 	request_suspend(rq);
 	return MHD_YES;
 }
@@ -759,7 +503,7 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 		/* Refuse now, body unread (or its framing unknowable), and close: the
 		 * rest of the stream must not be taken for a next request. */
 		rq->local.close = true;
-		return queue_local(rq);
+		return answer_local(rq);
 	}
 	/* Neither answer nor suspend here: MHD treats a response queued before
 	 * the request is complete as "early" and closes the connection after
@@ -777,7 +521,7 @@ static enum MHD_Result body_call(struct request *rq, const char *data, size_t *s
 		/* Draining lets the client read the answer (closing on unread data
 		 * would reset the connection and lose it), but not forever. */
 		if (rq->local.set && rq->state != RQ_RESPONDED && rq->cl.bytes_in - rq->us.body_sent > DRAIN_MAX)
-			return queue_local(rq);
+			return answer_local(rq);
 		return MHD_YES;
 	}
 	if (rq->bx)

@@ -149,7 +149,7 @@ static enum MHD_Result queue_translated(struct request *rq)
 	p.upstream_body = orig;
 	body = problem_render(&p, &len);
 	free(orig);
-	const char *www = refusal_header(rq, "WWW-Authenticate");
+	const char *www = request_upstream_header(rq, "WWW-Authenticate");
 	char keep[1024];
 	snprintf(keep, sizeof keep, "%s", www ? www : ""); /* rh_buf stays valid, but copy before abort anyway */
 	relay_abort(rq);

@@ -18,12 +18,12 @@
 #include <time.h>
 
 #include "util/log.h"
-#include "proxy/proxy.h"
 #include "proxy/request.h"
 #include "wstrust/soap.h"
 #include "wstrust/sts.h"
 #include "token/token.h"
 #include "proxy/worker.h"
+#include "util/wipe.h"
 
 #define ORG_SVC_PATH "/XRMServices/2011/Organization.svc"
 #define SOAP12_CT    "application/soap+xml; charset=utf-8"
@@ -74,9 +74,7 @@ bool bridge_sts_path(const struct request *rq)
 /* The client's body may hold a password (sign-in): wiped, then freed. */
 static void wipe_in(struct bridge *br)
 {
-	if (br->in)
-		explicit_bzero(br->in, br->in_cap);
-	free(br->in);
+	wipe_free(br->in, br->in_cap);
 	br->in = NULL;
 	br->in_len = br->in_cap = 0;
 }
@@ -256,14 +254,6 @@ bool bridge_request_done(struct request *rq)
 	return true;
 }
 
-static const char *upstream_header(const struct request *rq, const char *name)
-{
-	for (unsigned i = 0; i < rq->resp.n_rh; i++)
-		if (strcasecmp(rq->resp.rh_buf + rq->resp.rh[i].name, name) == 0)
-			return rq->resp.rh_buf + rq->resp.rh[i].value;
-	return NULL;
-}
-
 /* The upstream exchange is over: convert its answer. */
 static void soap_response_done(struct request *rq)
 {
@@ -317,8 +307,8 @@ static enum MHD_Result queue_answer(struct request *rq)
 	add_hdr(r, "Content-Type", br->ctype);
 	add_hdr(r, "Cache-Control", "no-store");
 	if (!br->sts && rq->resp.headers_ready) {
-		add_hdr(r, "Retry-After", upstream_header(rq, "Retry-After"));
-		add_hdr(r, "x-ms-service-request-id", upstream_header(rq, "x-ms-service-request-id"));
+		add_hdr(r, "Retry-After", request_upstream_header(rq, "Retry-After"));
+		add_hdr(r, "x-ms-service-request-id", request_upstream_header(rq, "x-ms-service-request-id"));
 	}
 	if (rq->local.close || br->too_large_in || rq->w->draining)
 		add_hdr(r, "Connection", "close");

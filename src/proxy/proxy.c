@@ -30,6 +30,7 @@
 #include "proxy/answer.h"
 #include "proxy/bridge.h"
 #include "util/log.h"
+#include "util/text.h"
 #include "ops/metrics.h"
 #include "diag/problem.h"
 #include "proxy/relay.h"
@@ -68,14 +69,6 @@ static void all_unlink(struct worker *w, struct request *rq)
 }
 
 /* ---- local answers -------------------------------------------------------- */
-
-/* Copy src into dst (cap bytes), cutting it if needed; always terminated. */
-static void copy_cut(char *dst, size_t cap, const char *src)
-{
-	size_t n = strnlen(src, cap - 1);
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
 
 /* What the route expects, for diag_token_note. */
 static struct diag_context route_context(const struct request *rq)
@@ -202,7 +195,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	static const char *const corr[REQUEST_N_CORR] = REQUEST_CORR_HEADERS;
 	for (unsigned i = 0; i < REQUEST_N_CORR; i++)
 		if (strcasecmp(name, corr[i]) == 0 && *value) {
-			copy_cut(rq->corr[i], sizeof rq->corr[i], value);
+			text_copy_cut(rq->corr[i], sizeof rq->corr[i], value);
 			rq->corr_generated &= ~(1u << i);
 		}
 	return MHD_YES;
@@ -319,7 +312,7 @@ static bool classify(struct request *rq, const char *method)
 		request_set_local(rq, 501, "method_not_supported", "Method not supported", NULL);
 		return false;
 	}
-	copy_cut(rq->method, sizeof rq->method, method);
+	text_copy_cut(rq->method, sizeof rq->method, method);
 	rq->is_head = strcmp(method, "HEAD") == 0;
 	if (!hdr_name_ok(method, strlen(method))) { /* RFC 9110 9.1: method = token (the library allows more) */
 		request_set_local(rq, 400, "bad_request", "Invalid method", "the method is not an RFC 9110 token");
@@ -402,7 +395,7 @@ static bool classify(struct request *rq, const char *method)
 	};
 	enum route_verdict v =
 	    strlen(rq->target) > ROUTE_MAX_TARGET ? ROUTE_TOO_LONG : route_select(rq->cfg, &rr, &rq->match);
-	copy_cut(rq->host, sizeof rq->host, rq->match.host);
+	text_copy_cut(rq->host, sizeof rq->host, rq->match.host);
 	if (v != ROUTE_OK) {
 		request_set_local(rq, route_status[v], route_code[v], route_verdict_reason(v), NULL);
 		rq->local.close = rq->cl.has_body;
@@ -602,7 +595,7 @@ void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	rq->t_start_ms = clock_now_ms();
 	new_request_id(w, rq->request_id, sizeof rq->request_id);
 	for (unsigned i = 0; i < REQUEST_N_CORR; i++) /* until scan_header finds the client's own */
-		copy_cut(rq->corr[i], sizeof rq->corr[i], rq->request_id);
+		text_copy_cut(rq->corr[i], sizeof rq->corr[i], rq->request_id);
 	rq->corr_generated = (1u << REQUEST_N_CORR) - 1;
 	all_link(w, rq);
 	w->inflight++;

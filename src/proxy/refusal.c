@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "diag/diag.h"
 #include "diag/diaglog.h"
@@ -17,6 +16,7 @@
 #include "token/token.h"
 #include "util/clock.h"
 #include "proxy/worker.h"
+#include "util/wipe.h"
 
 /*
  * Bytes of a 400/401/403 body to collect before answering. Below
@@ -56,14 +56,6 @@ size_t refusal_peek(const struct request *rq, char *out, size_t cap)
 	return rq->resp.down.data ? ring_peek(&rq->resp.down, out, cap) : 0;
 }
 
-const char *refusal_header(const struct request *rq, const char *name)
-{
-	for (unsigned i = 0; i < rq->resp.n_rh; i++)
-		if (strcasecmp(rq->resp.rh_buf + rq->resp.rh[i].name, name) == 0)
-			return rq->resp.rh_buf + rq->resp.rh[i].value;
-	return NULL;
-}
-
 void refusal_diagnose(struct request *rq)
 {
 	struct upstream_evidence ev;
@@ -77,8 +69,8 @@ void refusal_diagnose(struct request *rq)
 	if (body && rq->resp.down.data)
 		n = refusal_peek(rq, body, REFUSAL_PEEK_MAX);
 	bool hit = diag_upstream(rq->route->audience_kind, rq->route->upstream.host, rq->resp.status, body, n,
-				 refusal_header(rq, "WWW-Authenticate"), rq->diag.tok ? rq->diag.tok->claims.aud : "",
-				 &ev, &d);
+				 request_upstream_header(rq, "WWW-Authenticate"),
+				 rq->diag.tok ? rq->diag.tok->claims.aud : "", &ev, &d);
 	free(body);
 	if (!hit)
 		return;
@@ -113,9 +105,7 @@ void refusal_keep_body(struct request *rq, const char *data, size_t n)
 	rq->replay.len += n;
 	return;
 drop:
-	if (rq->replay.body)
-		explicit_bzero(rq->replay.body, rq->replay.len);
-	free(rq->replay.body);
+	wipe_free(rq->replay.body, rq->replay.len);
 	rq->replay.body = NULL;
 	rq->replay.len = 0;
 }

@@ -6,8 +6,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proxy/worker.h"
+#include "util/wipe.h"
 
 struct request *request_new(struct worker *w, const char *target)
 {
@@ -49,9 +51,7 @@ void request_unref(struct request *rq)
 	if (--rq->refs > 0)
 		return;
 	pool_ring_put(&rq->w->pool, &rq->cl.up);
-	if (rq->replay.body)
-		explicit_bzero(rq->replay.body, rq->replay.len); /* request bodies may carry personal data */
-	free(rq->replay.body);
+	wipe_free(rq->replay.body, rq->replay.len); /* request bodies may carry personal data */
 	pool_ring_put(&rq->w->pool, &rq->resp.down);
 	free(rq->resp.rh_buf);
 	free(rq->resp.rh);
@@ -74,6 +74,14 @@ void request_set_local(struct request *rq, int status, const char *code, const c
 	rq->local.title = title;
 	memcpy(rq->local.detail, detail ? detail : "", n);
 	rq->local.detail[n] = '\0';
+}
+
+const char *request_upstream_header(const struct request *rq, const char *name)
+{
+	for (unsigned i = 0; i < rq->resp.n_rh; i++)
+		if (strcasecmp(rq->resp.rh_buf + rq->resp.rh[i].name, name) == 0)
+			return rq->resp.rh_buf + rq->resp.rh[i].value;
+	return NULL;
 }
 
 void request_resume(struct request *rq)

@@ -231,6 +231,10 @@ void request_unref(struct request *rq);
  * fit; NULL detail = none). code and title must be static strings. */
 void request_set_local(struct request *rq, int status, const char *code, const char *title, const char *detail);
 
+/* Value of the upstream response header `name` (first of that name, any
+ * case), or NULL. Points into rq->resp.rh_buf. */
+const char *request_upstream_header(const struct request *rq, const char *name);
+
 /* Resume the MHD connection if (and only if) it is suspended. */
 void request_resume(struct request *rq);
 /* Suspend the MHD connection (from an MHD callback only). */

@@ -43,7 +43,9 @@
 
 #include "token/cred.h"
 #include "token/mi.h"
+#include "util/clock.h"
 #include "util/log.h"
+#include "util/wipe.h"
 #include "tls/tlsca.h"
 #include "token/token_int.h"
 
@@ -61,19 +63,12 @@ void token_set_observer(const struct token_observer *obs)
 
 /* ---- small helpers -------------------------------------------------------- */
 
-/* The engine's clock: every time it keeps (refresh due, usable until,
- * retry at) is a deadline, so it is monotonic: a step of the system clock
- * neither expires every token at once nor postpones a refresh past the
- * token's real end. Lifetimes arrive relative (expires_in), or absolute
- * (expires_on) and are then converted with wall_s() at arrival. */
-static long long clock_monotonic_ms(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		return 0;
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* The engine's clock is clock_now_ms (util/clock.h): every time it keeps
+ * (refresh due, usable until, retry at) is a deadline, so it is monotonic:
+ * a step of the system clock neither expires every token at once nor
+ * postpones a refresh past the token's real end. Lifetimes arrive relative
+ * (expires_in), or absolute (expires_on) and are then converted with
+ * wall_s() at arrival. */
 
 /* Wall-clock seconds: only for times shared with the outside (an
  * assertion's iat/exp, expires_on, certificate notAfter). */
@@ -99,7 +94,7 @@ static void uuid_v4(char out[40])
 	size_t i;
 
 	if (RAND_bytes(b, sizeof(b)) != 1) {
-		long long t = clock_monotonic_ms() ^ (wall_s() << 20);
+		long long t = clock_now_ms() ^ (wall_s() << 20);
 
 		memset(b, 0, sizeof(b));
 		memcpy(b, &t, sizeof(t));
@@ -127,25 +122,6 @@ static void url_host(const char *url, char *out, size_t cap)
 		n = cap - 1;
 	memcpy(out, p, n);
 	out[n] = '\0';
-}
-
-static void wipe_free(char *p, size_t n)
-{
-	if (p == NULL)
-		return;
-	explicit_bzero(p, n);
-	free(p);
-}
-
-/* Wipe every header line (one may carry Basic credentials), then free. */
-static void wipe_slist(struct curl_slist *l)
-{
-	struct curl_slist *it;
-
-	for (it = l; it != NULL; it = it->next)
-		if (it->data != NULL)
-			explicit_bzero(it->data, strlen(it->data));
-	curl_slist_free_all(l);
 }
 
 static bool add_header(struct curl_slist **list, const char *line)
@@ -287,7 +263,7 @@ static void request_cleanup(struct tsrc *s)
 	wipe_free(s->form, s->form_cap);
 	s->form = NULL;
 	s->form_cap = 0;
-	wipe_slist(s->headers);
+	wipe_slist_free(s->headers);
 	s->headers = NULL;
 	explicit_bzero(s->body, s->body_len);
 	s->body_len = 0;
@@ -459,7 +435,7 @@ static void finish_fetch(struct token_engine *te, struct tsrc *s, CURLcode rc)
 		log_msg(LOG_WARN, "token_internal", "curl_multi_remove_handle: %s", curl_multi_strerror(mc));
 	s->in_flight = false;
 	/* The secret is not needed to judge the answer: wipe it first. */
-	wipe_slist(s->headers);
+	wipe_slist_free(s->headers);
 	s->headers = NULL;
 	wipe_free(s->form, s->form_cap);
 	s->form = NULL;
@@ -715,7 +691,7 @@ struct token_engine *token_engine_new(const struct config *cfg, void (*notify_fn
 	te->cfg = cfg;
 	te->notify = notify_fn;
 	te->notify_arg = arg;
-	te->clock = clock_monotonic_ms;
+	te->clock = clock_now_ms;
 	atomic_init(&te->stop, false);
 	atomic_init(&te->requests, 0);
 	te->multi = curl_multi_init();

@@ -106,7 +106,7 @@ static ssize_t on_body_read(void *cls, uint64_t pos, char *buf, size_t max)
 	}
 	if (rq->us.done)
 		return rq->us.result == CURLE_OK ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
-	request_suspend(rq); /* on_write or relay_done resumes (never return 0 unsuspended, B.7 #4) */
+	request_suspend(rq); /* on_write or relay_done resumes (never return 0 unsuspended: internals.md L-MHD-4) */
 	return 0;
 }
 
@@ -266,7 +266,7 @@ enum MHD_Result answer_upstream(struct request *rq)
 		if (!hdr_response_forwardable(name, conn_hdr))
 			continue;
 		if (!*value || !hdr_value_ok(value, strlen(value)))
-			continue; /* MHD cannot send empty values (B.3.5) */
+			continue; /* MHD cannot send empty values (internals.md L-MHD-9) */
 		add_header(r, name, value);
 	}
 	if (rq->diag.code)

@@ -2,7 +2,7 @@
  * relay.c - the upstream transfer of a request, on libcurl.
  *
  * Bodies stream through two bounded rings (request.up, request.down).
- * Backpressure is pause/resume on both sides (c-style-and-design.md B.3.3):
+ * Backpressure is pause/resume on both sides (internals.md section 2):
  * when a ring is full the producer stops (curl: CURL_WRITEFUNC_PAUSE; MHD:
  * leave upload bytes unconsumed and suspend), and the consumer undoes the
  * stop once there is room again. Every pause and suspension is bounded by
@@ -316,7 +316,7 @@ static struct curl_slist *build_headers(struct request *rq, const char *auth_hea
 			snprintf(line, sizeof line, "%s: %s", corr[i], rq->request_id);
 			add_header(&b, line);
 		}
-	add_header(&b, "Expect:"); /* MHD answered 100-continue already (B.7 #11) */
+	add_header(&b, "Expect:"); /* MHD answered 100-continue already (internals.md L-CURL-5) */
 	if (!rq->cl.sent_accept)
 		add_header(&b, "Accept:"); /* or curl invents Accept: star/star */
 	if (!rq->cl.sent_content_type)

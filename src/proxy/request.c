@@ -90,7 +90,7 @@ void request_resume(struct request *rq)
 		return;
 	rq->cl.suspended = false;
 	MHD_resume_connection(rq->conn);
-	rq->w->mhd_dirty = true; /* external mode: MHD must run again (B.7 #2) */
+	rq->w->mhd_dirty = true; /* external mode: MHD must run again (internals.md L-MHD-2) */
 }
 
 void request_suspend(struct request *rq)

@@ -71,7 +71,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /*
  * MHD's per-connection pool holds the request (line, headers, their index)
- * and then the answer's header block (B.7 #8). libmicrohttpd 0.9.75 zeroes
+ * and then the answer's header block (internals.md L-MHD-8). libmicrohttpd 0.9.75 zeroes
  * the whole pool for every request on a kept-alive connection, and every
  * page of it stays resident per connection, so it is sized to need:
  * max_header_bytes plus room for the answer's headers. proxy.c checks that
@@ -231,7 +231,7 @@ static int start_multi(struct worker *w)
 	    curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w) != CURLM_OK)
 		return -1;
 	/* HTTP/1.1 only: a paused stream on a multiplexed connection makes curl
-	 * buffer it without bound (B.3.6). */
+	 * buffer it without bound (internals.md L-CURL-8). */
 	if (curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING) != CURLM_OK ||
 	    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, idle_pool(w)) != CURLM_OK)
 		return -1;
@@ -567,7 +567,7 @@ static void *worker_main(void *arg)
 	}
 	/* Whatever is still in flight is cut: clients see a truncated answer or
 	 * a 503, never a hang (MHD must not be stopped with suspended
-	 * connections, B.7 #6). */
+	 * connections: internals.md L-MHD-7). */
 	proxy_abort_all(w);
 	collect_curl(w);
 	run_mhd(w);

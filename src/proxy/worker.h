@@ -1,7 +1,7 @@
 /*
  * worker.h - a worker thread: one libmicrohttpd daemon in external epoll
  * mode and one libcurl multi handle driven by a single loop, so every
- * callback of a request runs on one thread (c-style-and-design.md B.3).
+ * callback of a request runs on one thread (internals.md section 3).
  * Workers share nothing on the request path; the token engine wakes them
  * through an eventfd in the worker's epoll set.
  */

@@ -1,7 +1,7 @@
 /*
  * oauth.c - the client-credentials wire format of Microsoft Entra ID: form
  * bodies, client_secret_basic, and tolerant parsing of token and error
- * answers (microsoft-auth.md 1.7, 6).
+ * answers (internals.md W-4).
  *
  * Parsing never trusts the body: it is copied (capped) into a NUL-terminated
  * buffer for cJSON, and when that fails the raw bytes are scanned with

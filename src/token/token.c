@@ -1,5 +1,5 @@
 /*
- * token.c - the token engine (c-style-and-design.md B.5).
+ * token.c - the token engine (internals.md section 3, Threads and ownership).
  *
  * One thread, started by token_engine_start(), is the only code that talks
  * to the token endpoint. It owns a curl multi handle and one easy handle per

@@ -6,7 +6,7 @@
  * changes (so a SIGHUP reload or an edit takes effect at the next sign-in).
  * Issued handles live in a fixed table; a full table reuses the entry
  * closest to expiry. Answers follow the shapes legacy clients parse
- * (microsoft-auth.md 4.2, F22, F23); the tokens inside are opaque random
+ * (internals.md W-1, W-2, W-3); the tokens inside are opaque random
  * values that only this process can map back to an identity.
  */
 #include "wstrust/sts.h"
@@ -324,7 +324,7 @@ static int realm_reply(const char *query, const char *body, size_t n, struct sts
 		     esc, domain, domain);
 }
 
-/* F22 (RST2, HTTP 400) or F23 (ADFS, HTTP 500). */
+/* internals.md W-1 (RST2, HTTP 400) or W-2 (ADFS, HTTP 500). */
 static int auth_fault(bool adfs, const char *relates_to, struct sts_reply *out)
 {
 	size_t len;

@@ -1,6 +1,7 @@
 /*
- * test_oauth.c - form bodies, Basic auth, and parsing of the real Entra
- * bodies of microsoft-auth.md section 6 (F2..F13) plus the broken ones.
+ * test_oauth.c - form bodies, Basic auth, and parsing of real Entra bodies
+ * (internals.md W-4; the fixtures F2..F13 below are answers Microsoft
+ * documents or was seen sending) plus the broken ones.
  * Bodies are copied into exactly-sized heap buffers without a NUL, so the
  * sanitizer build catches any read past len.
  */

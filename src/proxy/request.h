@@ -109,8 +109,8 @@ struct rq_client {
 
 /* Upstream side: the libcurl transfer. Written by relay.c (curl callbacks,
  * start and finish) and refusal.c (reset before a replay); the bridge
- * (bridge.c) advances body_sent for its own body. Read by proxy.c and
- * bridge.c to decide the answer. */
+ * (bridge.c) advances body_sent for its own body. Read by proxy.c,
+ * answer.c and bridge.c to decide and build the answer. */
 struct rq_upstream {
 	CURL *easy;
 	bool in_multi;
@@ -125,10 +125,10 @@ struct rq_upstream {
 };
 
 /* Response: upstream -> client. Written by relay.c (header and body
- * callbacks), refusal.c (reset before a replay) and proxy.c (the answer
- * queued, bytes_out, final_status); bridge.c sets bytes_out and
- * final_status for the answers it builds. Read by proxy.c to build the MHD
- * response and log the request. */
+ * callbacks), refusal.c (reset before a replay) and answer.c (the answer
+ * queued: bytes_out, final_status); bridge.c sets bytes_out and
+ * final_status for the answers it builds. Read by answer.c to build the MHD response and by proxy.c to
+ * decide it and log the request. */
 struct rq_response {
 	long status; /* the upstream's status */
 	bool headers_ready;
@@ -162,7 +162,8 @@ struct rq_replay {
  * fingerprint only (never the token), and the catalogue entry of an
  * upstream refusal. tok and tok_gen are written by proxy.c when the token
  * is injected (refusal.c after a replay); code, title and remediation by
- * refusal.c. Read by proxy.c (the log line, the answer's headers). */
+ * refusal.c. Read by proxy.c (the log line) and answer.c (the answer's
+ * S2S-Proxy-Diagnosis header and problem+json). */
 struct rq_diag {
 	struct tok_info *tok; /* a reference, NULL when none was recorded */
 	unsigned long tok_gen;

@@ -33,6 +33,7 @@
 #include "diag/diag.h"
 #include "token/jwt.h"
 #include "util/log.h"
+#include "util/slist.h"
 #include "util/wipe.h"
 #include "token/mi.h"
 #include "token/oauth.h"
@@ -102,15 +103,6 @@ static size_t on_head(char *line, size_t size, size_t nmemb, void *ud)
 	if (n > 5 && strncmp(line, "HTTP/", 5) == 0)
 		f->www_auth[0] = '\0'; /* a new response (after 1xx) */
 	return n;
-}
-
-/* Append line to *l. false when out of memory (*l unchanged). */
-static bool slist_add(struct curl_slist **l, const char *line)
-{
-	struct curl_slist *t = curl_slist_append(*l, line);
-	if (t)
-		*l = t;
-	return t != NULL;
 }
 
 /*
@@ -469,13 +461,12 @@ static cJSON *verdict_json(const struct verdict *v)
 
 static struct curl_slist *connect_list(const struct config *cfg)
 {
-	struct curl_slist *l = NULL, *t;
+	struct curl_slist *l = NULL;
 	for (size_t i = 0; i < cfg->proxy.n_connect_to; i++) {
-		if (!(t = curl_slist_append(l, cfg->proxy.connect_to[i].entry))) {
+		if (!slist_add(&l, cfg->proxy.connect_to[i].entry)) {
 			curl_slist_free_all(l);
 			return NULL;
 		}
-		l = t;
 	}
 	return l;
 }

@@ -27,12 +27,21 @@
  * from ~600 to ~880 MiB/s in the benchmark. */
 #define BODY_BLOCK (64 * 1024)
 
-static bool add_header(struct MHD_Response *r, const char *name, const char *value)
+bool answer_add_header(struct MHD_Response *r, const char *name, const char *value)
 {
-	if (MHD_add_response_header(r, name, value) == MHD_YES)
+	if (!value || MHD_add_response_header(r, name, value) == MHD_YES)
 		return true;
 	log_msg(LOG_WARN, "response_header_dropped", "cannot add response header %s", name);
 	return false;
+}
+
+enum MHD_Result answer_queue(struct request *rq, int status, struct MHD_Response *r)
+{
+	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)status, r);
+	MHD_destroy_response(r);
+	rq->state = RQ_RESPONDED;
+	rq->resp.final_status = status;
+	return ret;
 }
 
 enum MHD_Result answer_local(struct request *rq)
@@ -70,22 +79,18 @@ enum MHD_Result answer_local(struct request *rq)
 		free(body);
 		return MHD_NO; /* MHD closes the connection */
 	}
-	add_header(r, "Content-Type", "application/problem+json");
-	add_header(r, "Cache-Control", "no-store");
+	answer_add_header(r, "Content-Type", "application/problem+json");
+	answer_add_header(r, "Cache-Control", "no-store");
 	if (rq->local.retry_after_s > 0) {
 		char ra[24];
 		snprintf(ra, sizeof ra, "%ld", rq->local.retry_after_s);
-		add_header(r, "Retry-After", ra);
+		answer_add_header(r, "Retry-After", ra);
 	}
 	if (rq->local.status == 405) /* RFC 9110 15.5.6 */
-		add_header(r, "Allow", hdr_methods_allowed);
+		answer_add_header(r, "Allow", hdr_methods_allowed);
 	if (rq->local.close || rq->w->draining)
-		add_header(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->local.status, r);
-	MHD_destroy_response(r);
-	rq->state = RQ_RESPONDED;
-	rq->resp.final_status = rq->local.status;
-	return ret;
+		answer_add_header(r, "Connection", "close");
+	return answer_queue(rq, rq->local.status, r);
 }
 
 /* ---- streaming the upstream response --------------------------------------- */
@@ -158,18 +163,14 @@ static enum MHD_Result queue_translated(struct request *rq)
 		free(body);
 		return MHD_NO;
 	}
-	add_header(r, "Content-Type", "application/problem+json");
-	add_header(r, "Cache-Control", "no-store");
-	add_header(r, "S2S-Proxy-Diagnosis", rq->diag.code);
+	answer_add_header(r, "Content-Type", "application/problem+json");
+	answer_add_header(r, "Cache-Control", "no-store");
+	answer_add_header(r, "S2S-Proxy-Diagnosis", rq->diag.code);
 	if (keep[0] && hdr_value_ok(keep, strlen(keep)))
-		add_header(r, "WWW-Authenticate", keep);
+		answer_add_header(r, "WWW-Authenticate", keep);
 	if (rq->w->draining)
-		add_header(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->resp.status, r);
-	MHD_destroy_response(r);
-	rq->state = RQ_RESPONDED;
-	rq->resp.final_status = (int)rq->resp.status;
-	return ret;
+		answer_add_header(r, "Connection", "close");
+	return answer_queue(rq, (int)rq->resp.status, r);
 }
 
 /*
@@ -267,15 +268,11 @@ enum MHD_Result answer_upstream(struct request *rq)
 			continue;
 		if (!*value || !hdr_value_ok(value, strlen(value)))
 			continue; /* MHD cannot send empty values (internals.md L-MHD-9) */
-		add_header(r, name, value);
+		answer_add_header(r, name, value);
 	}
 	if (rq->diag.code)
-		add_header(r, "S2S-Proxy-Diagnosis", rq->diag.code);
+		answer_add_header(r, "S2S-Proxy-Diagnosis", rq->diag.code);
 	if (rq->w->draining)
-		add_header(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->resp.status, r);
-	MHD_destroy_response(r);
-	rq->state = RQ_RESPONDED;
-	rq->resp.final_status = (int)rq->resp.status;
-	return ret;
+		answer_add_header(r, "Connection", "close");
+	return answer_queue(rq, (int)rq->resp.status, r);
 }

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "util/log.h"
+#include "proxy/answer.h"
 #include "proxy/request.h"
 #include "wstrust/soap.h"
 #include "wstrust/sts.h"
@@ -289,14 +290,6 @@ static void soap_response_done(struct request *rq)
 	set_answer(br, (int)rq->resp.status, SOAP12_CT, out, len);
 }
 
-static bool add_hdr(struct MHD_Response *r, const char *name, const char *value)
-{
-	if (!value || MHD_add_response_header(r, name, value) == MHD_YES)
-		return true;
-	log_msg(LOG_WARN, "response_header_dropped", "cannot add response header %s", name);
-	return false;
-}
-
 static enum MHD_Result queue_answer(struct request *rq)
 {
 	struct bridge *br = rq->bx;
@@ -304,20 +297,16 @@ static enum MHD_Result queue_answer(struct request *rq)
 	if (!r)
 		return MHD_NO;
 	br->body = NULL; /* the response owns it now */
-	add_hdr(r, "Content-Type", br->ctype);
-	add_hdr(r, "Cache-Control", "no-store");
+	answer_add_header(r, "Content-Type", br->ctype);
+	answer_add_header(r, "Cache-Control", "no-store");
 	if (!br->sts && rq->resp.headers_ready) {
-		add_hdr(r, "Retry-After", request_upstream_header(rq, "Retry-After"));
-		add_hdr(r, "x-ms-service-request-id", request_upstream_header(rq, "x-ms-service-request-id"));
+		answer_add_header(r, "Retry-After", request_upstream_header(rq, "Retry-After"));
+		answer_add_header(r, "x-ms-service-request-id", request_upstream_header(rq, "x-ms-service-request-id"));
 	}
 	if (rq->local.close || br->too_large_in || rq->w->draining)
-		add_hdr(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)br->status, r);
-	MHD_destroy_response(r);
-	rq->state = RQ_RESPONDED;
-	rq->resp.final_status = br->status;
+		answer_add_header(r, "Connection", "close");
 	rq->resp.bytes_out = br->body_len;
-	return ret;
+	return answer_queue(rq, br->status, r);
 }
 
 enum MHD_Result bridge_advance(struct request *rq)

@@ -17,6 +17,7 @@
 
 #include "proxy/bridge.h"
 #include "util/log.h"
+#include "util/slist.h"
 #include "proxy/request.h"
 #include "tls/tlsca.h"
 #include "tls/tlsin.h"
@@ -244,12 +245,8 @@ struct hdr_build {
 
 static void add_header(struct hdr_build *b, const char *line)
 {
-	struct curl_slist *n = curl_slist_append(b->list, line);
-	if (!n) {
+	if (!slist_add(&b->list, line))
 		b->failed = true;
-		return;
-	}
-	b->list = n;
 }
 
 /* "name: value" (or "name;" for an empty value, curl's spelling) into the

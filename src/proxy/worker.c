@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/slist.h"
 #include "proxy/proxy.h"
 #include "proxy/conntrack.h"
 #include "proxy/evtag.h"
@@ -241,10 +242,8 @@ static int start_multi(struct worker *w)
 	if (cap > 0 && curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap) != CURLM_OK)
 		return -1;
 	for (size_t i = 0; i < w->cfg->proxy.n_connect_to; i++) {
-		struct curl_slist *n = curl_slist_append(w->connect_to, w->cfg->proxy.connect_to[i].entry);
-		if (!n)
+		if (!slist_add(&w->connect_to, w->cfg->proxy.connect_to[i].entry))
 			return -1;
-		w->connect_to = n;
 	}
 	return 0;
 }

@@ -45,6 +45,7 @@
 #include "token/mi.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/slist.h"
 #include "util/wipe.h"
 #include "tls/tlsca.h"
 #include "token/token_int.h"
@@ -122,16 +123,6 @@ static void url_host(const char *url, char *out, size_t cap)
 		n = cap - 1;
 	memcpy(out, p, n);
 	out[n] = '\0';
-}
-
-static bool add_header(struct curl_slist **list, const char *line)
-{
-	struct curl_slist *n = curl_slist_append(*list, line);
-
-	if (n == NULL)
-		return false;
-	*list = n;
-	return true;
 }
 
 /* ---- state changes (engine thread) ------------------------------------- */
@@ -240,13 +231,13 @@ static int build_headers(struct tsrc *s, const char *basic, bool get)
 
 	uuid_v4(s->req_id);
 	snprintf(id_line, sizeof(id_line), "client-request-id: %s", s->req_id);
-	if ((!get && !add_header(&s->headers, "Content-Type: application/x-www-form-urlencoded")) ||
-	    !add_header(&s->headers, "Accept: application/json") || !add_header(&s->headers, id_line) ||
-	    !add_header(&s->headers, "return-client-request-id: true") ||
-	    !add_header(&s->headers, "x-client-SKU: s2s-proxy") ||
-	    !add_header(&s->headers, "x-client-VER: " S2S_VERSION) || !add_header(&s->headers, "Expect:"))
+	if ((!get && !slist_add(&s->headers, "Content-Type: application/x-www-form-urlencoded")) ||
+	    !slist_add(&s->headers, "Accept: application/json") || !slist_add(&s->headers, id_line) ||
+	    !slist_add(&s->headers, "return-client-request-id: true") ||
+	    !slist_add(&s->headers, "x-client-SKU: s2s-proxy") ||
+	    !slist_add(&s->headers, "x-client-VER: " S2S_VERSION) || !slist_add(&s->headers, "Expect:"))
 		return -1;
-	if (basic != NULL && !add_header(&s->headers, basic))
+	if (basic != NULL && !slist_add(&s->headers, basic))
 		return -1;
 	return 0;
 }
@@ -698,7 +689,7 @@ struct token_engine *token_engine_new(const struct config *cfg, void (*notify_fn
 	if (te->multi == NULL)
 		goto fail;
 	for (i = 0; i < cfg->proxy.n_connect_to && i < CONFIG_MAX_CONNECT_TO; i++)
-		if (!add_header(&te->connect_to, cfg->proxy.connect_to[i].entry))
+		if (!slist_add(&te->connect_to, cfg->proxy.connect_to[i].entry))
 			goto fail;
 	te->src = calloc(cfg->n_token_sources ? cfg->n_token_sources : 1, sizeof(*te->src));
 	te->creds = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof(*te->creds));

@@ -258,8 +258,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* Is an upstream transfer still running (curl may need a moment)? */
 static bool upstream_busy(void)
 {
-	for (const struct request *rq = w.all; rq; rq = rq->all_next)
-		if (rq->in_multi && !rq->upstream_done)
+	const struct request *rq;
+	LIST_FOREACH (rq, &w.all, all_link)
+		if (rq->us.in_multi && !rq->us.done)
 			return true;
 	return false;
 }
@@ -292,7 +293,8 @@ static unsigned mhd_connections(void)
 
 static bool worker_idle(void)
 {
-	return mhd_connections() == 0 && w.ct.n_conns == 0 && w.all == NULL && w.parked == NULL && w.inflight == 0;
+	return mhd_connections() == 0 && w.ct.n_conns == 0 && LIST_EMPTY(&w.all) && LIST_EMPTY(&w.parked) &&
+	       w.inflight == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -40,6 +40,7 @@
 #include "config/config_syntax.h"
 #include "wstrust/xmlapi.h"
 #include "util/log.h"
+#include "util/wipe.h"
 
 /* ---- messages ---- */
 
@@ -154,14 +155,12 @@ static void set_key(struct load *ld, struct section *s, const char *key, const c
 
 static void credential_cfg_free(struct credential_cfg *c)
 {
-	if (c->client_secret)
-		explicit_bzero(c->client_secret, strlen(c->client_secret));
 	free(c->name);
 	free(c->tenant);
 	free(c->client_id);
 	free(c->client_secret_file);
 	free(c->client_secret_env);
-	free(c->client_secret);
+	wipe_free_str(c->client_secret);
 	free(c->authority);
 	free(c->certificate_file);
 	free(c->private_key_file);
@@ -181,9 +180,7 @@ static void route_cfg_free(struct route_cfg *r)
 	free(r->match_path);
 	config_url_free(&r->upstream);
 	cidr_list_free(&r->allow_from);
-	if (r->inbound_key)
-		explicit_bzero(r->inbound_key, strlen(r->inbound_key));
-	free(r->inbound_key);
+	wipe_free_str(r->inbound_key);
 	memset(r, 0, sizeof *r);
 }
 
@@ -194,9 +191,7 @@ static void proxy_cfg_free(struct proxy_cfg *p)
 	free(p->ca_file);
 	free(p->legacy_identities_file);
 	cidr_list_free(&p->allow_from);
-	if (p->inbound_key)
-		explicit_bzero(p->inbound_key, strlen(p->inbound_key));
-	free(p->inbound_key);
+	wipe_free_str(p->inbound_key);
 	free(p->inbound_key_header);
 	for (size_t i = 0; i < p->n_tls_cert; i++)
 		free(p->tls_cert[i]);

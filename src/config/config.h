@@ -136,6 +136,7 @@ struct proxy_cfg {
 	long token_wait_ms;                   /* how long a request may wait for a first token */
 	long token_timeout_ms;                /* one token request, end to end */
 	long token_retry_max_ms;              /* cap of the retry backoff for transient failures */
+	long token_refresh_min_ms;            /* an upstream 401 forces a new token at most this often */
 	long shutdown_timeout_s;              /* in-flight requests get this long after SIGTERM */
 	size_t buffer_bytes;                  /* per direction, per request */
 	size_t replay_max_body;               /* bodies kept to be replayed after a 401; 0 = never */

@@ -634,6 +634,8 @@ const struct key_row config_key_rows[] = {
      .max = MINUTES(10)},
     {PROXY("token_retry_max", token_retry_max_ms), .parse = p_duration_ms, .def = "30s", .min = SECS(1),
      .max = HOURS(1)},
+    {PROXY("token_refresh_min_interval", token_refresh_min_ms), .parse = p_duration_ms, .def = "30s", .min = SECS(1),
+     .max = HOURS(1)},
     {PROXY("shutdown_timeout", shutdown_timeout_s), .parse = p_duration_s, .def = "30s", .min = 0, .max = HOURS(1)},
     {PROXY("buffer_size", buffer_bytes), .parse = p_size, .def = "64k", .min = 4096, .max = 16 << 20},
     {PROXY("replay_max_body", replay_max_body), .parse = p_size, .def = "1m", .min = 0, .max = 64 << 20},

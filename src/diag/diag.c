@@ -12,6 +12,7 @@
 
 #include "http/challenge.h"
 #include "token/oauth.h"
+#include "util/text.h"
 
 /* ---- token side ------------------------------------------------------------ */
 
@@ -323,14 +324,6 @@ bool diag_upstream_status_wanted(long status)
 	return status == 400 || status == 401 || status == 403;
 }
 
-static void copy_cut(char *dst, size_t cap, const char *src)
-{
-	size_t n = src ? strnlen(src, cap - 1) : 0;
-	if (n)
-		memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
 /* Copy the word of text after `marker` (letters, digits, _) into out. */
 static void word_after(const char *text, const char *marker, char *out, size_t cap)
 {
@@ -394,15 +387,15 @@ static void gather(struct upstream_evidence *ev, long status, const char *body, 
 	memset(ev, 0, sizeof *ev);
 	ev->status = status;
 	oauth_parse_error(body, len, &err);
-	copy_cut(ev->error_code, sizeof ev->error_code, err.error);
-	copy_cut(ev->message, sizeof ev->message, err.description);
-	copy_cut(ev->token_aud, sizeof ev->token_aud, token_aud);
+	text_copy_cut(ev->error_code, sizeof ev->error_code, err.error);
+	text_copy_cut(ev->message, sizeof ev->message, err.description);
+	text_copy_cut(ev->token_aud, sizeof ev->token_aud, token_aud);
 	if (body)
 		raw_evidence(body, len, ev);
 	if (www_auth) {
-		copy_cut(ev->challenge, sizeof ev->challenge, www_auth);
+		text_copy_cut(ev->challenge, sizeof ev->challenge, www_auth);
 		if (challenge_parse(www_auth, strlen(www_auth), &ch) == 0)
-			copy_cut(ev->resource_id, sizeof ev->resource_id, ch.resource_id);
+			text_copy_cut(ev->resource_id, sizeof ev->resource_id, ch.resource_id);
 	}
 }
 

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http/hdr.h"
+
 struct cursor {
 	const char *p, *end;
 };
@@ -23,15 +25,10 @@ static void skip_ws(struct cursor *c)
 		c->p++;
 }
 
-static bool is_tchar(char ch)
-{
-	return isalnum((unsigned char)ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
 static size_t take_token(struct cursor *c, const char **start)
 {
 	*start = c->p;
-	while (c->p < c->end && is_tchar(*c->p))
+	while (c->p < c->end && hdr_is_tchar((unsigned char)*c->p))
 		c->p++;
 	return (size_t)(c->p - *start);
 }

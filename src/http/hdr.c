@@ -71,7 +71,7 @@ static bool is_ows(char c)
 	return c == ' ' || c == '\t';
 }
 
-static bool is_tchar(unsigned char c)
+bool hdr_is_tchar(unsigned char c)
 {
 	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
 		return true;
@@ -83,7 +83,7 @@ bool hdr_name_ok(const char *name, size_t len)
 	if (name == NULL || len == 0)
 		return false;
 	for (size_t i = 0; i < len; i++) {
-		if (!is_tchar((unsigned char)name[i]))
+		if (!hdr_is_tchar((unsigned char)name[i]))
 			return false;
 	}
 	return true;

@@ -37,6 +37,8 @@ bool hdr_value_ok(const char *value, size_t len);
 
 /* True when `name` is a valid RFC 9110 token (field-name). */
 bool hdr_name_ok(const char *name, size_t len);
+/* Is c a token character (RFC 9110 5.6.2 tchar)? */
+bool hdr_is_tchar(unsigned char c);
 
 /* Request framing, accumulated header by header (RFC 9112 section 6). */
 struct hdr_framing {

@@ -33,6 +33,8 @@
 #include "diag/diag.h"
 #include "token/jwt.h"
 #include "util/log.h"
+#include "util/slist.h"
+#include "util/wipe.h"
 #include "token/mi.h"
 #include "token/oauth.h"
 #include "tls/tlsca.h"
@@ -118,23 +120,6 @@ static size_t on_head(char *line, size_t size, size_t nmemb, void *ud)
 	if (n > 5 && strncmp(line, "HTTP/", 5) == 0)
 		f->www_auth[0] = f->burst[0] = f->time_left[0] = '\0'; /* a new response (after 1xx) */
 	return n;
-}
-
-/* Free a header list, wiping it first (Authorization and identity headers). */
-static void slist_wipe_free(struct curl_slist *l)
-{
-	for (struct curl_slist *i = l; i; i = i->next)
-		explicit_bzero(i->data, strlen(i->data));
-	curl_slist_free_all(l);
-}
-
-/* Append line to *l. false when out of memory (*l unchanged). */
-static bool slist_add(struct curl_slist **l, const char *line)
-{
-	struct curl_slist *t = curl_slist_append(*l, line);
-	if (t)
-		*l = t;
-	return t != NULL;
 }
 
 /*
@@ -240,7 +225,7 @@ static void acquire_mi(const struct config *cfg, struct curl_slist *ct, const st
 		local_fail(&sr->fail, TF_UNREACHABLE, f->err);
 	else
 		token_answer(sr, f);
-	slist_wipe_free(hl);
+	wipe_slist_free(hl);
 	free(url);
 	fetch_reset(f);
 }
@@ -274,7 +259,7 @@ static void acquire(const struct config *cfg, struct curl_slist *ct, size_t si, 
 		local_fail(&sr->fail, TF_UNREACHABLE, f->err);
 	else
 		token_answer(sr, f);
-	slist_wipe_free(hl);
+	wipe_slist_free(hl);
 	cred_material_wipe(&m);
 	cred_free(cr);
 	fetch_reset(f);
@@ -354,7 +339,7 @@ static void probe(const struct config *cfg, struct curl_slist *ct, const struct 
 		got = fetch_run(cfg, ct, v->probe_url, NULL, 0, hl, f);
 	else
 		snprintf(f->err, sizeof f->err, "out of memory");
-	slist_wipe_free(hl);
+	wipe_slist_free(hl);
 	if (got < 0) {
 		static const struct diagnosis unreachable = {502, "upstream_unavailable",
 							     "The upstream could not be reached",
@@ -500,25 +485,20 @@ static cJSON *verdict_json(const struct verdict *v)
 
 static struct curl_slist *connect_list(const struct config *cfg)
 {
-	struct curl_slist *l = NULL, *t;
+	struct curl_slist *l = NULL;
 	for (size_t i = 0; i < cfg->proxy.n_connect_to; i++) {
-		if (!(t = curl_slist_append(l, cfg->proxy.connect_to[i].entry))) {
+		if (!slist_add(&l, cfg->proxy.connect_to[i].entry)) {
 			curl_slist_free_all(l);
 			return NULL;
 		}
-		l = t;
 	}
 	return l;
 }
 
 static void free_sources(struct src_result *srcs, size_t n)
 {
-	for (size_t i = 0; srcs && i < n; i++) {
-		if (srcs[i].hdr) {
-			explicit_bzero(srcs[i].hdr, strlen(srcs[i].hdr));
-			free(srcs[i].hdr);
-		}
-	}
+	for (size_t i = 0; srcs && i < n; i++)
+		wipe_free_str(srcs[i].hdr);
 	free(srcs);
 }
 

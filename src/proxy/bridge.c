@@ -18,12 +18,13 @@
 #include <time.h>
 
 #include "util/log.h"
-#include "proxy/proxy.h"
+#include "proxy/answer.h"
 #include "proxy/request.h"
 #include "wstrust/soap.h"
 #include "wstrust/sts.h"
 #include "token/token.h"
 #include "proxy/worker.h"
+#include "util/wipe.h"
 
 #define ORG_SVC_PATH "/XRMServices/2011/Organization.svc"
 #define SOAP12_CT    "application/soap+xml; charset=utf-8"
@@ -74,9 +75,7 @@ bool bridge_sts_path(const struct request *rq)
 /* The client's body may hold a password (sign-in): wiped, then freed. */
 static void wipe_in(struct bridge *br)
 {
-	if (br->in)
-		explicit_bzero(br->in, br->in_cap);
-	free(br->in);
+	wipe_free(br->in, br->in_cap);
 	br->in = NULL;
 	br->in_len = br->in_cap = 0;
 }
@@ -114,7 +113,7 @@ int bridge_begin(struct request *rq)
 	}
 	rq->bx = br;
 	rq->bx_free = bridge_free; /* request_unref frees it */
-	if (rq->body_len >= 0 && (uint64_t)rq->body_len > br->in_max)
+	if (rq->cl.body_len >= 0 && (uint64_t)rq->cl.body_len > br->in_max)
 		refuse_too_large(rq); /* known from Content-Length: refused before reading */
 	return 0;
 }
@@ -145,7 +144,7 @@ static bool append(char **buf, size_t *len, size_t *cap, size_t max, const char 
 enum MHD_Result bridge_body(struct request *rq, const char *data, size_t *size)
 {
 	struct bridge *br = rq->bx;
-	rq->bytes_in += *size;
+	rq->cl.bytes_in += *size;
 	if (!br->too_large_in && !append(&br->in, &br->in_len, &br->in_cap, br->in_max, data, *size))
 		refuse_too_large(rq);
 	*size = 0;
@@ -250,18 +249,10 @@ bool bridge_request_done(struct request *rq)
 	snprintf(br->action_line, sizeof br->action_line, "SOAPAction: \"%s\"", br->info.action);
 	br->lines[0] = "Content-Type: text/xml; charset=utf-8";
 	br->lines[1] = br->action_line;
-	rq->has_body = true;
-	rq->body_len = (int64_t)br->out_len;
+	rq->cl.has_body = true;
+	rq->cl.body_len = (int64_t)br->out_len;
 	br->started = true;
 	return true;
-}
-
-static const char *upstream_header(const struct request *rq, const char *name)
-{
-	for (unsigned i = 0; i < rq->n_rh; i++)
-		if (strcasecmp(rq->rh_buf + rq->rh[i].name, name) == 0)
-			return rq->rh_buf + rq->rh[i].value;
-	return NULL;
 }
 
 /* The upstream exchange is over: convert its answer. */
@@ -277,35 +268,26 @@ static void soap_response_done(struct request *rq)
 		set_fault(rq, 502, "Receiver", NULL, NULL, reason);
 		return;
 	}
-	if (rq->upstream_result != CURLE_OK || !rq->headers_ready) {
+	if (rq->us.result != CURLE_OK || !rq->resp.headers_ready) {
 		snprintf(reason, sizeof reason, "the upstream could not be reached: %s",
-			 rq->curl_err[0] ? rq->curl_err : curl_easy_strerror(rq->upstream_result));
-		set_fault(rq, rq->upstream_result == CURLE_OPERATION_TIMEDOUT ? 504 : 502, "Receiver", NULL, NULL,
-			  reason);
+			 rq->us.curl_err[0] ? rq->us.curl_err : curl_easy_strerror(rq->us.result));
+		set_fault(rq, rq->us.result == CURLE_OPERATION_TIMEDOUT ? 504 : 502, "Receiver", NULL, NULL, reason);
 		return;
 	}
 	char *out = NULL;
 	size_t len = 0;
 	int r = soap_response_to_12(br->resp ? br->resp : "", br->resp_len, br->info.action, br->info.message_id, &out,
 				    &len, &fault);
-	if (rq->up_status == 401) /* the token was refused: the next request gets a fresh one */
-		token_reject(rq->tokens, rq->route->token_source, rq->tok_gen);
+	if (rq->resp.status == 401) /* the token was refused: the next request gets a fresh one */
+		token_reject(rq->tokens, rq->route->token_source, rq->diag.tok_gen);
 	if (r != SOAP_OK) {
 		snprintf(reason, sizeof reason, "the upstream answered HTTP %ld without a SOAP 1.1 envelope (%s)",
-			 rq->up_status, soap_strerror(r));
-		set_fault(rq, rq->up_status == 401 || rq->up_status == 403 ? (int)rq->up_status : 502,
-			  rq->up_status == 401 || rq->up_status == 403 ? "Sender" : "Receiver", NULL, NULL, reason);
+			 rq->resp.status, soap_strerror(r));
+		set_fault(rq, rq->resp.status == 401 || rq->resp.status == 403 ? (int)rq->resp.status : 502,
+			  rq->resp.status == 401 || rq->resp.status == 403 ? "Sender" : "Receiver", NULL, NULL, reason);
 		return;
 	}
-	set_answer(br, (int)rq->up_status, SOAP12_CT, out, len);
-}
-
-static bool add_hdr(struct MHD_Response *r, const char *name, const char *value)
-{
-	if (!value || MHD_add_response_header(r, name, value) == MHD_YES)
-		return true;
-	log_msg(LOG_WARN, "response_header_dropped", "cannot add response header %s", name);
-	return false;
+	set_answer(br, (int)rq->resp.status, SOAP12_CT, out, len);
 }
 
 static enum MHD_Result queue_answer(struct request *rq)
@@ -315,20 +297,16 @@ static enum MHD_Result queue_answer(struct request *rq)
 	if (!r)
 		return MHD_NO;
 	br->body = NULL; /* the response owns it now */
-	add_hdr(r, "Content-Type", br->ctype);
-	add_hdr(r, "Cache-Control", "no-store");
-	if (!br->sts && rq->headers_ready) {
-		add_hdr(r, "Retry-After", upstream_header(rq, "Retry-After"));
-		add_hdr(r, "x-ms-service-request-id", upstream_header(rq, "x-ms-service-request-id"));
+	answer_add_header(r, "Content-Type", br->ctype);
+	answer_add_header(r, "Cache-Control", "no-store");
+	if (!br->sts && rq->resp.headers_ready) {
+		answer_add_header(r, "Retry-After", request_upstream_header(rq, "Retry-After"));
+		answer_add_header(r, "x-ms-service-request-id", request_upstream_header(rq, "x-ms-service-request-id"));
 	}
 	if (rq->local.close || br->too_large_in || rq->w->draining)
-		add_hdr(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)br->status, r);
-	MHD_destroy_response(r);
-	rq->state = RQ_RESPONDED;
-	rq->final_status = br->status;
-	rq->bytes_out = br->body_len;
-	return ret;
+		answer_add_header(r, "Connection", "close");
+	rq->resp.bytes_out = br->body_len;
+	return answer_queue(rq, br->status, r);
 }
 
 enum MHD_Result bridge_advance(struct request *rq)
@@ -340,7 +318,7 @@ enum MHD_Result bridge_advance(struct request *rq)
 			 rq->local.detail[0] ? ": " : "", rq->local.detail);
 		set_fault(rq, rq->local.status, rq->local.status < 500 ? "Sender" : "Receiver", NULL, NULL, reason);
 	}
-	if (!br->body && br->started && rq->state == RQ_FORWARDING && rq->upstream_done)
+	if (!br->body && br->started && rq->state == RQ_FORWARDING && rq->us.done)
 		soap_response_done(rq);
 	if (br->body)
 		return queue_answer(rq);
@@ -390,21 +368,21 @@ size_t bridge_on_read(struct request *rq, char *buf, size_t max)
 	size_t n = br->out_len - br->out_pos < max ? br->out_len - br->out_pos : max;
 	memcpy(buf, br->out + br->out_pos, n);
 	br->out_pos += n;
-	rq->up_sent += n;
+	rq->us.body_sent += n;
 	return n;
 }
 
 int bridge_on_seek(struct request *rq)
 {
 	rq->bx->out_pos = 0;
-	rq->up_sent = 0;
+	rq->us.body_sent = 0;
 	return CURL_SEEKFUNC_OK;
 }
 
 size_t bridge_on_write(struct request *rq, const char *data, size_t n)
 {
 	struct bridge *br = rq->bx;
-	if (rq->client_gone)
+	if (rq->cl.gone)
 		return 0;
 	if (!append(&br->resp, &br->resp_len, &br->resp_cap, rq->cfg->proxy.soap_max_response, data, n)) {
 		br->too_large_out = true;

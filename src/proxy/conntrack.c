@@ -89,9 +89,9 @@ static struct conn_track *idle_victim(struct conntrack *ct, const struct conn_tr
 	struct conn_track *best = NULL, *t;
 	long long now = clock_now_ms();
 	/* the list is newest first: on equal times the later one is older */
-	LIST_FOREACH(t, &ct->conns, link)
-	if (t != except && (!best || t->since_ms <= best->since_ms) && idle(t, now))
-		best = t;
+	LIST_FOREACH (t, &ct->conns, link)
+		if (t != except && (!best || t->since_ms <= best->since_ms) && idle(t, now))
+			best = t;
 	return best;
 }
 
@@ -234,9 +234,9 @@ void conntrack_cut_slow(struct conntrack *ct, long long now_ms)
 	ct->next_slow_check_ms = now_ms + SLOW_CHECK_EVERY_MS;
 	long long limit = ct->cfg->client_timeout_s * 1000;
 	struct conn_track *t;
-	LIST_FOREACH(t, &ct->conns, link)
-	if (!t->in_request && !t->cut && now_ms - t->since_ms > limit)
-		cut(t, now_ms - t->since_ms);
+	LIST_FOREACH (t, &ct->conns, link)
+		if (!t->in_request && !t->cut && now_ms - t->since_ms > limit)
+			cut(t, now_ms - t->since_ms);
 }
 
 void conntrack_give_room(struct conntrack *ct)

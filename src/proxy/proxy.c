@@ -10,7 +10,8 @@
  * would make MHD close the connection afterwards. Whenever the proxy
  * cannot answer yet it suspends; whatever unblocks it resumes
  * (request_resume is a no-op for a connection that is not suspended), and
- * the handler looks again.
+ * the handler looks again. The answer itself is built and queued by
+ * answer.c.
  */
 #include "proxy/proxy.h"
 
@@ -26,8 +27,10 @@
 #include "diag/diag.h"
 #include "diag/diaglog.h"
 #include "proxy/refusal.h"
+#include "proxy/answer.h"
 #include "proxy/bridge.h"
 #include "util/log.h"
+#include "util/text.h"
 #include "ops/metrics.h"
 #include "diag/problem.h"
 #include "proxy/relay.h"
@@ -36,67 +39,37 @@
 #include "proxy/throttle.h"
 #include "proxy/worker.h"
 
-/* Bytes MHD asks a streaming response for at a time (a buffer of this size
- * per streamed answer; complete small answers do not stream). 64 KiB makes
- * a large download take a quarter of the sends 16 KiB took: 1 GiB went
- * from ~600 to ~880 MiB/s in the benchmark. */
-#define BODY_BLOCK (64 * 1024)
-#define DRAIN_MAX  (8 * 1024 * 1024) /* body bytes read and discarded after a refusal */
+#define DRAIN_MAX (8 * 1024 * 1024) /* body bytes read and discarded after a refusal */
 
 /* ---- lists --------------------------------------------------------------- */
 
 static void park_link(struct worker *w, struct request *rq)
 {
-	rq->park_prev = NULL;
-	rq->park_next = w->parked;
-	if (w->parked)
-		w->parked->park_prev = rq;
-	w->parked = rq;
+	LIST_INSERT_HEAD(&w->parked, rq, park_link);
 	rq->parked_linked = true;
 }
 
 static void park_unlink(struct worker *w, struct request *rq)
 {
+	(void)w;
 	if (!rq->parked_linked)
 		return;
-	if (rq->park_prev)
-		rq->park_prev->park_next = rq->park_next;
-	else
-		w->parked = rq->park_next;
-	if (rq->park_next)
-		rq->park_next->park_prev = rq->park_prev;
-	rq->park_prev = rq->park_next = NULL;
+	LIST_REMOVE(rq, park_link);
 	rq->parked_linked = false;
 }
 
 static void all_link(struct worker *w, struct request *rq)
 {
-	rq->all_next = w->all;
-	if (w->all)
-		w->all->all_prev = rq;
-	w->all = rq;
+	LIST_INSERT_HEAD(&w->all, rq, all_link);
 }
 
 static void all_unlink(struct worker *w, struct request *rq)
 {
-	if (rq->all_prev)
-		rq->all_prev->all_next = rq->all_next;
-	else
-		w->all = rq->all_next;
-	if (rq->all_next)
-		rq->all_next->all_prev = rq->all_prev;
-	rq->all_prev = rq->all_next = NULL;
+	(void)w;
+	LIST_REMOVE(rq, all_link);
 }
 
 /* ---- local answers -------------------------------------------------------- */
-
-/* Copy src into dst (cap bytes), cutting it if needed; always terminated. */
-static void copy_cut(char *dst, size_t cap, const char *src)
-{
-	size_t n = strnlen(src, cap - 1);
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
 
 /* What the route expects, for diag_token_note. */
 static struct diag_context route_context(const struct request *rq)
@@ -124,269 +97,16 @@ static void set_local_from_failure(struct request *rq, const struct token_failur
 	}
 }
 
-static bool add_header(struct MHD_Response *r, const char *name, const char *value)
-{
-	if (MHD_add_response_header(r, name, value) == MHD_YES)
-		return true;
-	log_msg(LOG_WARN, "response_header_dropped", "cannot add response header %s", name);
-	return false;
-}
-
-static enum MHD_Result queue_local(struct request *rq)
-{
-	struct diagnosis d = {0};
-	struct problem p = {
-	    .status = rq->local.status,
-	    .code = rq->local.code,
-	    .title = rq->local.title,
-	    .detail = rq->local.detail[0] ? rq->local.detail : NULL,
-	    .request_id = rq->request_id,
-	};
-	if (rq->route) {
-		const struct config *cfg = rq->cfg;
-		const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
-		p.route = rq->route->name;
-		p.audience = ts->resource;
-		p.client_id = cfg->credentials[ts->credential].client_id;
-	}
-	throttle_problem(rq, &p);
-	char remedy[1024];
-	if (rq->local.has_failure) {
-		p.token_failure = &rq->local.failure;
-		diag_token_failure(&rq->local.failure, &d);
-		p.remediation = d.remediation;
-		if (d.remediation && rq->local.note[0]) {
-			snprintf(remedy, sizeof remedy, "%s %s", d.remediation, rq->local.note);
-			p.remediation = remedy;
-		}
-	}
-	size_t len = 0;
-	char *body = problem_render(&p, &len);
-	struct MHD_Response *r = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
-				      : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-	if (!r) {
-		free(body);
-		return MHD_NO; /* MHD closes the connection */
-	}
-	add_header(r, "Content-Type", "application/problem+json");
-	add_header(r, "Cache-Control", "no-store");
-	if (rq->local.retry_after_s > 0) {
-		char ra[24];
-		snprintf(ra, sizeof ra, "%ld", rq->local.retry_after_s);
-		add_header(r, "Retry-After", ra);
-	}
-	if (rq->local.status == 405) /* RFC 9110 15.5.6 */
-		add_header(r, "Allow", hdr_methods_allowed);
-	if (rq->local.close || rq->w->draining)
-		add_header(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->local.status, r);
-	MHD_destroy_response(r);
-	rq->state = RQ_RESPONDED;
-	rq->final_status = rq->local.status;
-	return ret;
-}
-
-/* ---- streaming the upstream response --------------------------------------- */
-
-static ssize_t on_body_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-	struct request *rq = cls;
-	(void)pos;
-	size_t n = rbuf_read(&rq->down, buf, max);
-	if (n == 0) {
-		relay_unpause(rq); /* may deliver synchronously into the ring */
-		n = rbuf_read(&rq->down, buf, max);
-	}
-	if (n > 0) {
-		rq->bytes_out += n;
-		relay_unpause(rq);
-		return (ssize_t)n;
-	}
-	if (rq->upstream_done)
-		return rq->upstream_result == CURLE_OK ? MHD_CONTENT_READER_END_OF_STREAM
-						       : MHD_CONTENT_READER_END_WITH_ERROR;
-	request_suspend(rq); /* on_write or relay_done resumes (never return 0 unsuspended, B.7 #4) */
-	return 0;
-}
-
-static void on_body_free(void *cls)
-{
-	request_unref(cls);
-}
-
-static bool status_has_body(long status)
-{
-	return status != 204 && status != 304 && !(status >= 100 && status < 200);
-}
-
-/*
- * translate_upstream_errors = problem: answer the diagnosed refusal with
- * problem+json (the upstream's status kept, its error embedded). The
- * upstream transfer stops here; WWW-Authenticate is kept for clients that
- * act on it.
- */
-static enum MHD_Result queue_translated(struct request *rq)
-{
-	const struct config *cfg = rq->cfg;
-	const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
-	struct problem p = {
-	    .status = (int)rq->up_status,
-	    .code = rq->diagnosis,
-	    .title = rq->diag_title,
-	    .remediation = rq->diag_remediation,
-	    .route = rq->route->name,
-	    .audience = ts->resource,
-	    .client_id = cfg->credentials[ts->credential].client_id,
-	    .request_id = rq->request_id,
-	    .upstream_status = rq->up_status,
-	};
-	char *orig = malloc(REFUSAL_PEEK_MAX), *body;
-	size_t len = 0;
-
-	if (orig && rq->down.data)
-		p.upstream_body_len = refusal_peek(rq, orig, REFUSAL_PEEK_MAX);
-	p.upstream_body = orig;
-	body = problem_render(&p, &len);
-	free(orig);
-	const char *www = refusal_header(rq, "WWW-Authenticate");
-	char keep[1024];
-	snprintf(keep, sizeof keep, "%s", www ? www : ""); /* rh_buf stays valid, but copy before abort anyway */
-	relay_abort(rq);
-	struct MHD_Response *r = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
-	if (!r) {
-		free(body);
-		return MHD_NO;
-	}
-	add_header(r, "Content-Type", "application/problem+json");
-	add_header(r, "Cache-Control", "no-store");
-	add_header(r, "S2S-Proxy-Diagnosis", rq->diagnosis);
-	if (keep[0] && hdr_value_ok(keep, strlen(keep)))
-		add_header(r, "WWW-Authenticate", keep);
-	if (rq->w->draining)
-		add_header(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->up_status, r);
-	MHD_destroy_response(r);
-	rq->state = RQ_RESPONDED;
-	rq->final_status = (int)rq->up_status;
-	return ret;
-}
-
-/*
- * The upstream transfer is complete, so the whole body sits in the down
- * ring (curl cannot finish while a write is paused). A response from a
- * buffer lets libmicrohttpd send the header block and the body in one
- * send(2) where a content reader costs two; on loopback each send also
- * runs the receiver's softirq, so this is most of the cost of a small
- * answer. The ring goes back to the worker's pool at once.
- */
-static struct MHD_Response *whole_body_response(struct request *rq)
-{
-	size_t len = rbuf_len(&rq->down);
-	char *copy = len ? malloc(len) : NULL;
-	struct MHD_Response *r;
-
-	if (len && !copy)
-		return NULL;
-	rbuf_read(&rq->down, copy, len);
-	/* MUST_FREE: MHD owns copy once the response exists */
-	r = MHD_create_response_from_buffer(len, len ? copy : (void *)"",
-					    len ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-	if (!r) {
-		free(copy);
-		return NULL;
-	}
-	rq->bytes_out = len;
-	pool_ring_put(&rq->w->pool, &rq->down);
-	return r;
-}
-
-/*
- * Does the upstream's header block, as it will be forwarded, fit in what
- * MHD's connection pool has left next to this request? When it does not,
- * libmicrohttpd closes the connection without an answer, so the proxy
- * answers 502 itself. The request side is estimated from above: its bytes
- * plus MHD's index entry per field.
- */
-#define MHD_HEADER_ENTRY  64  /* MHD's per-field index entry, rounded up */
-#define MHD_RESPONSE_BASE 512 /* status line, Date, framing, Connection */
-
-static bool fits_mhd_pool(const struct request *rq, const char *conn_hdr)
-{
-	size_t need =
-	    MHD_RESPONSE_BASE + rq->header_bytes + strlen(rq->target) + (size_t)rq->n_headers * MHD_HEADER_ENTRY;
-	for (unsigned i = 0; i < rq->n_rh; i++) {
-		const char *name = rq->rh_buf + rq->rh[i].name, *value = rq->rh_buf + rq->rh[i].value;
-		if (hdr_response_forwardable(name, conn_hdr))
-			need += strlen(name) + strlen(value) + 4;
-	}
-	return need <= rq->w->mhd_pool_bytes;
-}
-
-static const char *connection_header(const struct request *rq)
-{
-	const char *conn_hdr = NULL;
-	for (unsigned i = 0; i < rq->n_rh; i++)
-		if (strcasecmp(rq->rh_buf + rq->rh[i].name, "Connection") == 0)
-			conn_hdr = rq->rh_buf + rq->rh[i].value;
-	return conn_hdr;
-}
-
-static enum MHD_Result queue_upstream(struct request *rq)
-{
-	struct MHD_Response *r;
-	const char *conn_hdr = connection_header(rq);
-	refusal_diagnose(rq);
-	if (rq->diagnosis && rq->route->translate_upstream_errors)
-		return queue_translated(rq);
-	if (!fits_mhd_pool(rq, conn_hdr)) {
-		relay_abort(rq);
-		request_set_local(
-		    rq, 502, "upstream_bad_response", "Upstream response headers could not be forwarded",
-		    "the upstream's header block is larger than the proxy forwards (max_header_bytes sets the room)");
-		return queue_local(rq);
-	}
-	bool body = status_has_body(rq->up_status) && !rq->is_head;
-	if (body && rq->upstream_done && rq->upstream_result == CURLE_OK) {
-		r = whole_body_response(rq);
-	} else if (body || rq->is_head) {
-		uint64_t size = rq->resp_length >= 0 ? (uint64_t)rq->resp_length : MHD_SIZE_UNKNOWN;
-		r = MHD_create_response_from_callback(size, BODY_BLOCK, on_body_read, rq, on_body_free);
-		if (r)
-			request_ref(rq); /* the response's reference, dropped in on_body_free */
-	} else {
-		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-	}
-	if (!r)
-		return MHD_NO;
-	for (unsigned i = 0; i < rq->n_rh; i++) {
-		const char *name = rq->rh_buf + rq->rh[i].name, *value = rq->rh_buf + rq->rh[i].value;
-		if (!hdr_response_forwardable(name, conn_hdr))
-			continue;
-		if (!*value || !hdr_value_ok(value, strlen(value)))
-			continue; /* MHD cannot send empty values (B.3.5) */
-		add_header(r, name, value);
-	}
-	if (rq->diagnosis)
-		add_header(r, "S2S-Proxy-Diagnosis", rq->diagnosis);
-	if (rq->w->draining)
-		add_header(r, "Connection", "close");
-	enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->up_status, r);
-	MHD_destroy_response(r);
-	rq->state = RQ_RESPONDED;
-	rq->final_status = (int)rq->up_status;
-	return ret;
-}
-
 static void set_local_from_upstream(struct request *rq)
 {
 	char detail[384];
 	const struct route_cfg *rt = rq->route;
-	if (rq->rh_overflow && rq->headers_ready) {
+	if (rq->resp.rh_overflow && rq->resp.headers_ready) {
 		request_set_local(rq, 502, "upstream_bad_response", "Upstream response headers could not be forwarded",
 				  "the upstream sent a malformed or oversized header block");
 		return;
 	}
-	if (rq->resend_refused) {
+	if (rq->us.resend_refused) {
 		snprintf(detail, sizeof detail,
 			 "%s closed a reused connection after taking the %s request, without answering; "
 			 "it may have been executed, so it was not sent again",
@@ -396,8 +116,8 @@ static void set_local_from_upstream(struct request *rq)
 		return;
 	}
 	snprintf(detail, sizeof detail, "%s: %s", rt->upstream.origin,
-		 rq->curl_err[0] ? rq->curl_err : curl_easy_strerror(rq->upstream_result));
-	if (rq->upstream_result == CURLE_OPERATION_TIMEDOUT)
+		 rq->us.curl_err[0] ? rq->us.curl_err : curl_easy_strerror(rq->us.result));
+	if (rq->us.result == CURLE_OPERATION_TIMEDOUT)
 		request_set_local(rq, 504, "upstream_timeout", "The upstream did not answer in time", detail);
 	else
 		request_set_local(rq, 502, "upstream_unavailable", "The upstream could not be reached", detail);
@@ -427,8 +147,8 @@ static enum MHD_Result advance(struct request *rq)
 	if (rq->bx) /* WS-Trust bridge: a buffered exchange (bridge.c) */
 		return bridge_advance(rq);
 	if (!rq->local.set && rq->state == RQ_FORWARDING) {
-		switch (rq->headers_ready && !rq->rh_overflow ? throttle_on_answer(rq, clock_now_ms())
-							      : THROTTLE_PASS) {
+		switch (rq->resp.headers_ready && !rq->resp.rh_overflow ? throttle_on_answer(rq, clock_now_ms())
+									: THROTTLE_PASS) {
 		case THROTTLE_HOLD:
 			request_suspend(rq); /* on_write / relay_done resume */
 			return MHD_YES;
@@ -436,23 +156,23 @@ static enum MHD_Result advance(struct request *rq)
 			start_with_token(rq, clock_now_ms());
 			return advance(rq);
 		case THROTTLE_REFUSE:
-			return queue_local(rq);
+			return answer_local(rq);
 		case THROTTLE_PASS:
 			break;
 		}
-		if (rq->headers_ready && !rq->rh_overflow && replay_after_401(rq))
+		if (rq->resp.headers_ready && !rq->resp.rh_overflow && replay_after_401(rq))
 			return advance(rq); /* parked or forwarding again, or a local answer */
-		if (rq->headers_ready && !rq->rh_overflow && refusal_holding(rq)) {
+		if (rq->resp.headers_ready && !rq->resp.rh_overflow && refusal_holding(rq)) {
 			request_suspend(rq); /* on_write / relay_done resume */
 			return MHD_YES;
 		}
-		if (rq->headers_ready && !rq->rh_overflow)
-			return queue_upstream(rq);
-		if (rq->upstream_done || rq->rh_overflow)
+		if (rq->resp.headers_ready && !rq->resp.rh_overflow)
+			return answer_upstream(rq);
+		if (rq->us.done || rq->resp.rh_overflow)
 			set_local_from_upstream(rq);
 	}
 	if (rq->local.set)
-		return queue_local(rq);
+		return answer_local(rq);
 	request_suspend(rq);
 	return MHD_YES;
 }
@@ -465,31 +185,31 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	(void)kind;
 	if (!value)
 		value = "";
-	rq->header_bytes += strlen(name) + strlen(value) + 4; /* "name: value\r\n" */
-	rq->n_headers++;
+	rq->cl.header_bytes += strlen(name) + strlen(value) + 4; /* "name: value\r\n" */
+	rq->cl.n_headers++;
 	if (!hdr_name_ok(name, strlen(name)))
-		rq->bad_header_name = true; /* RFC 9112 5.1: answer 400 */
+		rq->cl.bad_header_name = true; /* RFC 9112 5.1: answer 400 */
 	if (!hdr_value_ok(value, strlen(value)))
-		rq->bad_header_value = true; /* a control byte: libmicrohttpd lets some through */
-	hdr_framing_add(&rq->framing, name, value);
+		rq->cl.bad_header_value = true; /* a control byte: libmicrohttpd lets some through */
+	hdr_framing_add(&rq->cl.framing, name, value);
 	if (strcasecmp(name, "Connection") == 0) {
-		size_t have = strlen(rq->conn_tokens), add = strlen(value);
-		if (have + add + 2 > sizeof rq->conn_tokens) {
-			rq->conn_tokens_overflow = true;
+		size_t have = strlen(rq->cl.conn_tokens), add = strlen(value);
+		if (have + add + 2 > sizeof rq->cl.conn_tokens) {
+			rq->cl.conn_tokens_overflow = true;
 		} else {
 			if (have)
-				rq->conn_tokens[have++] = ',';
-			memcpy(rq->conn_tokens + have, value, add + 1);
+				rq->cl.conn_tokens[have++] = ',';
+			memcpy(rq->cl.conn_tokens + have, value, add + 1);
 		}
 	} else if (strcasecmp(name, "Accept") == 0) {
-		rq->client_sent_accept = true;
+		rq->cl.sent_accept = true;
 	} else if (strcasecmp(name, "Content-Type") == 0) {
-		rq->client_sent_content_type = true;
+		rq->cl.sent_content_type = true;
 	}
 	static const char *const corr[REQUEST_N_CORR] = REQUEST_CORR_HEADERS;
 	for (unsigned i = 0; i < REQUEST_N_CORR; i++)
 		if (strcasecmp(name, corr[i]) == 0 && *value) {
-			copy_cut(rq->corr[i], sizeof rq->corr[i], value);
+			text_copy_cut(rq->corr[i], sizeof rq->corr[i], value);
 			rq->corr_generated &= ~(1u << i);
 		}
 	return MHD_YES;
@@ -606,7 +326,7 @@ static bool classify(struct request *rq, const char *method)
 		request_set_local(rq, 501, "method_not_supported", "Method not supported", NULL);
 		return false;
 	}
-	copy_cut(rq->method, sizeof rq->method, method);
+	text_copy_cut(rq->method, sizeof rq->method, method);
 	rq->is_head = strcmp(method, "HEAD") == 0;
 	if (!hdr_name_ok(method, strlen(method))) { /* RFC 9110 9.1: method = token (the library allows more) */
 		request_set_local(rq, 400, "bad_request", "Invalid method", "the method is not an RFC 9110 token");
@@ -618,7 +338,7 @@ static bool classify(struct request *rq, const char *method)
 		request_set_local(rq, 501, "method_not_supported", "Method not supported",
 				  "the proxy forwards GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS (methods are "
 				  "case-sensitive)");
-		rq->local.close = rq->has_body;
+		rq->local.close = rq->cl.has_body;
 		return false;
 	}
 	if (!admitted(rq)) /* [proxy] allow_from, before anything else is looked at */
@@ -642,18 +362,18 @@ static bool classify(struct request *rq, const char *method)
 		rq->local.close = true;
 		return false;
 	}
-	hdr_framing_init(&rq->framing);
+	hdr_framing_init(&rq->cl.framing);
 	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, scan_header, rq);
-	enum hdr_framing_verdict fv = hdr_framing_check(&rq->framing);
+	enum hdr_framing_verdict fv = hdr_framing_check(&rq->cl.framing);
 	if (fv != FRAMING_OK) {
 		request_set_local(rq, 400, "bad_framing", "Request framing refused", hdr_framing_reason(fv));
 		rq->local.close = true; /* the body boundary is unknowable: never reuse (RFC 9112 6.3) */
 		return false;
 	}
-	if (rq->header_bytes > rq->cfg->proxy.max_header_bytes) {
+	if (rq->cl.header_bytes > rq->cfg->proxy.max_header_bytes) {
 		request_set_local(rq, 431, "headers_too_large", "Request header fields too large", NULL);
 		rq->local.close = true;
-		log_limit(rq, "max_header_bytes", (long long)rq->header_bytes);
+		log_limit(rq, "max_header_bytes", (long long)rq->cl.header_bytes);
 		return false;
 	}
 	if ((long)strlen(rq->target) > rq->cfg->proxy.max_url_bytes) {
@@ -662,24 +382,24 @@ static bool classify(struct request *rq, const char *method)
 		log_limit(rq, "max_url_bytes", (long long)strlen(rq->target));
 		return false;
 	}
-	if (rq->bad_header_name) {
+	if (rq->cl.bad_header_name) {
 		request_set_local(rq, 400, "bad_request", "Invalid header field name", NULL);
 		rq->local.close = true;
 		return false;
 	}
-	if (rq->bad_header_value) {
+	if (rq->cl.bad_header_value) {
 		request_set_local(rq, 400, "bad_request", "Invalid header field value",
 				  "a header value holds a control character (RFC 9110 5.5)");
 		rq->local.close = true;
 		return false;
 	}
-	if (rq->conn_tokens_overflow) {
+	if (rq->cl.conn_tokens_overflow) {
 		request_set_local(rq, 400, "bad_request", "Connection header too long", NULL);
 		rq->local.close = true;
 		return false;
 	}
-	rq->has_body = hdr_framing_has_body(&rq->framing);
-	rq->body_len = hdr_framing_body_length(&rq->framing);
+	rq->cl.has_body = hdr_framing_has_body(&rq->cl.framing);
+	rq->cl.body_len = hdr_framing_body_length(&rq->cl.framing);
 	if (bridge_sts_path(rq)) /* the sign-in facade answers whatever the Host */
 		return true;
 
@@ -689,19 +409,19 @@ static bool classify(struct request *rq, const char *method)
 	};
 	enum route_verdict v =
 	    strlen(rq->target) > ROUTE_MAX_TARGET ? ROUTE_TOO_LONG : route_select(rq->cfg, &rr, &rq->match);
-	copy_cut(rq->host, sizeof rq->host, rq->match.host);
+	text_copy_cut(rq->host, sizeof rq->host, rq->match.host);
 	if (v != ROUTE_OK) {
 		request_set_local(rq, route_status[v], route_code[v], route_verdict_reason(v), NULL);
-		rq->local.close = rq->has_body;
+		rq->local.close = rq->cl.has_body;
 		return false;
 	}
 	rq->route = rq->match.route;
 	if (!admitted(rq))
 		return false;
 	uint64_t cap = body_cap(rq);
-	if (cap && rq->body_len >= 0 && (uint64_t)rq->body_len > cap) {
+	if (cap && rq->cl.body_len >= 0 && (uint64_t)rq->cl.body_len > cap) {
 		request_set_local(rq, 413, "body_too_large", "Request body too large", NULL);
-		log_limit(rq, "max_body_bytes", rq->body_len);
+		log_limit(rq, "max_body_bytes", rq->cl.body_len);
 		return false;
 	}
 	return true;
@@ -716,7 +436,7 @@ static void remember_token(struct request *rq, const char *hdr)
 	size_t src = rq->route->token_source;
 	struct claims_cache *c = &w->claims_cache[src % (sizeof w->claims_cache / sizeof w->claims_cache[0])];
 
-	if (!c->info || c->engine != rq->tokens || c->source != src || c->gen != rq->tok_gen) {
+	if (!c->info || c->engine != rq->tokens || c->source != src || c->gen != rq->diag.tok_gen) {
 		if (strncmp(hdr, prefix, sizeof prefix - 1) != 0)
 			return;
 		struct tok_info *ti = calloc(1, sizeof *ti);
@@ -732,11 +452,11 @@ static void remember_token(struct request *rq, const char *hdr)
 		c->info = ti;
 		c->engine = rq->tokens;
 		c->source = src;
-		c->gen = rq->tok_gen;
+		c->gen = rq->diag.tok_gen;
 	}
-	tok_info_unref(rq->tok); /* a replay sends a newer token */
-	rq->tok = c->info;
-	rq->tok->refs++;
+	tok_info_unref(rq->diag.tok); /* a replay sends a newer token */
+	rq->diag.tok = c->info;
+	rq->diag.tok->refs++;
 }
 
 static void start_with_token(struct request *rq, long long now)
@@ -744,7 +464,7 @@ static void start_with_token(struct request *rq, long long now)
 	struct worker *w = rq->w;
 	struct token_failure fail;
 	enum token_state st = token_lookup(rq->tokens, rq->route->token_source, now, w->token_hdr, sizeof w->token_hdr,
-					   &rq->tok_gen, &fail);
+					   &rq->diag.tok_gen, &fail);
 	if (st == TOKEN_VALID && !throttle_admit(rq, now)) {
 		/* waits at its identity's gate (throttle_poll starts it again), or refused */
 		explicit_bzero(w->token_hdr, strnlen(w->token_hdr, sizeof w->token_hdr));
@@ -786,19 +506,19 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 		if (bridge_begin(rq) < 0)
 			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
 		else if (rq->bx)
-			rq->up_eof = !rq->has_body; /* bridged: token once the body is in (bridge_request_done) */
-		else if (rq->has_body && pool_ring_get(&rq->w->pool, &rq->up, relay_ring_bytes(rq->cfg)) < 0)
+			rq->cl.up_eof = !rq->cl.has_body; /* bridged: token once the body is in (bridge_request_done) */
+		else if (rq->cl.has_body && pool_ring_get(&rq->w->pool, &rq->cl.up, relay_ring_bytes(rq->cfg)) < 0)
 			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
-		else if (rq->has_body && rq->body_len >= 0 && (uint64_t)rq->body_len <= rq->up.cap)
-			rq->start_deferred = true; /* whole body first: see proxy_on_request */
+		else if (rq->cl.has_body && rq->cl.body_len >= 0 && (uint64_t)rq->cl.body_len <= rq->cl.up.cap)
+			rq->cl.start_deferred = true; /* whole body first: see proxy_on_request */
 		else
 			start_with_token(rq, now);
 	}
-	if (rq->local.set && (rq->has_body || rq->local.close)) {
+	if (rq->local.set && (rq->cl.has_body || rq->local.close)) {
 		/* Refuse now, body unread (or its framing unknowable), and close: the
 		 * rest of the stream must not be taken for a next request. */
 		rq->local.close = true;
-		return queue_local(rq);
+		return answer_local(rq);
 	}
 	/* Neither answer nor suspend here: MHD treats a response queued before
 	 * the request is complete as "early" and closes the connection after
@@ -810,27 +530,27 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 /* A piece of request body. */
 static enum MHD_Result body_call(struct request *rq, const char *data, size_t *size)
 {
-	if (rq->local.set || rq->upstream_done || rq->state == RQ_RESPONDED) {
-		rq->bytes_in += *size; /* the answer is decided: drain and discard */
+	if (rq->local.set || rq->us.done || rq->state == RQ_RESPONDED) {
+		rq->cl.bytes_in += *size; /* the answer is decided: drain and discard */
 		*size = 0;
 		/* Draining lets the client read the answer (closing on unread data
 		 * would reset the connection and lose it), but not forever. */
-		if (rq->local.set && rq->state != RQ_RESPONDED && rq->bytes_in - rq->up_sent > DRAIN_MAX)
-			return queue_local(rq);
+		if (rq->local.set && rq->state != RQ_RESPONDED && rq->cl.bytes_in - rq->us.body_sent > DRAIN_MAX)
+			return answer_local(rq);
 		return MHD_YES;
 	}
 	if (rq->bx)
 		return bridge_body(rq, data, size);
 	uint64_t cap = body_cap(rq);
-	if (cap && !rq->local.set && rq->bytes_in + *size > cap) { /* a chunked body outgrew the cap */
+	if (cap && !rq->local.set && rq->cl.bytes_in + *size > cap) { /* a chunked body outgrew the cap */
 		relay_abort(rq);
 		request_set_local(rq, 413, "body_too_large", "Request body too large", NULL);
 		rq->local.close = true;
-		log_limit(rq, "max_body_bytes", (long long)(rq->bytes_in + *size));
+		log_limit(rq, "max_body_bytes", (long long)(rq->cl.bytes_in + *size));
 	}
-	size_t n = rbuf_write(&rq->up, data, *size);
+	size_t n = rbuf_write(&rq->cl.up, data, *size);
 	refusal_keep_body(rq, data, n);
-	rq->bytes_in += n;
+	rq->cl.bytes_in += n;
 	*size -= n;
 	relay_unpause(rq);
 	if (*size > 0)
@@ -853,8 +573,8 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const c
 	}
 	if (*upload_data_size > 0)
 		return body_call(rq, upload_data, upload_data_size);
-	if (rq->has_body && !rq->up_eof) {
-		rq->up_eof = true; /* the final call: the body is complete */
+	if (rq->cl.has_body && !rq->cl.up_eof) {
+		rq->cl.up_eof = true; /* the final call: the body is complete */
 		relay_unpause(rq);
 	}
 	/* A body that fits the ring is taken whole before the upstream request
@@ -862,8 +582,8 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const c
 	 * go instead of pausing and resuming per piece MHD delivers, each of
 	 * which cost a loop turn and epoll changes. Larger and chunked bodies
 	 * stream. */
-	if (rq->start_deferred && !rq->local.set) {
-		rq->start_deferred = false;
+	if (rq->cl.start_deferred && !rq->local.set) {
+		rq->cl.start_deferred = false;
 		start_with_token(rq, clock_now_ms());
 	}
 	if (rq->bx && bridge_request_done(rq))
@@ -897,7 +617,7 @@ void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	rq->t_start_ms = clock_now_ms();
 	new_request_id(w, rq->request_id, sizeof rq->request_id);
 	for (unsigned i = 0; i < REQUEST_N_CORR; i++) /* until scan_header finds the client's own */
-		copy_cut(rq->corr[i], sizeof rq->corr[i], rq->request_id);
+		text_copy_cut(rq->corr[i], sizeof rq->corr[i], rq->request_id);
 	rq->corr_generated = (1u << REQUEST_N_CORR) - 1;
 	all_link(w, rq);
 	w->inflight++;
@@ -910,8 +630,8 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 	struct log_line l;
 	long long now = clock_now_ms();
 	static const char *const corr_field[REQUEST_N_CORR] = REQUEST_CORR_FIELDS;
-	metrics_request_done(rq->route, rq->method, rq->final_status, rq->bytes_in, rq->bytes_out,
-			     rq->up_status || rq->upstream_done ? now - rq->t_start_ms - rq->t_parked_ms : -1);
+	metrics_request_done(rq->route, rq->method, rq->resp.final_status, rq->cl.bytes_in, rq->resp.bytes_out,
+			     rq->resp.status || rq->us.done ? now - rq->t_start_ms - rq->t_parked_ms : -1);
 	if (rq->route && !rq->route->access_log)
 		return;
 	log_begin(&l, LOG_INFO, "request");
@@ -922,24 +642,24 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 	log_str(&l, "method", rq->method);
 	log_strn(&l, "path", rq->target, strcspn(rq->target, "?")); /* the query may carry data: not logged */
 	log_str(&l, "route", rq->route ? rq->route->name : NULL);
-	log_int(&l, "status", rq->final_status);
-	if (rq->up_status)
-		log_int(&l, "upstream_status", rq->up_status);
+	log_int(&l, "status", rq->resp.final_status);
+	if (rq->resp.status)
+		log_int(&l, "upstream_status", rq->resp.status);
 	if (rq->local.set && rq->local.code)
 		log_str(&l, "error", rq->local.code);
-	log_str(&l, "diagnosis", rq->diagnosis);
+	log_str(&l, "diagnosis", rq->diag.code);
 	log_int(&l, "duration_ms", now - rq->t_start_ms);
 	log_int(&l, "token_wait_ms", rq->t_parked_ms);
-	log_int(&l, "bytes_in", (long long)rq->bytes_in);
-	log_int(&l, "bytes_out", (long long)rq->bytes_out);
+	log_int(&l, "bytes_in", (long long)rq->cl.bytes_in);
+	log_int(&l, "bytes_out", (long long)rq->resp.bytes_out);
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		log_str(&l, "termination",
 			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED   ? "client_timeout"
 			: toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT    ? "client_abort"
 			: toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
 									: "error");
-	if (rq->upstream_done && rq->upstream_result != CURLE_OK && rq->headers_ready)
-		log_str(&l, "upstream_error", rq->curl_err[0] ? rq->curl_err : curl_easy_strerror(rq->upstream_result));
+	if (rq->us.done && rq->us.result != CURLE_OK && rq->resp.headers_ready)
+		log_str(&l, "upstream_error", rq->us.curl_err[0] ? rq->us.curl_err : curl_easy_strerror(rq->us.result));
 	log_end(&l);
 }
 
@@ -951,7 +671,7 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 	if (!rq || rq->magic != REQUEST_MAGIC)
 		return;
 	*con_cls = NULL;
-	rq->client_gone = true;
+	rq->cl.gone = true;
 	park_unlink(w, rq);
 	throttle_request_done(rq); /* leaves its gate's queue, frees its slot */
 	relay_abort(rq);           /* client gone mid-transfer: stop the upstream side too */
@@ -960,7 +680,7 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 	 * it may leave body bytes unread, and then the close lingers */
 	conntrack_request_done(rq->conn, clock_now_ms(),
 			       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !(rq->local.set && rq->local.close) &&
-				   (!rq->has_body || rq->up_eof));
+				   (!rq->cl.has_body || rq->cl.up_eof));
 	all_unlink(w, rq);
 	w->inflight--;
 	metrics_inflight(-1);
@@ -972,9 +692,9 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 void proxy_token_event(struct worker *w)
 {
 	long long now = clock_now_ms();
-	struct request *rq = w->parked, *next;
+	struct request *rq = LIST_FIRST(&w->parked), *next;
 	for (; rq; rq = next) {
-		next = rq->park_next;
+		next = LIST_NEXT(rq, park_link);
 		start_with_token(rq, now);
 		if (rq->state != RQ_PARKED || rq->local.set) {
 			park_unlink(w, rq);
@@ -992,10 +712,10 @@ static void throttle_go(struct request *rq, long long now)
 
 void proxy_check_deadlines(struct worker *w, long long now_ms)
 {
-	struct request *rq = w->parked, *next;
+	struct request *rq = LIST_FIRST(&w->parked), *next;
 	throttle_poll(w, now_ms, throttle_go);
 	for (; rq; rq = next) {
-		next = rq->park_next;
+		next = LIST_NEXT(rq, park_link);
 		if (rq->park_deadline_ms > now_ms)
 			continue;
 		park_unlink(w, rq);
@@ -1010,7 +730,8 @@ void proxy_check_deadlines(struct worker *w, long long now_ms)
 long long proxy_next_deadline(const struct worker *w)
 {
 	long long best = throttle_next_deadline(w);
-	for (const struct request *rq = w->parked; rq; rq = rq->park_next)
+	const struct request *rq;
+	LIST_FOREACH (rq, &w->parked, park_link)
 		if (!best || rq->park_deadline_ms < best)
 			best = rq->park_deadline_ms;
 	return best;
@@ -1018,7 +739,8 @@ long long proxy_next_deadline(const struct worker *w)
 
 void proxy_abort_all(struct worker *w)
 {
-	for (struct request *rq = w->all; rq; rq = rq->all_next) {
+	struct request *rq;
+	LIST_FOREACH (rq, &w->all, all_link) {
 		park_unlink(w, rq);
 		relay_abort(rq);
 		if (rq->state != RQ_RESPONDED && !rq->local.set) {

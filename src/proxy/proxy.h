@@ -1,7 +1,8 @@
 /*
  * proxy.h - the inbound side of a proxied request: libmicrohttpd callbacks,
- * request validation, route and token selection, and the answers the proxy
- * gives itself (problem+json). All functions run on the worker's thread.
+ * request validation, route and token selection, and the choice of the
+ * answer (answer.c builds and queues it). All functions run on the
+ * worker's thread.
  */
 #ifndef S2S_PROXY_H
 #define S2S_PROXY_H

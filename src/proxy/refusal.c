@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "diag/diag.h"
 #include "diag/diaglog.h"
@@ -17,6 +16,7 @@
 #include "token/token.h"
 #include "util/clock.h"
 #include "proxy/worker.h"
+#include "util/wipe.h"
 
 /*
  * Bytes of a 400/401/403 body to collect before answering. Below
@@ -26,17 +26,17 @@
  */
 static size_t peek_limit(const struct request *rq)
 {
-	size_t cap = rq->down.cap > CURL_MAX_WRITE_SIZE ? rq->down.cap - CURL_MAX_WRITE_SIZE : 0;
+	size_t cap = rq->resp.down.cap > CURL_MAX_WRITE_SIZE ? rq->resp.down.cap - CURL_MAX_WRITE_SIZE : 0;
 	return cap < REFUSAL_PEEK_MAX ? cap : REFUSAL_PEEK_MAX;
 }
 
 bool refusal_holding(const struct request *rq)
 {
-	if (!diag_upstream_status_wanted(rq->up_status) || rq->is_head || rq->upstream_done)
+	if (!diag_upstream_status_wanted(rq->resp.status) || rq->is_head || rq->us.done)
 		return false;
-	if (rq->resp_length >= 0 && (int64_t)rbuf_len(&rq->down) >= rq->resp_length)
+	if (rq->resp.length >= 0 && (int64_t)rbuf_len(&rq->resp.down) >= rq->resp.length)
 		return false;
-	return rbuf_len(&rq->down) < peek_limit(rq);
+	return rbuf_len(&rq->resp.down) < peek_limit(rq);
 }
 
 static size_t ring_peek(const struct rbuf *rb, char *out, size_t cap)
@@ -53,15 +53,7 @@ static size_t ring_peek(const struct rbuf *rb, char *out, size_t cap)
 
 size_t refusal_peek(const struct request *rq, char *out, size_t cap)
 {
-	return rq->down.data ? ring_peek(&rq->down, out, cap) : 0;
-}
-
-const char *refusal_header(const struct request *rq, const char *name)
-{
-	for (unsigned i = 0; i < rq->n_rh; i++)
-		if (strcasecmp(rq->rh_buf + rq->rh[i].name, name) == 0)
-			return rq->rh_buf + rq->rh[i].value;
-	return NULL;
+	return rq->resp.down.data ? ring_peek(&rq->resp.down, out, cap) : 0;
 }
 
 void refusal_diagnose(struct request *rq)
@@ -71,71 +63,70 @@ void refusal_diagnose(struct request *rq)
 	char *body;
 	size_t n = 0;
 
-	if (!diag_upstream_status_wanted(rq->up_status) || !rq->route)
+	if (!diag_upstream_status_wanted(rq->resp.status) || !rq->route)
 		return;
 	body = malloc(REFUSAL_PEEK_MAX);
-	if (body && rq->down.data)
+	if (body && rq->resp.down.data)
 		n = refusal_peek(rq, body, REFUSAL_PEEK_MAX);
-	bool hit = diag_upstream(rq->route->audience_kind, rq->route->upstream.host, rq->up_status, body, n,
-				 refusal_header(rq, "WWW-Authenticate"), rq->tok ? rq->tok->claims.aud : "", &ev, &d);
+	bool hit = diag_upstream(rq->route->audience_kind, rq->route->upstream.host, rq->resp.status, body, n,
+				 request_upstream_header(rq, "WWW-Authenticate"),
+				 rq->diag.tok ? rq->diag.tok->claims.aud : "", &ev, &d);
 	free(body);
 	if (!hit)
 		return;
-	rq->diagnosis = d.code;
-	rq->diag_title = d.title;
-	rq->diag_remediation = d.remediation;
-	diaglog_upstream(clock_now_ms(), rq->route->name, rq->request_id, &d, &ev, rq->tok ? &rq->tok->claims : NULL,
-			 rq->tok ? rq->tok->fp : NULL);
-	if (rq->up_status == 401)
-		token_reject(rq->tokens, rq->route->token_source, rq->tok_gen);
+	rq->diag.code = d.code;
+	rq->diag.title = d.title;
+	rq->diag.remediation = d.remediation;
+	diaglog_upstream(clock_now_ms(), rq->route->name, rq->request_id, &d, &ev,
+			 rq->diag.tok ? &rq->diag.tok->claims : NULL, rq->diag.tok ? rq->diag.tok->fp : NULL);
+	if (rq->resp.status == 401)
+		token_reject(rq->tokens, rq->route->token_source, rq->diag.tok_gen);
 }
 
 /* Growth is geometric; giving up (too large, out of memory) only means no replay. */
 void refusal_keep_body(struct request *rq, const char *data, size_t n)
 {
-	size_t max = rq->cfg->proxy.replay_max_body, cap = rq->replay_body ? rq->replay_len : 0;
-	if (rq->replay_skip || n == 0)
+	size_t max = rq->cfg->proxy.replay_max_body, cap = rq->replay.body ? rq->replay.len : 0;
+	if (rq->replay.skip || n == 0)
 		return;
 	/* a 429 was not executed, so any method may be resent after it (throttle.c) */
 	bool resendable = hdr_method_idempotent(rq->method) || (rq->route && rq->route->throttle.retries > 0);
-	if (!resendable || rq->replay_len + n > max) {
-		rq->replay_skip = true;
+	if (!resendable || rq->replay.len + n > max) {
+		rq->replay.skip = true;
 		goto drop;
 	}
-	for (cap = cap < 4096 ? 4096 : cap; cap < rq->replay_len + n; cap *= 2)
+	for (cap = cap < 4096 ? 4096 : cap; cap < rq->replay.len + n; cap *= 2)
 		;
-	char *nb = realloc(rq->replay_body, cap < max ? cap : max);
+	char *nb = realloc(rq->replay.body, cap < max ? cap : max);
 	if (!nb) {
-		rq->replay_skip = true;
+		rq->replay.skip = true;
 		goto drop;
 	}
-	rq->replay_body = nb;
-	memcpy(rq->replay_body + rq->replay_len, data, n);
-	rq->replay_len += n;
+	rq->replay.body = nb;
+	memcpy(rq->replay.body + rq->replay.len, data, n);
+	rq->replay.len += n;
 	return;
 drop:
-	if (rq->replay_body)
-		explicit_bzero(rq->replay_body, rq->replay_len);
-	free(rq->replay_body);
-	rq->replay_body = NULL;
-	rq->replay_len = 0;
+	wipe_free(rq->replay.body, rq->replay.len);
+	rq->replay.body = NULL;
+	rq->replay.len = 0;
 }
 
 bool refusal_body_held(const struct request *rq)
 {
 	/* a body only when all of it is kept (and so has fully arrived) */
-	return !rq->has_body || (!rq->replay_skip && rq->up_eof && rq->replay_len == rq->bytes_in);
+	return !rq->cl.has_body || (!rq->replay.skip && rq->cl.up_eof && rq->replay.len == rq->cl.bytes_in);
 }
 
 bool refusal_rewind(struct request *rq)
 {
-	if (rq->up_status != 401 || rq->replayed || !rq->route || rq->w->draining)
+	if (rq->resp.status != 401 || rq->replay.done || !rq->route || rq->w->draining)
 		return false;
-	if (!refusal_body_held(rq) || (rq->has_body && !hdr_method_idempotent(rq->method)))
+	if (!refusal_body_held(rq) || (rq->cl.has_body && !hdr_method_idempotent(rq->method)))
 		return false;
-	if (!token_reject(rq->tokens, rq->route->token_source, rq->tok_gen))
+	if (!token_reject(rq->tokens, rq->route->token_source, rq->diag.tok_gen))
 		return false;
-	rq->replayed = true;
+	rq->replay.done = true;
 	refusal_reset(rq);
 	return true;
 }
@@ -143,20 +134,20 @@ bool refusal_rewind(struct request *rq)
 void refusal_reset(struct request *rq)
 {
 	relay_abort(rq); /* drops the curl side's reference; the MHD side keeps rq */
-	rq->upstream_done = false;
-	rq->upstream_result = CURLE_OK;
-	rq->curl_err[0] = '\0';
-	rq->up_status = 0;
-	rq->headers_ready = rq->in_body = false;
-	rq->n_rh = 0;
-	rq->rh_len = 0;
-	rq->rh_overflow = false;
-	rq->resp_length = -1;
-	rq->pause_bits = 0;
-	rq->down.head = rq->down.len = 0;
-	rq->up.head = rq->up.len = 0;
-	rq->up_sent = 0;
-	rq->replay_pos = 0;
-	rq->replay_feed = rq->has_body;
+	rq->us.done = false;
+	rq->us.result = CURLE_OK;
+	rq->us.curl_err[0] = '\0';
+	rq->resp.status = 0;
+	rq->resp.headers_ready = rq->resp.in_body = false;
+	rq->resp.n_rh = 0;
+	rq->resp.rh_len = 0;
+	rq->resp.rh_overflow = false;
+	rq->resp.length = -1;
+	rq->us.pause_bits = 0;
+	rq->resp.down.head = rq->resp.down.len = 0;
+	rq->cl.up.head = rq->cl.up.len = 0;
+	rq->us.body_sent = 0;
+	rq->replay.pos = 0;
+	rq->replay.feed = rq->cl.has_body;
 	rq->state = RQ_NEW;
 }

@@ -21,10 +21,7 @@ bool refusal_holding(const struct request *rq);
 /* Copy the unread response body (up to cap) without consuming it. */
 size_t refusal_peek(const struct request *rq, char *out, size_t cap);
 
-/* Value of an upstream response header, or NULL. */
-const char *refusal_header(const struct request *rq, const char *name);
-
-/* Diagnose a 400/401/403 (sets rq->diagnosis etc.), log it and, after a
+/* Diagnose a 400/401/403 (sets rq->diag.code etc.), log it and, after a
  * 401, drop the rejected token. A no-op for other statuses. */
 void refusal_diagnose(struct request *rq);
 

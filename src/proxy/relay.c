@@ -2,7 +2,7 @@
  * relay.c - the upstream transfer of a request, on libcurl.
  *
  * Bodies stream through two bounded rings (request.up, request.down).
- * Backpressure is pause/resume on both sides (c-style-and-design.md B.3.3):
+ * Backpressure is pause/resume on both sides (internals.md section 2):
  * when a ring is full the producer stops (curl: CURL_WRITEFUNC_PAUSE; MHD:
  * leave upload bytes unconsumed and suspend), and the consumer undoes the
  * stop once there is room again. Every pause and suspension is bounded by
@@ -17,6 +17,7 @@
 
 #include "proxy/bridge.h"
 #include "util/log.h"
+#include "util/slist.h"
 #include "proxy/request.h"
 #include "tls/tlsca.h"
 #include "tls/tlsin.h"
@@ -34,22 +35,22 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 	struct request *rq = ud;
 	if (rq->bx) /* a bridged SOAP body, sent from memory */
 		return bridge_on_read(rq, buf, size * nitems);
-	if (rq->replay_feed) { /* a replay after a 401: the kept copy, all there */
-		size_t left = rq->replay_len - rq->replay_pos, k = size * nitems < left ? size * nitems : left;
-		memcpy(buf, rq->replay_body + rq->replay_pos, k);
-		rq->replay_pos += k;
-		rq->up_sent += k;
+	if (rq->replay.feed) { /* a replay after a 401: the kept copy, all there */
+		size_t left = rq->replay.len - rq->replay.pos, k = size * nitems < left ? size * nitems : left;
+		memcpy(buf, rq->replay.body + rq->replay.pos, k);
+		rq->replay.pos += k;
+		rq->us.body_sent += k;
 		return k; /* 0 at the end: EOF */
 	}
-	size_t n = rbuf_read(&rq->up, buf, size * nitems);
+	size_t n = rbuf_read(&rq->cl.up, buf, size * nitems);
 	if (n > 0) {
-		rq->up_sent += n;
+		rq->us.body_sent += n;
 		request_resume(rq); /* MHD may be waiting for room to store more */
 		return n;
 	}
-	if (rq->up_eof)
+	if (rq->cl.up_eof)
 		return 0;
-	rq->pause_bits |= CURLPAUSE_SEND;
+	rq->us.pause_bits |= CURLPAUSE_SEND;
 	return CURL_READFUNC_PAUSE;
 }
 
@@ -61,11 +62,11 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 	struct request *rq = ud;
 	if (rq->bx && origin == SEEK_SET && offset == 0)
 		return bridge_on_seek(rq);
-	if (origin == SEEK_SET && offset == 0 && rq->up_sent == 0)
+	if (origin == SEEK_SET && offset == 0 && rq->us.body_sent == 0)
 		return CURL_SEEKFUNC_OK;
-	if (origin == SEEK_SET && offset == 0 && rq->replay_feed) { /* the kept copy can be rewound */
-		rq->replay_pos = 0;
-		rq->up_sent = 0;
+	if (origin == SEEK_SET && offset == 0 && rq->replay.feed) { /* the kept copy can be rewound */
+		rq->replay.pos = 0;
+		rq->us.body_sent = 0;
 		return CURL_SEEKFUNC_OK;
 	}
 	return CURL_SEEKFUNC_CANTSEEK;
@@ -84,8 +85,8 @@ static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_por
 {
 	struct request *rq = ud;
 	(void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
-	if (rq->up_attempts++ > 0 && !hdr_method_idempotent(rq->method)) {
-		rq->resend_refused = true;
+	if (rq->us.attempts++ > 0 && !hdr_method_idempotent(rq->method)) {
+		rq->us.resend_refused = true;
 		return CURL_PREREQFUNC_ABORT;
 	}
 	return CURL_PREREQFUNC_OK;
@@ -95,68 +96,68 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
 {
 	struct request *rq = ud;
 	size_t n = size * nmemb;
-	if (rq->client_gone)
+	if (rq->cl.gone)
 		return 0; /* ends the transfer with CURLE_WRITE_ERROR */
 	if (rq->bx)       /* collected whole, converted at the end */
 		return bridge_on_write(rq, data, n);
-	if (rbuf_space(&rq->down) < n) {
-		rq->pause_bits |= CURLPAUSE_RECV;
+	if (rbuf_space(&rq->resp.down) < n) {
+		rq->us.pause_bits |= CURLPAUSE_RECV;
 		return CURL_WRITEFUNC_PAUSE; /* curl keeps the bytes and re-delivers them */
 	}
-	rbuf_write(&rq->down, data, n);
+	rbuf_write(&rq->resp.down, data, n);
 	request_resume(rq); /* the client side looks again (no-op unless suspended) */
 	return n;
 }
 
 static void headers_reset(struct request *rq)
 {
-	rq->rh_len = 0;
-	rq->n_rh = 0;
-	rq->rh_overflow = false;
-	rq->resp_length = -1;
+	rq->resp.rh_len = 0;
+	rq->resp.n_rh = 0;
+	rq->resp.rh_overflow = false;
+	rq->resp.length = -1;
 }
 
 /* Grow the header store to hold at least `need` bytes (doubling, capped). */
 static bool headers_grow(struct request *rq, size_t need)
 {
-	size_t cap = rq->rh_cap ? rq->rh_cap : 2048;
+	size_t cap = rq->resp.rh_cap ? rq->resp.rh_cap : 2048;
 	while (cap < need)
 		cap *= 2;
 	if (cap > RESP_HEADERS_MAX)
 		cap = RESP_HEADERS_MAX;
-	char *nb = realloc(rq->rh_buf, cap);
+	char *nb = realloc(rq->resp.rh_buf, cap);
 	if (!nb)
 		return false;
-	rq->rh_buf = nb;
-	rq->rh_cap = cap;
+	rq->resp.rh_buf = nb;
+	rq->resp.rh_cap = cap;
 	return true;
 }
 
 /* Append "name\0value\0" to the header store; false if over the cap. */
 static bool headers_add(struct request *rq, const char *name, size_t nl, const char *val, size_t vl)
 {
-	size_t need = rq->rh_len + nl + vl + 2;
-	if (rq->n_rh >= RESP_HEADERS_COUNT || need > RESP_HEADERS_MAX)
+	size_t need = rq->resp.rh_len + nl + vl + 2;
+	if (rq->resp.n_rh >= RESP_HEADERS_COUNT || need > RESP_HEADERS_MAX)
 		return false;
-	if (need > rq->rh_cap && !headers_grow(rq, need))
+	if (need > rq->resp.rh_cap && !headers_grow(rq, need))
 		return false;
-	if (rq->n_rh == rq->rh_slots) { /* the index grows with the answer: most have about ten fields */
-		unsigned slots = rq->rh_slots ? rq->rh_slots * 2 : 16;
-		struct resp_header *grown = realloc(rq->rh, slots * sizeof *grown);
+	if (rq->resp.n_rh == rq->resp.rh_slots) { /* the index grows with the answer: most have about ten fields */
+		unsigned slots = rq->resp.rh_slots ? rq->resp.rh_slots * 2 : 16;
+		struct resp_header *grown = realloc(rq->resp.rh, slots * sizeof *grown);
 		if (!grown)
 			return false;
-		rq->rh = grown;
-		rq->rh_slots = slots;
+		rq->resp.rh = grown;
+		rq->resp.rh_slots = slots;
 	}
-	char *b = rq->rh_buf + rq->rh_len;
+	char *b = rq->resp.rh_buf + rq->resp.rh_len;
 	memcpy(b, name, nl);
 	b[nl] = '\0';
 	memcpy(b + nl + 1, val, vl);
 	b[nl + 1 + vl] = '\0';
-	rq->rh[rq->n_rh].name = (uint32_t)rq->rh_len;
-	rq->rh[rq->n_rh].value = (uint32_t)(rq->rh_len + nl + 1);
-	rq->n_rh++;
-	rq->rh_len += nl + vl + 2;
+	rq->resp.rh[rq->resp.n_rh].name = (uint32_t)rq->resp.rh_len;
+	rq->resp.rh[rq->resp.n_rh].value = (uint32_t)(rq->resp.rh_len + nl + 1);
+	rq->resp.n_rh++;
+	rq->resp.rh_len += nl + vl + 2;
 	return true;
 }
 
@@ -164,14 +165,14 @@ static bool headers_add(struct request *rq, const char *name, size_t nl, const c
  * with one space. Only the last stored header can be extended in place. */
 static bool headers_fold(struct request *rq, const char *val, size_t vl)
 {
-	if (rq->n_rh == 0 || rq->rh_len + vl + 1 > RESP_HEADERS_MAX)
+	if (rq->resp.n_rh == 0 || rq->resp.rh_len + vl + 1 > RESP_HEADERS_MAX)
 		return false;
-	if (rq->rh_len + vl + 1 > rq->rh_cap && !headers_grow(rq, rq->rh_len + vl + 1))
+	if (rq->resp.rh_len + vl + 1 > rq->resp.rh_cap && !headers_grow(rq, rq->resp.rh_len + vl + 1))
 		return false;
-	rq->rh_buf[rq->rh_len - 1] = ' ';
-	memcpy(rq->rh_buf + rq->rh_len, val, vl);
-	rq->rh_buf[rq->rh_len + vl] = '\0';
-	rq->rh_len += vl + 1;
+	rq->resp.rh_buf[rq->resp.rh_len - 1] = ' ';
+	memcpy(rq->resp.rh_buf + rq->resp.rh_len, val, vl);
+	rq->resp.rh_buf[rq->resp.rh_len + vl] = '\0';
+	rq->resp.rh_len += vl + 1;
 	return true;
 }
 
@@ -190,28 +191,28 @@ static void header_line(struct request *rq, const char *line, size_t n)
 	if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) { /* a new status line: 1xx or final */
 		headers_reset(rq);
 		const char *sp = memchr(line, ' ', n);
-		rq->up_status = sp ? strtol(sp + 1, NULL, 10) : 0;
+		rq->resp.status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		return;
 	}
 	const char *v = line;
 	size_t vl = n;
 	trim(&v, &vl);
 	if (vl == 0) { /* end of the header block */
-		if (rq->up_status >= 200) {
-			rq->headers_ready = true;
-			rq->in_body = true;
+		if (rq->resp.status >= 200) {
+			rq->resp.headers_ready = true;
+			rq->resp.in_body = true;
 			request_resume(rq);
 		}
 		return;
 	}
 	if (line[0] == ' ' || line[0] == '\t') {
 		if (!headers_fold(rq, v, vl))
-			rq->rh_overflow = true;
+			rq->resp.rh_overflow = true;
 		return;
 	}
 	const char *colon = memchr(line, ':', n);
 	if (!colon || colon == line || !hdr_name_ok(line, (size_t)(colon - line))) {
-		rq->rh_overflow = true; /* malformed: refuse the response rather than guess */
+		rq->resp.rh_overflow = true; /* malformed: refuse the response rather than guess */
 		return;
 	}
 	size_t nl = (size_t)(colon - line);
@@ -219,16 +220,16 @@ static void header_line(struct request *rq, const char *line, size_t n)
 	vl = n - nl - 1;
 	trim(&v, &vl);
 	if (nl == 14 && strncasecmp(line, "Content-Length", 14) == 0 && vl > 0 && vl < 20)
-		rq->resp_length = strtoll(v, NULL, 10);
+		rq->resp.length = strtoll(v, NULL, 10);
 	if (!headers_add(rq, line, nl, v, vl))
-		rq->rh_overflow = true;
+		rq->resp.rh_overflow = true;
 }
 
 static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
 {
 	struct request *rq = ud;
 	size_t n = size * nitems;
-	if (rq->in_body)
+	if (rq->resp.in_body)
 		return n; /* trailers of a chunked response are not forwarded */
 	header_line(rq, line, n);
 	return n;
@@ -244,12 +245,8 @@ struct hdr_build {
 
 static void add_header(struct hdr_build *b, const char *line)
 {
-	struct curl_slist *n = curl_slist_append(b->list, line);
-	if (!n) {
+	if (!slist_add(&b->list, line))
 		b->failed = true;
-		return;
-	}
-	b->list = n;
 }
 
 /* "name: value" (or "name;" for an empty value, curl's spelling) into the
@@ -280,7 +277,7 @@ static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, co
 {
 	struct hdr_build *b = cls;
 	(void)kind;
-	if (!value || !hdr_request_forwardable(name, b->rq->conn_tokens))
+	if (!value || !hdr_request_forwardable(name, b->rq->cl.conn_tokens))
 		return MHD_YES;
 	if (b->rq->bx && !bridge_forward_header(name))
 		return MHD_YES; /* the bridge sets these for the converted body */
@@ -312,14 +309,14 @@ static struct curl_slist *build_headers(struct request *rq, const char *auth_hea
 		if (rq->corr_generated & (1u << i)) {
 			snprintf(line, sizeof line, "%s: %s", corr[i], rq->corr[i]);
 			add_header(&b, line);
-		} else if (hdr_list_contains(rq->conn_tokens, corr[i])) {
+		} else if (hdr_list_contains(rq->cl.conn_tokens, corr[i])) {
 			snprintf(line, sizeof line, "%s: %s", corr[i], rq->request_id);
 			add_header(&b, line);
 		}
-	add_header(&b, "Expect:"); /* MHD answered 100-continue already (B.7 #11) */
-	if (!rq->client_sent_accept)
+	add_header(&b, "Expect:"); /* MHD answered 100-continue already (internals.md L-CURL-5) */
+	if (!rq->cl.sent_accept)
 		add_header(&b, "Accept:"); /* or curl invents Accept: star/star */
-	if (!rq->client_sent_content_type)
+	if (!rq->cl.sent_content_type)
 		add_header(&b, "Content-Type:"); /* or curl invents a form type for an in-memory body */
 	if (b.failed) {
 		curl_slist_free_all(b.list);
@@ -343,8 +340,8 @@ static bool method_wants_body(const char *m)
  */
 static bool body_in_memory(const struct request *rq)
 {
-	return rq->has_body && !rq->bx && !rq->replay_feed && !rq->is_head && rq->up_eof && rq->body_len >= 0 &&
-	       rq->up.head == 0 && (int64_t)rq->up.len == rq->body_len;
+	return rq->cl.has_body && !rq->bx && !rq->replay.feed && !rq->is_head && rq->cl.up_eof &&
+	       rq->cl.body_len >= 0 && rq->cl.up.head == 0 && (int64_t)rq->cl.up.len == rq->cl.body_len;
 }
 
 #define SETOPT(h, opt, val)                                                                                            \
@@ -364,8 +361,8 @@ static int setup_easy(struct request *rq, CURL *h, const char *url)
 	SETOPT(h, CURLOPT_PROTOCOLS_STR, plain ? "http" : "https");
 	SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
 	SETOPT(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-	SETOPT(h, CURLOPT_HTTPHEADER, rq->up_headers);
-	SETOPT(h, CURLOPT_ERRORBUFFER, rq->curl_err);
+	SETOPT(h, CURLOPT_HTTPHEADER, rq->us.headers);
+	SETOPT(h, CURLOPT_ERRORBUFFER, rq->us.curl_err);
 	SETOPT(h, CURLOPT_WRITEFUNCTION, on_write);
 	SETOPT(h, CURLOPT_WRITEDATA, rq);
 	SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -389,11 +386,11 @@ static int setup_easy(struct request *rq, CURL *h, const char *url)
 		SETOPT(h, CURLOPT_CUSTOMREQUEST, rq->method);
 	}
 	if (body_in_memory(rq)) {
-		SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->up.len);
-		SETOPT(h, CURLOPT_POSTFIELDS, rq->up.len ? rq->up.data : "");
+		SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->cl.up.len);
+		SETOPT(h, CURLOPT_POSTFIELDS, rq->cl.up.len ? rq->cl.up.data : "");
 		SETOPT(h, CURLOPT_CUSTOMREQUEST, rq->method); /* POSTFIELDS implies POST */
-		rq->up_sent = rq->up.len;
-	} else if (rq->has_body || method_wants_body(rq->method)) {
+		rq->us.body_sent = rq->cl.up.len;
+	} else if (rq->cl.has_body || method_wants_body(rq->method)) {
 		/* UPLOAD streams from on_read; the custom method keeps the verb. */
 		SETOPT(h, CURLOPT_UPLOAD, 1L);
 		SETOPT(h, CURLOPT_CUSTOMREQUEST, rq->method);
@@ -401,7 +398,7 @@ static int setup_easy(struct request *rq, CURL *h, const char *url)
 		SETOPT(h, CURLOPT_READDATA, rq);
 		SETOPT(h, CURLOPT_SEEKFUNCTION, on_seek);
 		SETOPT(h, CURLOPT_SEEKDATA, rq);
-		SETOPT(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)(rq->has_body ? rq->body_len : 0));
+		SETOPT(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)(rq->cl.has_body ? rq->cl.body_len : 0));
 	}
 	return 0;
 fail:
@@ -424,28 +421,28 @@ int relay_start(struct request *rq, const char *auth_header)
 				  "the upstream URL would exceed the limit");
 		return -1;
 	}
-	if (!rq->down.data && pool_ring_get(&rq->w->pool, &rq->down, relay_ring_bytes(rq->cfg)) < 0)
+	if (!rq->resp.down.data && pool_ring_get(&rq->w->pool, &rq->resp.down, relay_ring_bytes(rq->cfg)) < 0)
 		goto oom;
 	headers_reset(rq);
-	rq->up_attempts = 0;
-	rq->resend_refused = false;
-	rq->up_headers = build_headers(rq, auth_header);
-	if (!rq->up_headers)
+	rq->us.attempts = 0;
+	rq->us.resend_refused = false;
+	rq->us.headers = build_headers(rq, auth_header);
+	if (!rq->us.headers)
 		goto oom;
-	rq->easy = pool_easy_get(&rq->w->pool);
-	if (!rq->easy || setup_easy(rq, rq->easy, url) < 0)
+	rq->us.easy = pool_easy_get(&rq->w->pool);
+	if (!rq->us.easy || setup_easy(rq, rq->us.easy, url) < 0)
 		goto oom;
-	if (curl_multi_add_handle(rq->w->multi, rq->easy) != CURLM_OK)
+	if (curl_multi_add_handle(rq->w->multi, rq->us.easy) != CURLM_OK)
 		goto oom;
-	rq->in_multi = true;
+	rq->us.in_multi = true;
 	request_ref(rq); /* the curl side's reference, dropped in relay_done/relay_abort */
 	rq->w->curl_dirty = true;
 	return 0;
 oom:
-	pool_easy_put(&rq->w->pool, rq->easy);
-	rq->easy = NULL;
-	curl_slist_free_all(rq->up_headers);
-	rq->up_headers = NULL;
+	pool_easy_put(&rq->w->pool, rq->us.easy);
+	rq->us.easy = NULL;
+	curl_slist_free_all(rq->us.headers);
+	rq->us.headers = NULL;
 	request_set_local(rq, 500, "internal_error", "Internal error", "out of memory starting the upstream request");
 	return -1;
 }
@@ -453,14 +450,14 @@ oom:
 /* Detach the easy handle from the multi and free it; drops the curl ref. */
 static void release_easy(struct request *rq)
 {
-	if (rq->in_multi) {
-		curl_multi_remove_handle(rq->w->multi, rq->easy);
-		rq->in_multi = false;
+	if (rq->us.in_multi) {
+		curl_multi_remove_handle(rq->w->multi, rq->us.easy);
+		rq->us.in_multi = false;
 	}
-	pool_easy_put(&rq->w->pool, rq->easy); /* reset there: nothing of this request survives */
-	rq->easy = NULL;
-	curl_slist_free_all(rq->up_headers);
-	rq->up_headers = NULL;
+	pool_easy_put(&rq->w->pool, rq->us.easy); /* reset there: nothing of this request survives */
+	rq->us.easy = NULL;
+	curl_slist_free_all(rq->us.headers);
+	rq->us.headers = NULL;
 	request_unref(rq);
 }
 
@@ -470,37 +467,37 @@ void relay_done(struct worker *w, CURL *easy, CURLcode result)
 	(void)w;
 	if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&rq) != CURLE_OK || !rq || rq->magic != REQUEST_MAGIC)
 		return;
-	rq->upstream_done = true;
-	rq->upstream_result = result;
-	if (result == CURLE_OK && !rq->headers_ready)
-		rq->upstream_result = CURLE_WEIRD_SERVER_REPLY;
+	rq->us.done = true;
+	rq->us.result = result;
+	if (result == CURLE_OK && !rq->resp.headers_ready)
+		rq->us.result = CURLE_WEIRD_SERVER_REPLY;
 	release_easy(rq); /* rq stays alive: the MHD side still holds a reference */
 	request_resume(rq);
 }
 
 void relay_abort(struct request *rq)
 {
-	if (!rq || !rq->in_multi)
+	if (!rq || !rq->us.in_multi)
 		return;
-	rq->upstream_done = true;
-	if (rq->upstream_result == CURLE_OK)
-		rq->upstream_result = CURLE_ABORTED_BY_CALLBACK;
+	rq->us.done = true;
+	if (rq->us.result == CURLE_OK)
+		rq->us.result = CURLE_ABORTED_BY_CALLBACK;
 	release_easy(rq);
 }
 
 void relay_unpause(struct request *rq)
 {
-	if (!rq->in_multi || !rq->pause_bits)
+	if (!rq->us.in_multi || !rq->us.pause_bits)
 		return;
-	unsigned bits = rq->pause_bits;
-	if ((bits & CURLPAUSE_SEND) && (rbuf_len(&rq->up) > 0 || rq->up_eof))
+	unsigned bits = rq->us.pause_bits;
+	if ((bits & CURLPAUSE_SEND) && (rbuf_len(&rq->cl.up) > 0 || rq->cl.up_eof))
 		bits &= ~(unsigned)CURLPAUSE_SEND;
-	if ((bits & CURLPAUSE_RECV) && rbuf_space(&rq->down) >= DOWN_RESUME_ROOM)
+	if ((bits & CURLPAUSE_RECV) && rbuf_space(&rq->resp.down) >= DOWN_RESUME_ROOM)
 		bits &= ~(unsigned)CURLPAUSE_RECV;
-	if (bits == rq->pause_bits)
+	if (bits == rq->us.pause_bits)
 		return;
 	/* Set the state first: unpausing receive re-enters on_write at once. */
-	rq->pause_bits = bits;
-	curl_easy_pause(rq->easy, (int)bits);
+	rq->us.pause_bits = bits;
+	curl_easy_pause(rq->us.easy, (int)bits);
 	rq->w->curl_dirty = true;
 }

@@ -6,9 +6,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proxy/throttle.h"
 #include "proxy/worker.h"
+#include "util/wipe.h"
 
 struct request *request_new(struct worker *w, const char *target)
 {
@@ -29,8 +31,8 @@ struct request *request_new(struct worker *w, const char *target)
 	rq->gen = w->gen;
 	if (rq->gen != NULL)
 		atomic_fetch_add(&rq->gen->refs, 1);
-	rq->body_len = -1;
-	rq->resp_length = -1;
+	rq->cl.body_len = -1;
+	rq->resp.length = -1;
 	return rq;
 }
 
@@ -50,16 +52,14 @@ void request_unref(struct request *rq)
 	if (--rq->refs > 0)
 		return;
 	throttle_request_done(rq); /* normally done at MHD's completion already */
-	pool_ring_put(&rq->w->pool, &rq->up);
-	if (rq->replay_body)
-		explicit_bzero(rq->replay_body, rq->replay_len); /* request bodies may carry personal data */
-	free(rq->replay_body);
-	pool_ring_put(&rq->w->pool, &rq->down);
-	free(rq->rh_buf);
-	free(rq->rh);
+	pool_ring_put(&rq->w->pool, &rq->cl.up);
+	wipe_free(rq->replay.body, rq->replay.len); /* request bodies may carry personal data */
+	pool_ring_put(&rq->w->pool, &rq->resp.down);
+	free(rq->resp.rh_buf);
+	free(rq->resp.rh);
 	if (rq->bx && rq->bx_free)
 		rq->bx_free(rq->bx);
-	tok_info_unref(rq->tok);
+	tok_info_unref(rq->diag.tok);
 	free(rq->target);
 	if (rq->gen != NULL)
 		atomic_fetch_sub(&rq->gen->refs, 1);
@@ -78,19 +78,27 @@ void request_set_local(struct request *rq, int status, const char *code, const c
 	rq->local.detail[n] = '\0';
 }
 
+const char *request_upstream_header(const struct request *rq, const char *name)
+{
+	for (unsigned i = 0; i < rq->resp.n_rh; i++)
+		if (strcasecmp(rq->resp.rh_buf + rq->resp.rh[i].name, name) == 0)
+			return rq->resp.rh_buf + rq->resp.rh[i].value;
+	return NULL;
+}
+
 void request_resume(struct request *rq)
 {
-	if (!rq->mhd_suspended || rq->client_gone)
+	if (!rq->cl.suspended || rq->cl.gone)
 		return;
-	rq->mhd_suspended = false;
+	rq->cl.suspended = false;
 	MHD_resume_connection(rq->conn);
-	rq->w->mhd_dirty = true; /* external mode: MHD must run again (B.7 #2) */
+	rq->w->mhd_dirty = true; /* external mode: MHD must run again (internals.md L-MHD-2) */
 }
 
 void request_suspend(struct request *rq)
 {
-	if (rq->mhd_suspended)
+	if (rq->cl.suspended)
 		return;
-	rq->mhd_suspended = true;
+	rq->cl.suspended = true;
 	MHD_suspend_connection(rq->conn);
 }

@@ -16,6 +16,7 @@
 #include <microhttpd.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "http/hdr.h"
 #include "token/jwt.h"
@@ -82,6 +83,95 @@ struct resp_header {
 	uint32_t value;
 };
 
+/* Client side: the inbound request as libmicrohttpd delivers it. Written by
+ * proxy.c (header examination, the body callback) and request.c (suspend
+ * state); the bridge (bridge.c) sets has_body/body_len/bytes_in for the
+ * body it builds itself. Read by relay.c (forwarded headers, the up ring)
+ * and refusal.c (whether the body can be replayed). */
+struct rq_client {
+	struct hdr_framing framing;
+	char conn_tokens[512]; /* the client's Connection header value(s), joined */
+	bool conn_tokens_overflow;
+	bool bad_header_name;
+	bool bad_header_value;
+	size_t header_bytes; /* the request's header block, as received */
+	unsigned n_headers;  /* its header fields */
+	bool sent_accept;
+	bool sent_content_type;
+	bool has_body;
+	int64_t body_len;    /* -1 = chunked */
+	struct rbuf up;      /* request body: client -> upstream */
+	bool up_eof;         /* the client's body is complete */
+	bool start_deferred; /* the upstream request waits for the whole (small) body */
+	uint64_t bytes_in;
+	bool suspended; /* MHD connection suspended (request.c only) */
+	bool gone;      /* MHD reported the connection closed */
+};
+
+/* Upstream side: the libcurl transfer. Written by relay.c (curl callbacks,
+ * start and finish) and refusal.c (reset before a replay); the bridge
+ * (bridge.c) advances body_sent for its own body. Read by proxy.c,
+ * answer.c and bridge.c to decide and build the answer. */
+struct rq_upstream {
+	CURL *easy;
+	bool in_multi;
+	struct curl_slist *headers;
+	unsigned pause_bits; /* CURLPAUSE_SEND / CURLPAUSE_RECV currently set */
+	uint64_t body_sent;  /* request body bytes handed to curl */
+	bool done;
+	unsigned attempts;   /* times curl was about to send this request (its pre-request callback) */
+	bool resend_refused; /* curl wanted to send a non-idempotent request a second time */
+	CURLcode result;
+	char curl_err[CURL_ERROR_SIZE];
+};
+
+/* Response: upstream -> client. Written by relay.c (header and body
+ * callbacks), refusal.c (reset before a replay) and answer.c (the answer
+ * queued: bytes_out, final_status); bridge.c sets bytes_out and
+ * final_status for the answers it builds. Read by answer.c to build the MHD response and by proxy.c to
+ * decide it and log the request. */
+struct rq_response {
+	long status; /* the upstream's status */
+	bool headers_ready;
+	bool in_body; /* final headers seen; later header lines are trailers */
+	char *rh_buf; /* grows up to RESP_HEADERS_MAX */
+	size_t rh_len;
+	size_t rh_cap;
+	struct resp_header *rh; /* index of rh_buf, grows up to RESP_HEADERS_COUNT; owned */
+	unsigned rh_slots;
+	unsigned n_rh;
+	bool rh_overflow;
+	int64_t length; /* upstream Content-Length, -1 unknown */
+	struct rbuf down;
+	uint64_t bytes_out;
+	int final_status; /* what the client was answered */
+};
+
+/* Replay once after a 401 with a fresh token. Written by refusal.c (keeps
+ * the body, decides and starts the replay); relay.c advances pos while the
+ * replayed transfer reads body. Freed by request.c. */
+struct rq_replay {
+	char *body; /* owned copy of the request body, NULL when none is kept */
+	size_t len; /* bytes kept */
+	size_t pos; /* bytes handed to curl during the replay */
+	bool skip;  /* body not kept: method not idempotent, or larger than replay_max_body */
+	bool feed;  /* the replayed transfer reads body, not the up ring */
+	bool done;  /* sent again once after a 401 with a fresh token */
+};
+
+/* Diagnosis (diag.c's catalogue): the token sent upstream, as claims and
+ * fingerprint only (never the token), and the catalogue entry of an
+ * upstream refusal. tok and tok_gen are written by proxy.c when the token
+ * is injected (refusal.c after a replay); code, title and remediation by
+ * refusal.c. Read by proxy.c (the log line) and answer.c (the answer's
+ * S2S-Proxy-Diagnosis header and problem+json). */
+struct rq_diag {
+	struct tok_info *tok; /* a reference, NULL when none was recorded */
+	unsigned long tok_gen;
+	const char *code;                /* static string, NULL when none */
+	const char *title, *remediation; /* with code, static strings */
+};
+
 struct request {
 	unsigned magic;
 	int refs;
@@ -113,65 +203,13 @@ struct request {
 	const struct route_cfg *route;
 	struct route_match match;
 
-	/* request body: client -> upstream */
-	struct hdr_framing framing;
-	char conn_tokens[512]; /* the client's Connection header value(s), joined */
-	bool conn_tokens_overflow;
-	bool bad_header_name;
-	bool bad_header_value;
-	size_t header_bytes; /* the request's header block, as received */
-	unsigned n_headers;  /* its header fields */
-	bool client_sent_accept;
-	bool client_sent_content_type;
-	bool has_body;
-	int64_t body_len; /* -1 = chunked */
-	struct rbuf up;
-	bool up_eof;         /* the client's body is complete */
-	bool start_deferred; /* the upstream request waits for the whole (small) body */
-	uint64_t up_sent;    /* bytes handed to curl */
-	uint64_t bytes_in;
-
-	/* upstream transfer */
-	CURL *easy;
-	bool in_multi;
-	struct curl_slist *up_headers;
-	unsigned pause_bits; /* CURLPAUSE_SEND / CURLPAUSE_RECV currently set */
-	bool upstream_done;
-	unsigned up_attempts; /* times curl was about to send this request (its pre-request callback) */
-	bool resend_refused;  /* curl wanted to send a non-idempotent request a second time */
-	CURLcode upstream_result;
-	char curl_err[CURL_ERROR_SIZE];
-
-	/* response: upstream -> client */
-	long up_status;
-	bool headers_ready;
-	bool in_body; /* final headers seen; later header lines are trailers */
-	char *rh_buf; /* grows up to RESP_HEADERS_MAX */
-	size_t rh_len;
-	size_t rh_cap;
-	struct resp_header *rh; /* index of rh_buf, grows up to RESP_HEADERS_COUNT; owned */
-	unsigned rh_slots;
-	unsigned n_rh;
-	bool rh_overflow;
-	int64_t resp_length; /* upstream Content-Length, -1 unknown */
-	struct rbuf down;
-	uint64_t bytes_out;
-	int final_status; /* what the client was answered */
-
+	struct rq_client cl;
+	struct rq_upstream us;
+	struct rq_response resp;
+	/* The local answer (request_set_local: proxy.c, relay.c, bridge.c). */
 	struct local_answer local;
-
-	/* diagnosis (diag.c): the token sent upstream, as claims and fingerprint
-	 * only (never the token), and the catalogue code of an upstream refusal */
-	struct tok_info *tok; /* a reference, NULL when none was recorded */
-	unsigned long tok_gen;
-	const char *diagnosis; /* static string, NULL when none */
-	char *replay_body;     /* owned copy of the request body for a replay, NULL when none is kept */
-	size_t replay_len;     /* bytes kept */
-	size_t replay_pos;     /* bytes handed to curl during the replay */
-	bool replay_skip;      /* body not kept: method not idempotent, or larger than replay_max_body */
-	bool replay_feed;      /* the replayed transfer reads replay_body, not the up ring */
-	bool replayed;         /* sent again once after a 401 with a fresh token */
-	const char *diag_title, *diag_remediation; /* with diagnosis, static strings */
+	struct rq_replay replay;
+	struct rq_diag diag;
 
 	/* The WS-Trust bridge's exchange (bridge.c): a buffered exchange; NULL =
 	 * streamed. bridge.c sets both; request_unref frees it through bx_free,
@@ -182,13 +220,10 @@ struct request {
 	/* Its place at its identity's gate (throttle.c), NULL until admitted. */
 	struct throttle_rq *thr;
 
-	/* MHD side */
-	bool mhd_suspended;
-	bool client_gone;
-
-	/* worker lists */
-	struct request *park_prev, *park_next;
-	struct request *all_prev, *all_next;
+	/* The worker's lists (proxy.c only): parked while waiting for a token,
+	 * and every live request. */
+	LIST_ENTRY(request) park_link;
+	LIST_ENTRY(request) all_link;
 	bool parked_linked;
 };
 
@@ -200,6 +235,10 @@ void request_unref(struct request *rq);
 /* Decide the local answer (status, catalogue code, title, detail cut to
  * fit; NULL detail = none). code and title must be static strings. */
 void request_set_local(struct request *rq, int status, const char *code, const char *title, const char *detail);
+
+/* Value of the upstream response header `name` (first of that name, any
+ * case), or NULL. Points into rq->resp.rh_buf. */
+const char *request_upstream_header(const struct request *rq, const char *name);
 
 /* Resume the MHD connection if (and only if) it is suspended. */
 void request_resume(struct request *rq);

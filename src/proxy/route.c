@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/text.h"
+
 static const char *const verdict_reasons[] = {
     [ROUTE_OK] = "ok",
     [ROUTE_NO_MATCH] = "no route matches this host and path",
@@ -28,16 +30,6 @@ const char *route_verdict_reason(enum route_verdict v)
 	if ((size_t)v < sizeof verdict_reasons / sizeof verdict_reasons[0] && verdict_reasons[v])
 		return verdict_reasons[v];
 	return "unknown";
-}
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
 }
 
 /* Is seg[0..n) "." or ".."? */
@@ -59,7 +51,7 @@ int route_path_traversal(const char *path, size_t len)
 		} else if (path[i] == '%') {
 			if (i + 2 >= len)
 				return -1; /* '%' without two hex digits */
-			int h = hexval((unsigned char)path[i + 1]), l = hexval((unsigned char)path[i + 2]);
+			int h = text_hexval((unsigned char)path[i + 1]), l = text_hexval((unsigned char)path[i + 2]);
 			if (h < 0 || l < 0)
 				return -1;
 			c = h * 16 + l;

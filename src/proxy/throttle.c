@@ -115,7 +115,7 @@ static void log_gate(const struct request *rq, const struct throttle_rq *t, bool
 	log_str(&l, "identity", t->identity);
 	log_str(&l, "route", rq->route->name);
 	if (closed) {
-		log_int(&l, "upstream_status", rq->up_status);
+		log_int(&l, "upstream_status", rq->resp.status);
 		log_int(&l, "retry_after_ms", ms);
 		log_str(&l, "limit", t->limit);
 		log_str(&l, "request_id", rq->request_id);
@@ -197,9 +197,9 @@ bool throttle_admit(struct request *rq, long long now)
 /* A throttle answer's body (kept in the down ring): collect it before deciding. */
 static bool body_pending(const struct request *rq)
 {
-	size_t have = rbuf_len(&rq->down);
-	size_t cap = rq->down.cap > CURL_MAX_WRITE_SIZE ? rq->down.cap - CURL_MAX_WRITE_SIZE : 0;
-	if (rq->is_head || rq->upstream_done || (rq->resp_length >= 0 && (int64_t)have >= rq->resp_length))
+	size_t have = rbuf_len(&rq->resp.down);
+	size_t cap = rq->resp.down.cap > CURL_MAX_WRITE_SIZE ? rq->resp.down.cap - CURL_MAX_WRITE_SIZE : 0;
+	if (rq->is_head || rq->us.done || (rq->resp.length >= 0 && (int64_t)have >= rq->resp.length))
 		return false;
 	return have < cap && have < REFUSAL_PEEK_MAX;
 }
@@ -207,13 +207,13 @@ static bool body_pending(const struct request *rq)
 static bool is_throttle_status(const struct request *rq)
 {
 	const char *ct;
-	switch (rq->up_status) {
+	switch (rq->resp.status) {
 	case 429:
 		return true;
 	case 503:
-		return refusal_header(rq, "Retry-After") != NULL;
+		return request_upstream_header(rq, "Retry-After") != NULL;
 	case 500: /* the Organization service's fault; which one, the body says */
-		ct = refusal_header(rq, "Content-Type");
+		ct = request_upstream_header(rq, "Content-Type");
 		return rq->route->audience_kind == AUD_DATAVERSE && ct && strstr(ct, "xml");
 	default:
 		return false;
@@ -228,11 +228,11 @@ static long long asked_wait(struct request *rq, struct throttle_rq *t, bool *is_
 	if (body)
 		n = refusal_peek(rq, body, REFUSAL_PEEK_MAX);
 	t->limit = gate_limit_named(body, n);
-	long long ms = gate_retry_after_ms(refusal_header(rq, "Retry-After"), (long long)time(NULL));
+	long long ms = gate_retry_after_ms(request_upstream_header(rq, "Retry-After"), (long long)time(NULL));
 	if (ms < 0)
 		ms = gate_soap_retry_ms(body, n);
 	free(body);
-	*is_throttle = rq->up_status != 500 || t->limit;
+	*is_throttle = rq->resp.status != 500 || t->limit;
 	if (ms < 0)
 		ms = GATE_DEFAULT_WAIT;
 	return ms < rq->route->throttle.max_wait_ms ? ms : rq->route->throttle.max_wait_ms;
@@ -243,8 +243,8 @@ enum throttle_step throttle_on_answer(struct request *rq, long long now)
 	struct throttle_rq *t = rq->thr;
 	if (!t || !t->gate)
 		return THROTTLE_PASS;
-	gate_ratelimit(t->gate, refusal_header(rq, "x-ms-ratelimit-burst-remaining-xrm-requests"),
-		       refusal_header(rq, "x-ms-ratelimit-time-remaining-xrm-requests"));
+	gate_ratelimit(t->gate, request_upstream_header(rq, "x-ms-ratelimit-burst-remaining-xrm-requests"),
+		       request_upstream_header(rq, "x-ms-ratelimit-time-remaining-xrm-requests"));
 	if (!is_throttle_status(rq)) {
 		if (!t->succeeded) {
 			t->succeeded = true;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/slist.h"
 #include "proxy/proxy.h"
 #include "proxy/conntrack.h"
 #include "proxy/evtag.h"
@@ -71,7 +72,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /*
  * MHD's per-connection pool holds the request (line, headers, their index)
- * and then the answer's header block (B.7 #8). libmicrohttpd 0.9.75 zeroes
+ * and then the answer's header block (internals.md L-MHD-8). libmicrohttpd 0.9.75 zeroes
  * the whole pool for every request on a kept-alive connection, and every
  * page of it stays resident per connection, so it is sized to need:
  * max_header_bytes plus room for the answer's headers. proxy.c checks that
@@ -231,7 +232,7 @@ static int start_multi(struct worker *w)
 	    curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w) != CURLM_OK)
 		return -1;
 	/* HTTP/1.1 only: a paused stream on a multiplexed connection makes curl
-	 * buffer it without bound (B.3.6). */
+	 * buffer it without bound (internals.md L-CURL-8). */
 	if (curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING) != CURLM_OK ||
 	    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, idle_pool(w)) != CURLM_OK)
 		return -1;
@@ -241,10 +242,8 @@ static int start_multi(struct worker *w)
 	if (cap > 0 && curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap) != CURLM_OK)
 		return -1;
 	for (size_t i = 0; i < w->cfg->proxy.n_connect_to; i++) {
-		struct curl_slist *n = curl_slist_append(w->connect_to, w->cfg->proxy.connect_to[i].entry);
-		if (!n)
+		if (!slist_add(&w->connect_to, w->cfg->proxy.connect_to[i].entry))
 			return -1;
-		w->connect_to = n;
 	}
 	return 0;
 }
@@ -293,6 +292,8 @@ static void ask_room(void *arg);
 int worker_init(struct worker *w, int id, const struct config *cfg, struct token_engine *tokens, int listen_fd)
 {
 	memset(w, 0, sizeof *w);
+	LIST_INIT(&w->parked);
+	LIST_INIT(&w->all);
 	w->n_workers = worker_count;
 	w->id = id;
 	w->cfg = cfg;
@@ -461,6 +462,7 @@ static void trim_when_idle(struct worker *w, long long now)
 		pool_drain(&w->pool);
 		malloc_trim(0);
 		w->busy_since_trim = false;
+		log_msg(LOG_DEBUG, "memory_returned", "worker %d idle, freed memory given back", w->id);
 	}
 }
 
@@ -565,7 +567,7 @@ static void *worker_main(void *arg)
 	}
 	/* Whatever is still in flight is cut: clients see a truncated answer or
 	 * a 503, never a hang (MHD must not be stopped with suspended
-	 * connections, B.7 #6). */
+	 * connections: internals.md L-MHD-7). */
 	proxy_abort_all(w);
 	collect_curl(w);
 	run_mhd(w);
@@ -649,7 +651,7 @@ void worker_join(struct worker *w)
 		MHD_stop_daemon(w->mhd);
 		w->mhd = NULL;
 	}
-	if (w->all)
+	if (!LIST_EMPTY(&w->all))
 		log_msg(LOG_WARN, "worker_leak", "worker %d: requests still live at stop", w->id);
 	if (w->multi) {
 		curl_multi_cleanup(w->multi);

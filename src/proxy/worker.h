@@ -1,7 +1,7 @@
 /*
  * worker.h - a worker thread: one libmicrohttpd daemon in external epoll
  * mode and one libcurl multi handle driven by a single loop, so every
- * callback of a request runs on one thread (c-style-and-design.md B.3).
+ * callback of a request runs on one thread (internals.md section 3).
  * Workers share nothing on the request path; the token engine wakes them
  * through an eventfd in the worker's epoll set.
  */
@@ -24,6 +24,8 @@
 #include "token/token.h"
 
 struct request;
+/* A list of requests (<sys/queue.h>); the links are in struct request. */
+LIST_HEAD(request_list, request);
 struct conn_track;
 struct throttle_rq;
 
@@ -67,9 +69,9 @@ struct worker {
 	atomic_bool finished;                  /* the loop has ended */
 	bool draining;
 	long long drain_deadline_ms;
-	struct request *parked;        /* waiting for a token */
+	struct request_list parked;    /* waiting for a token (request.park_link) */
 	struct throttle_rq *throttled; /* waiting at their identity's gate (throttle.c) */
-	struct request *all;           /* every live request */
+	struct request_list all;       /* every live request (request.all_link) */
 	unsigned inflight;
 	struct conntrack ct;     /* client connections, the budget, lingering closes (conntrack.c) */
 	int n_workers;           /* how many workers share max_connections */

@@ -4,7 +4,7 @@
  * (RFC 7523; Entra's "certificate credentials").
  *
  * Ownership: the private key is loaded once into a struct assertion_key and
- * never leaves this module (c-style-and-design.md B.5); callers see only the
+ * never leaves this module (internals.md L-TLS-3); callers see only the
  * signed assertion, public thumbprints and the certificate's expiry. Nothing
  * here logs key material.
  *

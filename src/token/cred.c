@@ -22,6 +22,7 @@
 #include "token/assertion.h"
 #include "util/log.h"
 #include "token/oauth.h"
+#include "util/wipe.h"
 
 #define SECRET_MAX    4096  /* client_secret_file cap */
 #define FEDERATED_MAX 16384 /* federated_token_file cap (a JWT) */
@@ -320,11 +321,7 @@ void cred_material_wipe(struct cred_material *m)
 {
 	if (m == NULL)
 		return;
-	if (m->form != NULL)
-		explicit_bzero(m->form, m->form_cap);
-	free(m->form);
-	if (m->basic != NULL)
-		explicit_bzero(m->basic, m->basic_cap);
-	free(m->basic);
+	wipe_free(m->form, m->form_cap);
+	wipe_free(m->basic, m->basic_cap);
 	memset(m, 0, sizeof *m);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "token/oauth.h"
+#include "util/slist.h"
 
 #define MI_URL_MAX    2048
 #define MI_HEADER_MAX 512
@@ -38,14 +39,12 @@ int mi_headers(const struct credential_cfg *c, struct curl_slist **list, char *w
 {
 	char line[MI_HEADER_MAX];
 	const char *h;
-	struct curl_slist *n;
+	bool added;
 	int k;
 
 	if (!c->mi_app_service) {
-		n = curl_slist_append(*list, "Metadata: true");
-		if (n == NULL)
+		if (!slist_add(list, "Metadata: true"))
 			goto nomem;
-		*list = n;
 		return 0;
 	}
 	/* Read at every request: the platform may rotate it. */
@@ -60,11 +59,10 @@ int mi_headers(const struct credential_cfg *c, struct curl_slist **list, char *w
 		snprintf(why, whycap, "IDENTITY_HEADER is longer than %d bytes", MI_HEADER_MAX - 32);
 		return -1;
 	}
-	n = curl_slist_append(*list, line);
+	added = slist_add(list, line);
 	explicit_bzero(line, sizeof line);
-	if (n == NULL)
+	if (!added)
 		goto nomem;
-	*list = n;
 	return 0;
 nomem:
 	snprintf(why, whycap, "cannot build the token request (out of memory)");

@@ -1,7 +1,7 @@
 /*
  * oauth.c - the client-credentials wire format of Microsoft Entra ID: form
  * bodies, client_secret_basic, and tolerant parsing of token and error
- * answers (microsoft-auth.md 1.7, 6).
+ * answers (internals.md W-4).
  *
  * Parsing never trusts the body: it is copied (capped) into a NUL-terminated
  * buffer for cJSON, and when that fails the raw bytes are scanned with
@@ -27,6 +27,9 @@
 #include <openssl/evp.h>
 
 #include "token/jwt.h"
+#include "util/text.h"
+#include "util/utf8.h"
+#include "util/wipe.h"
 
 #define JSON_PARSE_MAX (1024 * 1024)      /* bodies larger than this are only scanned as text */
 #define LIFETIME_MAX_S (366L * 86400)     /* longer lifetimes are clamped to this */
@@ -34,33 +37,11 @@
 
 /* ---- small string helpers ---------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-	size_t want, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		want = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		want = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		want = 4;
-	else
-		return 0;
-	if (want > n)
-		return 0;
-	for (i = 1; i < want; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return want;
-}
-
 /*
  * Copy at most n bytes of src into dst (cap bytes, always NUL-terminated):
- * control bytes become ' ', invalid UTF-8 bytes '?', and the result is cut
- * on a character boundary.
+ * control bytes become ' ', bytes that are not well-formed UTF-8 (utf8.h:
+ * no overlong forms, surrogates or code points above U+10FFFF) '?', and the
+ * result is cut on a character boundary.
  */
 static void copy_clean(char *dst, size_t cap, const char *src, size_t n)
 {
@@ -109,17 +90,6 @@ static void trim_right(char *s)
 
 	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
 		s[--n] = '\0';
-}
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* ---- form encoding ---------------------------------------------------- */
@@ -255,10 +225,7 @@ long oauth_basic_auth(char *out, size_t cap, const char *client_id, const char *
 		goto done;
 	ret = 6 + n;
 done:
-	if (pair != NULL) {
-		explicit_bzero(pair, pcap);
-		free(pair);
-	}
+	wipe_free(pair, pcap);
 	if (ret < 0)
 		explicit_bzero(out, cap);
 	return ret;
@@ -296,10 +263,10 @@ static bool text_unescape(const char *s, size_t n, char *dst, size_t cap)
 			tmp[o++] = c == 'n' ? '\n' : c == 'r' ? '\r' : ' ';
 			break;
 		case 'u':
-			if (i + 4 <= n && hexval(s[i]) >= 0 && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0 &&
-			    hexval(s[i + 3]) >= 0) {
-				int v = hexval(s[i]) << 12 | hexval(s[i + 1]) << 8 | hexval(s[i + 2]) << 4 |
-					hexval(s[i + 3]);
+			if (i + 4 <= n && text_hexval(s[i]) >= 0 && text_hexval(s[i + 1]) >= 0 &&
+			    text_hexval(s[i + 2]) >= 0 && text_hexval(s[i + 3]) >= 0) {
+				int v = text_hexval(s[i]) << 12 | text_hexval(s[i + 1]) << 8 |
+					text_hexval(s[i + 2]) << 4 | text_hexval(s[i + 3]);
 
 				tmp[o++] = v >= 0x20 && v < 0x7f ? (char)v : '?';
 				i += 4;
@@ -362,7 +329,7 @@ static void text_id(const char *s, size_t n, const char *label, char *dst, size_
 		return;
 	i = skip_space(s, n, (size_t)(hit - s) + strlen(label));
 	start = i;
-	while (i < n && i - start + 1 < cap && (hexval((unsigned char)s[i]) >= 0 || s[i] == '-'))
+	while (i < n && i - start + 1 < cap && (text_hexval((unsigned char)s[i]) >= 0 || s[i] == '-'))
 		i++;
 	/* An id cut off by the end of a truncated body is not evidence. */
 	if (i - start >= 8 && (i < n || i - start >= 36))
@@ -591,8 +558,7 @@ static cJSON *parse_json(const char *body, size_t len)
 	memcpy(copy, body, len);
 	copy[len] = '\0';
 	root = cJSON_ParseWithLength(copy, len);
-	explicit_bzero(copy, len + 1);
-	free(copy);
+	wipe_free(copy, len + 1);
 	return root;
 }
 
@@ -734,9 +700,6 @@ void oauth_token_clear(struct oauth_token *tok)
 {
 	if (tok == NULL)
 		return;
-	if (tok->access_token != NULL) {
-		explicit_bzero(tok->access_token, strlen(tok->access_token));
-		free(tok->access_token);
-	}
+	wipe_free_str(tok->access_token);
 	memset(tok, 0, sizeof(*tok));
 }

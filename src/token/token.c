@@ -1,5 +1,5 @@
 /*
- * token.c - the token engine (c-style-and-design.md B.5).
+ * token.c - the token engine (internals.md section 3, Threads and ownership).
  *
  * One thread, started by token_engine_start(), is the only code that talks
  * to the token endpoint. It owns a curl multi handle and one easy handle per
@@ -43,7 +43,10 @@
 
 #include "token/cred.h"
 #include "token/mi.h"
+#include "util/clock.h"
 #include "util/log.h"
+#include "util/slist.h"
+#include "util/wipe.h"
 #include "tls/tlsca.h"
 #include "token/token_int.h"
 
@@ -61,19 +64,12 @@ void token_set_observer(const struct token_observer *obs)
 
 /* ---- small helpers -------------------------------------------------------- */
 
-/* The engine's clock: every time it keeps (refresh due, usable until,
- * retry at) is a deadline, so it is monotonic: a step of the system clock
- * neither expires every token at once nor postpones a refresh past the
- * token's real end. Lifetimes arrive relative (expires_in), or absolute
- * (expires_on) and are then converted with wall_s() at arrival. */
-static long long clock_monotonic_ms(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		return 0;
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* The engine's clock is clock_now_ms (util/clock.h): every time it keeps
+ * (refresh due, usable until, retry at) is a deadline, so it is monotonic:
+ * a step of the system clock neither expires every token at once nor
+ * postpones a refresh past the token's real end. Lifetimes arrive relative
+ * (expires_in), or absolute (expires_on) and are then converted with
+ * wall_s() at arrival. */
 
 /* Wall-clock seconds: only for times shared with the outside (an
  * assertion's iat/exp, expires_on, certificate notAfter). */
@@ -99,7 +95,7 @@ static void uuid_v4(char out[40])
 	size_t i;
 
 	if (RAND_bytes(b, sizeof(b)) != 1) {
-		long long t = clock_monotonic_ms() ^ (wall_s() << 20);
+		long long t = clock_now_ms() ^ (wall_s() << 20);
 
 		memset(b, 0, sizeof(b));
 		memcpy(b, &t, sizeof(t));
@@ -127,35 +123,6 @@ static void url_host(const char *url, char *out, size_t cap)
 		n = cap - 1;
 	memcpy(out, p, n);
 	out[n] = '\0';
-}
-
-static void wipe_free(char *p, size_t n)
-{
-	if (p == NULL)
-		return;
-	explicit_bzero(p, n);
-	free(p);
-}
-
-/* Wipe every header line (one may carry Basic credentials), then free. */
-static void wipe_slist(struct curl_slist *l)
-{
-	struct curl_slist *it;
-
-	for (it = l; it != NULL; it = it->next)
-		if (it->data != NULL)
-			explicit_bzero(it->data, strlen(it->data));
-	curl_slist_free_all(l);
-}
-
-static bool add_header(struct curl_slist **list, const char *line)
-{
-	struct curl_slist *n = curl_slist_append(*list, line);
-
-	if (n == NULL)
-		return false;
-	*list = n;
-	return true;
 }
 
 /* ---- state changes (engine thread) ------------------------------------- */
@@ -264,13 +231,13 @@ static int build_headers(struct tsrc *s, const char *basic, bool get)
 
 	uuid_v4(s->req_id);
 	snprintf(id_line, sizeof(id_line), "client-request-id: %s", s->req_id);
-	if ((!get && !add_header(&s->headers, "Content-Type: application/x-www-form-urlencoded")) ||
-	    !add_header(&s->headers, "Accept: application/json") || !add_header(&s->headers, id_line) ||
-	    !add_header(&s->headers, "return-client-request-id: true") ||
-	    !add_header(&s->headers, "x-client-SKU: s2s-proxy") ||
-	    !add_header(&s->headers, "x-client-VER: " S2S_VERSION) || !add_header(&s->headers, "Expect:"))
+	if ((!get && !slist_add(&s->headers, "Content-Type: application/x-www-form-urlencoded")) ||
+	    !slist_add(&s->headers, "Accept: application/json") || !slist_add(&s->headers, id_line) ||
+	    !slist_add(&s->headers, "return-client-request-id: true") ||
+	    !slist_add(&s->headers, "x-client-SKU: s2s-proxy") ||
+	    !slist_add(&s->headers, "x-client-VER: " S2S_VERSION) || !slist_add(&s->headers, "Expect:"))
 		return -1;
-	if (basic != NULL && !add_header(&s->headers, basic))
+	if (basic != NULL && !slist_add(&s->headers, basic))
 		return -1;
 	return 0;
 }
@@ -287,7 +254,7 @@ static void request_cleanup(struct tsrc *s)
 	wipe_free(s->form, s->form_cap);
 	s->form = NULL;
 	s->form_cap = 0;
-	wipe_slist(s->headers);
+	wipe_slist_free(s->headers);
 	s->headers = NULL;
 	explicit_bzero(s->body, s->body_len);
 	s->body_len = 0;
@@ -459,7 +426,7 @@ static void finish_fetch(struct token_engine *te, struct tsrc *s, CURLcode rc)
 		log_msg(LOG_WARN, "token_internal", "curl_multi_remove_handle: %s", curl_multi_strerror(mc));
 	s->in_flight = false;
 	/* The secret is not needed to judge the answer: wipe it first. */
-	wipe_slist(s->headers);
+	wipe_slist_free(s->headers);
 	s->headers = NULL;
 	wipe_free(s->form, s->form_cap);
 	s->form = NULL;
@@ -715,14 +682,14 @@ struct token_engine *token_engine_new(const struct config *cfg, void (*notify_fn
 	te->cfg = cfg;
 	te->notify = notify_fn;
 	te->notify_arg = arg;
-	te->clock = clock_monotonic_ms;
+	te->clock = clock_now_ms;
 	atomic_init(&te->stop, false);
 	atomic_init(&te->requests, 0);
 	te->multi = curl_multi_init();
 	if (te->multi == NULL)
 		goto fail;
 	for (i = 0; i < cfg->proxy.n_connect_to && i < CONFIG_MAX_CONNECT_TO; i++)
-		if (!add_header(&te->connect_to, cfg->proxy.connect_to[i].entry))
+		if (!slist_add(&te->connect_to, cfg->proxy.connect_to[i].entry))
 			goto fail;
 	te->src = calloc(cfg->n_token_sources ? cfg->n_token_sources : 1, sizeof(*te->src));
 	te->creds = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof(*te->creds));
@@ -853,8 +820,8 @@ void token_request_refresh(struct token_engine *te, size_t idx)
 	if (pthread_mutex_lock(&s->mu) != 0)
 		abort();
 	/* Not while failing (backoff and the rejection cache stand), at most
-	 * one request per FORCED_REFRESH_MIN_MS, counted from the last fetch. */
-	if (s->hdr != NULL && !s->failed && now - s->last_start_ms >= FORCED_REFRESH_MIN_MS) {
+	 * one request per token_refresh_min_interval, counted from the last fetch. */
+	if (s->hdr != NULL && !s->failed && now - s->last_start_ms >= te->cfg->proxy.token_refresh_min_ms) {
 		s->last_start_ms = now;
 		wake = true;
 	}
@@ -912,7 +879,8 @@ bool token_reject(struct token_engine *te, size_t idx, unsigned long gen)
 		abort();
 	/* Same rate limit as token_request_refresh; only the generation that
 	 * was rejected, never a newer one fetched meanwhile. */
-	if (s->hdr != NULL && !s->failed && s->gen == gen && now - s->last_start_ms >= FORCED_REFRESH_MIN_MS) {
+	if (s->hdr != NULL && !s->failed && s->gen == gen &&
+	    now - s->last_start_ms >= te->cfg->proxy.token_refresh_min_ms) {
 		s->last_start_ms = now;
 		s->usable_until_ms = now;
 		drop = true;

@@ -18,13 +18,12 @@
 #include "util/log.h"
 #include "token/token.h"
 
-#define BODY_MAX              (64 * 1024) /* token response cap; more is a failure */
-#define FORCED_REFRESH_MIN_MS 30000LL     /* token_request_refresh rate limit per source */
-#define THROTTLE_DEFAULT_MS   5000LL      /* 429 / throttling code without Retry-After (MSAL) */
-#define RETRY_AFTER_MAX_MS    3600000LL
-#define MIN_REFETCH_MS        1000LL /* floor between a token and the next fetch: no tight loops */
-#define POLL_MAX_MS           60000
-#define BEARER_PREFIX         "Authorization: Bearer "
+#define BODY_MAX            (64 * 1024) /* token response cap; more is a failure */
+#define THROTTLE_DEFAULT_MS 5000LL      /* 429 / throttling code without Retry-After (MSAL) */
+#define RETRY_AFTER_MAX_MS  3600000LL
+#define MIN_REFETCH_MS      1000LL /* floor between a token and the next fetch: no tight loops */
+#define POLL_MAX_MS         60000
+#define BEARER_PREFIX       "Authorization: Bearer "
 
 /* One token source. */
 #define MI_GONE_RETRY_MS 70000LL /* IMDS 410 (upgrading) is retried this long */

@@ -6,7 +6,7 @@
  * changes (so a SIGHUP reload or an edit takes effect at the next sign-in).
  * Issued handles live in a fixed table; a full table reuses the entry
  * closest to expiry. Answers follow the shapes legacy clients parse
- * (microsoft-auth.md 4.2, F22, F23); the tokens inside are opaque random
+ * (internals.md W-1, W-2, W-3); the tokens inside are opaque random
  * values that only this process can map back to an identity.
  */
 #include "wstrust/sts.h"
@@ -24,6 +24,8 @@
 #include <time.h>
 
 #include "util/log.h"
+#include "util/text.h"
+#include "util/wipe.h"
 #include "wstrust/soap.h"
 
 #define MAX_IDENTITIES 4096
@@ -66,9 +68,7 @@ static void ids_clear(void)
 {
 	for (size_t i = 0; i < n_ids; i++) {
 		free(ids[i].user);
-		if (ids[i].hash)
-			explicit_bzero(ids[i].hash, strlen(ids[i].hash));
-		free(ids[i].hash);
+		wipe_free_str(ids[i].hash);
 		free(ids[i].cred);
 	}
 	memset(ids, 0, sizeof ids);
@@ -153,9 +153,8 @@ static bool check_password(const char *path, const char *user, const char *passw
 	const char *got = crypt_r(password, hash, cd);
 	if (known && got && got[0] != '*' && strlen(got) == strlen(hash) && CRYPTO_memcmp(got, hash, strlen(hash)) == 0)
 		ok = snprintf(cred, cap, "%s", name) < (int)cap;
-	explicit_bzero(cd, sizeof *cd);
 	explicit_bzero(hash, sizeof hash);
-	free(cd);
+	wipe_free(cd, sizeof *cd);
 	return ok;
 }
 
@@ -279,14 +278,6 @@ __attribute__((format(printf, 4, 5))) static int reply(struct sts_reply *out, in
 	return 0;
 }
 
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9'   ? c - '0'
-	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
-	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
-				      : -1;
-}
-
 /* The URL-decoded value of `key` in a form / query string; "" if absent. */
 static void form_value(const char *src, size_t n, const char *key, char *out, size_t cap)
 {
@@ -299,8 +290,8 @@ static void form_value(const char *src, size_t n, const char *key, char *out, si
 		if (end - i > kl && memcmp(src + i, key, kl) == 0 && src[i + kl] == '=') {
 			for (size_t j = i + kl + 1; j < end && o + 1 < cap; j++) {
 				int hi, lo;
-				if (src[j] == '%' && j + 2 < end && (hi = hexval(src[j + 1])) >= 0 &&
-				    (lo = hexval(src[j + 2])) >= 0) {
+				if (src[j] == '%' && j + 2 < end && (hi = text_hexval(src[j + 1])) >= 0 &&
+				    (lo = text_hexval(src[j + 2])) >= 0) {
 					out[o++] = (char)(hi * 16 + lo);
 					j += 2;
 				} else {
@@ -333,7 +324,7 @@ static int realm_reply(const char *query, const char *body, size_t n, struct sts
 		     esc, domain, domain);
 }
 
-/* F22 (RST2, HTTP 400) or F23 (ADFS, HTTP 500). */
+/* internals.md W-1 (RST2, HTTP 400) or W-2 (ADFS, HTTP 500). */
 static int auth_fault(bool adfs, const char *relates_to, struct sts_reply *out)
 {
 	size_t len;

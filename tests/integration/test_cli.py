@@ -87,18 +87,21 @@ def test_sigterm_lets_inflight_requests_finish():
 
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.5)
+    harness.wait_for("the slow request upstream",
+                     lambda: "/_test/slow?ms=1500" in SIM.stats()["upstream_in_flight"])
     px.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    refused = False
-    try:
-        socket.create_connection(("127.0.0.1", px.port), timeout=2).close()
-    except OSError:
-        refused = True
+
+    def refused():
+        try:
+            socket.create_connection(("127.0.0.1", px.port), timeout=2).close()
+            return False
+        except OSError:
+            return True
+    harness.wait_for("new connections refused after SIGTERM", refused, timeout=10)
+    assert t.is_alive(), "the in-flight request ended before the listener closed"
     t.join(20)
     rc = px.stop(timeout=20)
     assert "e" not in result, "in-flight request failed: %r" % result.get("e")
     assert result["r"].status == 200, result["r"]
-    assert refused, "new connections were still accepted after SIGTERM"
     assert rc == 0 and not px.stop_timed_out, rc
     assert any(e.get("event") == "stopped" for e in px.events())

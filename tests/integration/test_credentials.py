@@ -67,8 +67,7 @@ def assertions():
     return ENTRA.stats()["assertions"]
 
 
-def b64d(s):
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+b64d = harness.b64url_decode
 
 
 def thumbs(files):
@@ -76,7 +75,7 @@ def thumbs(files):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     cert = x509.load_pem_x509_certificate(files["pem"].encode())
-    enc = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+    enc = harness.b64url
     return enc(cert.fingerprint(hashes.SHA1())), enc(cert.fingerprint(hashes.SHA256()))
 
 
@@ -305,12 +304,11 @@ def run_rotation(px, rotate, done):
     t = threading.Thread(target=traffic, args=(px, stop, results))
     t.start()
     try:
-        time.sleep(1)
+        harness.wait_for("traffic before the rotation", lambda: len(results) >= 20)
         rotate()
-        deadline = time.time() + 30
-        while time.time() < deadline and not done():
-            time.sleep(0.2)
-        time.sleep(1)
+        harness.wait_for("the rotated credential in use", done, timeout=30, every=0.2)
+        after = len(results)
+        harness.wait_for("traffic after the rotation", lambda: len(results) >= max(after + 20, 51))
     finally:
         stop.set()
         t.join()

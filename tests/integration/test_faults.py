@@ -32,7 +32,7 @@ def setup_module():
     routes["dataverse"] = dict(routes["dataverse"], idle_timeout="1s")
     routes["dead"] = {"match_path": "/dead/", "strip_prefix": "true", "upstream": "https://contoso.crm.dynamics.com",
                       "audience": "dataverse", "credential": "contoso", "connect_timeout": "1s"}
-    ini = proxy_ini(ENTRA, UP, routes=routes, work=W).replace(
+    ini = proxy_ini(ENTRA, UP, routes=routes, work=W, extra_proxy={"log_level": "debug"}).replace(
         "contoso.crm.dynamics.com:443:127.0.0.1:%d" % UP.port, "contoso.crm.dynamics.com:443:127.0.0.1:1")
     PX = Proxy(W, ini, name="warm").start()
     PX.wait_event(lambda e: e.get("event") == "token_acquired" and e.get("resource") == harness.FO_URL, 20)
@@ -45,8 +45,7 @@ def setup_module():
             list(ex.map(lambda i: PX.request("GET", "/dataverse/_test/bytes?n=20000"), range(40)))
         with concurrent.futures.ThreadPoolExecutor(20) as ex:
             list(ex.map(lambda i: PX.request("GET", "/dataverse/_test/slow?ms=300"), range(20)))
-    time.sleep(3)  # idle workers give freed memory back after 2 s
-    BASE_RSS = rss(PX)
+    BASE_RSS = settled_rss(PX)
 
 
 def teardown_module():
@@ -61,6 +60,26 @@ def rss(px):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def settled_rss(px):
+    """RSS once the workers have given freed memory back (they do when idle
+    for 2 s after work: a memory_returned event after the last request line)
+    and it has stopped moving."""
+    def trimmed():
+        names = [e.get("event") for e in px.events()]
+        last = {n: i for i, n in enumerate(names) if n in ("request", "memory_returned")}
+        return last.get("memory_returned", -1) > last.get("request", -1)
+    harness.wait_for("memory_returned after the last request", trimmed, timeout=30, every=0.1)
+    last = [rss(px), 0]
+
+    def steady():
+        now = rss(px)
+        last[1] = last[1] + 1 if now == last[0] else 0
+        last[0] = now
+        return last[1] >= 3
+    harness.wait_for("RSS steady", steady, timeout=30, every=0.1)
+    return last[0]
 
 
 def cold_proxy(name, extra=None):
@@ -266,7 +285,8 @@ def test_client_aborts_mid_upload_and_download():
         t.add("expected")
         raw_abort(PX.port, b"GET /dataverse/_test/bytes?n=67108864 HTTP/1.1\r\nHost: p\r\n\r\n", read_bytes=1 << 20)
         t.add("expected")
-    time.sleep(0.5)
+    # the aborted transfers are torn down (upstream side included) before the next ones
+    harness.wait_for("aborted transfers gone upstream", lambda: not UP.stats()["upstream_in_flight"], timeout=20)
     run(t, "/dataverse/_test/bytes?n=70000", 10, n=70000)
     t.close()
 
@@ -299,12 +319,13 @@ def load(px, count, target="/dataverse/_test/slow?ms=400"):
 def test_sighup_under_load():
     t = Tally("SIGHUP under load", PX)
     with concurrent.futures.ThreadPoolExecutor(20) as ex:
+        mark, sent = len(PX.events()), UP.stats()["upstream_requests"]
         futs = [ex.submit(get, PX, "/dataverse/_test/bytes?n=20000", (), 20000) for _ in range(40)]
-        time.sleep(0.05)
+        harness.wait_for("requests under way", lambda: UP.stats()["upstream_requests"] > sent)
         PX.proc.send_signal(signal.SIGHUP)
         for f in futs:
             t.add(*f.result())
-    time.sleep(0.3)
+    harness.wait_for("config_reloaded", lambda: [e for e in PX.events()[mark:] if e.get("event") == "config_reloaded"])
     run(t, "/dataverse/_test/bytes?n=100", 5, n=100)
     t.close()
 
@@ -335,8 +356,7 @@ def test_sigterm_under_load_is_graceful():
 # ---- report -----------------------------------------------------------------------------------
 
 def test_zz_report():
-    time.sleep(3)  # idle workers give freed memory back after 2 s
-    grown = rss(PX) - BASE_RSS
+    grown = settled_rss(PX) - BASE_RSS
     head = "| fault | sent | succeeded | failed as expected | lost/corrupted | proxy restarts |\n|---|---|---|---|---|---|\n"
     table = head + "".join("| %s | %d | %d | %d | %d | %d |\n" % r for r in ROWS)
     table += "\nProxy RSS after the faults: %+d KiB against the warm baseline (%d KiB).\n" % (grown, BASE_RSS)

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 
-from harness import Proxy, Sim, Work, eq, parse_responses, proxy_ini, request
+from harness import Proxy, Sim, Work, eq, parse_responses, proxy_ini, request, wait_for
 
 W = SIM = PX20 = PXF = PXL = None
 HOST = "127.0.0.1"
@@ -58,18 +58,6 @@ def teardown_module():
 
 # ---------------------------------------------------------------------------
 # helpers
-
-def wait_for(what, fn, timeout=10, every=0.05):
-    deadline = time.time() + timeout
-    last = None
-    while True:
-        last = fn()
-        if last:
-            return last
-        if time.time() > deadline:
-            raise AssertionError("%s: not reached in %ss (last: %r)" % (what, timeout, last))
-        time.sleep(every)
-
 
 def held(px):
     """Client connections the proxy process holds (accepted: its own sockets on

@@ -8,7 +8,7 @@ import re
 import time
 
 import harness
-from harness import eq, DATAVERSE_URL, Proxy, Sim, Work, check_config, proxy_ini, request
+from harness import eq, DATAVERSE_URL, Proxy, Sim, Work, check_config, proxy_ini, request, wait_for
 
 W = ENTRA = UP = None
 
@@ -45,17 +45,6 @@ def start(name, text):
 
 def admin(px, path, method="GET"):
     return request(px.admin, method, path)
-
-
-def wait_for(what, fn, timeout=20):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError("%s: not reached in %ss (last: %r)" % (what, timeout, last))
 
 
 # ---------------------------------------------------------------------------

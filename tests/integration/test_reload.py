@@ -134,7 +134,8 @@ def test_inflight_request_finishes_on_its_config():
         eq(px.request("GET", "/bc/_test/echo").status, 200, "warm up")
         with concurrent.futures.ThreadPoolExecutor(1) as ex:
             slow = ex.submit(px.request, "GET", "/bc/_test/slow?ms=2000", timeout=30)
-            time.sleep(0.5)
+            harness.wait_for("the slow request upstream",
+                             lambda: "/_test/slow?ms=2000" in UP.stats()["upstream_in_flight"])
             rewrite(px, ini(("dataverse",)))
             hup(px, "config_reloaded")
             eq(px.request("GET", "/bc/_test/echo").status, 404, "new requests use the new config")

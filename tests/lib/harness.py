@@ -8,12 +8,14 @@
   request / Client      plain-HTTP client for the proxy (headers kept as an ordered list)
   raw(port, bytes)      hand-made requests (smuggling tests); parse_responses() splits replies
   pattern_*/sha256      deterministic bodies: byte k is k % 251 (same as the simulator)
+  wait_for(what, fn)    poll a condition (never sleep a fixed time); b64url/b64url_decode
 
 Every child process is registered; kill_children() (the runner calls it after
 each module and on timeouts) kills whatever is still running.
 Run with Debian's /usr/bin/python3 (needs python3-cryptography).
 """
 
+import base64
 import hashlib
 import http.client
 import json
@@ -87,6 +89,32 @@ def default_apps():
 def eq(got, want, what="value"):
     """Assert equality with a message naming what was compared."""
     assert got == want, "%s: expected %r, got %r" % (what, want, got)
+
+
+def wait_for(what, fn, timeout=20, every=0.05):
+    """Poll fn until it returns something true and return that; fail naming
+    what was awaited (and fn's last answer) after timeout seconds. Tests wait
+    for a condition with this, never for a fixed time."""
+    deadline = time.time() + timeout
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.time() > deadline:
+            raise AssertionError("%s: not reached in %ss (last: %r)" % (what, timeout, last))
+        time.sleep(every)
+
+
+def b64url(data):
+    """base64url without padding (JWT, PKCE) -> str."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(s):
+    """Inverse of b64url; accepts str or bytes, padding optional."""
+    if isinstance(s, str):
+        s = s.encode("ascii")
+    return base64.urlsafe_b64decode(s + b"=" * (-len(s) % 4))
 
 
 # ---------------------------------------------------------------------------
@@ -580,7 +608,6 @@ class Sim:
     def token(self, resource=DATAVERSE_URL, client_id=CLIENT_ID, secret=CLIENT_SECRET, version=2,
               auth="post", tenant=TENANT_ID, host="login.microsoftonline.com", extra=None, headers=None):
         """Ask the simulated Entra for a token -> Resp (see .json()['access_token'])."""
-        import base64
         import urllib.parse
         form = [("grant_type", "client_credentials")]
         hs = [("Content-Type", "application/x-www-form-urlencoded")] + _norm_headers(headers)

@@ -333,6 +333,7 @@ class Stats:
             self.issued_tokens = []
             self.upstream_requests = 0
             self.upstream_rejected = 0
+            self.in_flight = []  # targets of upstream requests being answered now (arrival order)
             self.expired_tokens_seen = 0
             self.requests = collections.deque(maxlen=5000)
             self.token_log = collections.deque(maxlen=5000)
@@ -349,6 +350,7 @@ class Stats:
                 "issued_tokens": list(self.issued_tokens),
                 "upstream_requests": self.upstream_requests,
                 "upstream_rejected": self.upstream_rejected,
+                "upstream_in_flight": list(self.in_flight),
                 "expired_tokens_seen": self.expired_tokens_seen,
                 "assertions": list(self.assertions),
             }

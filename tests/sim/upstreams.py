@@ -91,6 +91,7 @@ class Upstreams:
         st = self.sim.stats
         with st.lock:
             st.upstream_requests += 1
+            st.in_flight.append(req.target)
         reason, claims = self.check_token(req, kind)
         rec = {"time": time.time(), "method": req.method, "host": req.host, "target": req.target,
                "headers": [[k, v] for k, v in req.headers], "kind": kind,
@@ -132,6 +133,8 @@ class Upstreams:
             rec["soap_headers"] = getattr(req, "soap_headers", None)  # orgsvc.py: header blocks received
             with st.lock:
                 st.requests.append(rec)
+                if req.target in st.in_flight:  # a reset meanwhile empties the list
+                    st.in_flight.remove(req.target)
             log("%s %s %s%s -> %s%s" % (kind, req.method, req.host, req.target[:120], req.status,
                                           "" if not reason else " (%s)" % reason))
 

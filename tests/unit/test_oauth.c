@@ -1,6 +1,7 @@
 /*
- * test_oauth.c - form bodies, Basic auth, and parsing of the real Entra
- * bodies of microsoft-auth.md section 6 (F2..F13) plus the broken ones.
+ * test_oauth.c - form bodies, Basic auth, and parsing of real Entra bodies
+ * (internals.md W-4; the fixtures F2..F13 below are answers Microsoft
+ * documents or was seen sending) plus the broken ones.
  * Bodies are copied into exactly-sized heap buffers without a NUL, so the
  * sanitizer build catches any read past len.
  */
@@ -481,6 +482,21 @@ static void test_cleaning(void)
 	}
 }
 
+/* Text copied out of an answer goes into logs and problem bodies: only
+ * well-formed UTF-8 (RFC 3629) is kept; an overlong form, a surrogate and a
+ * code point above U+10FFFF become '?' byte for byte, as in utf8.c. */
+static void test_cleaning_strict_utf8(void)
+{
+	CHECK_INT(parse_s(400, "{\"error\":\"e\",\"error_description\":"
+			       "\"a\xe0\x80\xaf"
+			       "b \xed\xa0\x80 \xf4\x90\x80\x80 \xf0\x9f\x98\x80\"}"),
+		  OAUTH_REJECTED);
+	CHECK_STR(err.description, "a???b ??? ???? \xf0\x9f\x98\x80");
+	/* the same in a body that is not JSON (the bounded text scan) */
+	CHECK_INT(parse_s(503, "<html><head><title>x\xed\xbf\xbfy \xc0\xafz</title></head></html>"), OAUTH_TRANSIENT);
+	CHECK_STR(err.description, "x???y ??z");
+}
+
 int main(void)
 {
 	RUN(test_urlencode);
@@ -504,6 +520,7 @@ int main(void)
 	RUN(test_truncated);
 	RUN(test_dataverse_shape);
 	RUN(test_cleaning);
+	RUN(test_cleaning_strict_utf8);
 	oauth_token_clear(&tok);
 	return T_DONE();
 }

@@ -1,7 +1,8 @@
 /*
  * test_sts.c - the WS-Trust sign-in facade (sts.c): realm answer, RST2 and
- * ADFS sign-in against an identities file, the F22 fault, handles bound to
- * a credential and expiring; and the bridge's configuration keys.
+ * ADFS sign-in against an identities file, the RST2 fault (internals.md
+ * W-1), handles bound to a credential and expiring; and the bridge's
+ * configuration keys.
  */
 #include <crypt.h>
 #include <fcntl.h>

@@ -55,7 +55,7 @@ static void test_schedule_600s(void)
 
 static void test_schedule_refresh_in_too_late(void)
 {
-	/* F12 variant: refresh_in == expires_in. Refresh one margin before usable_until. */
+	/* test_oauth.c's F12 fixture, varied: refresh_in == expires_in. Refresh one margin before usable_until. */
 	struct token_times t = token_schedule(NOW, 9999, 9999, 0);
 
 	CHECK_INT(t.usable_until_ms, NOW + 9699000);

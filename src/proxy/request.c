@@ -8,7 +8,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "proxy/throttle.h"
 #include "proxy/worker.h"
 #include "util/wipe.h"
 
@@ -51,7 +50,6 @@ void request_unref(struct request *rq)
 {
 	if (--rq->refs > 0)
 		return;
-	throttle_request_done(rq); /* normally done at MHD's completion already */
 	pool_ring_put(&rq->w->pool, &rq->cl.up);
 	wipe_free(rq->replay.body, rq->replay.len); /* request bodies may carry personal data */
 	pool_ring_put(&rq->w->pool, &rq->resp.down);

@@ -18,11 +18,14 @@
  */
 #include "proxy/throttle.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "diag/diag.h"
 #include "diag/problem.h"
@@ -55,9 +58,14 @@ struct throttle_rq {
 	char identity[320];      /* credential@host */
 };
 
+/* A ticket was granted (any thread, under the gate's mutex): make the owning
+ * worker's loop run a turn, as other threads do, through its eventfd. */
 static void wake_worker(void *arg)
 {
-	worker_wake(arg);
+	const struct worker *w = arg;
+	uint64_t one = 1;
+	if (w->wake_fd >= 0 && write(w->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+		log_msg(LOG_WARN, "worker_wake", "worker %d: %s", w->id, strerror(errno));
 }
 
 static void list_link(struct worker *w, struct throttle_rq *t)

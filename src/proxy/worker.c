@@ -620,11 +620,6 @@ static void ask_room(void *arg)
 	}
 }
 
-void worker_wake(struct worker *w)
-{
-	wake(w);
-}
-
 void worker_token_changed(struct worker *w)
 {
 	atomic_store(&w->token_event, 1);

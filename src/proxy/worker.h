@@ -103,8 +103,6 @@ void worker_request_stop(struct worker *w, bool now);
 /* Serve new requests from generation g from the next loop turn on (any
  * thread; takes a reference on g, drops the one on the previous). */
 void worker_set_gen(struct worker *w, struct worker_gen *g);
-/* Make the worker's loop run a turn (any thread; a gate granted one of its requests). */
-void worker_wake(struct worker *w);
 /* Wake the worker because a token changed (any thread). */
 void worker_token_changed(struct worker *w);
 /* fuzz/fuzz_inbound.c: one turn of the worker loop on the calling thread,

@@ -27,7 +27,8 @@ struct gate {
 	long long closed_since;
 	char limit[24];
 	unsigned inflight;
-	unsigned slow_start; /* allowance after a reopening, 0 = none */
+	unsigned slow_start;       /* allowance after a reopening, 0 = none */
+	atomic_bool in_slow_start; /* slow_start != 0, readable without the mutex (gate_success's fast path) */
 	unsigned queued;
 	struct gate_ticket *head, *tail;
 	bool open_unlogged; /* opened, not yet reported by gate_opened */
@@ -121,6 +122,7 @@ static long long open_if_due(struct gate *g, long long now)
 	long long was = now - g->closed_since;
 	g->closed_until = 0;
 	g->slow_start = 1;
+	atomic_store_explicit(&g->in_slow_start, true, memory_order_relaxed);
 	g->open_unlogged = true;
 	g->open_was = was;
 	return was;
@@ -211,9 +213,12 @@ long long gate_service(struct gate *g, long long now)
 
 void gate_success(struct gate *g, long long now)
 {
+	if (!atomic_load_explicit(&g->in_slow_start, memory_order_relaxed))
+		return; /* the common case: no lock per answer */
 	pthread_mutex_lock(&g->mu);
 	if (g->slow_start) {
 		g->slow_start = gate_slow_start_next(g->slow_start);
+		atomic_store_explicit(&g->in_slow_start, g->slow_start != 0, memory_order_relaxed);
 		grant(g, now);
 	}
 	pthread_mutex_unlock(&g->mu);
@@ -312,10 +317,16 @@ long long gate_retry_after_ms(const char *value, long long wall_now_s)
 			p++;
 		return *p ? -1 : s * 1000;
 	}
-	/* IMF-fixdate, the form RFC 9110 5.6.7 says senders use */
+	/* IMF-fixdate, the form RFC 9110 5.6.7 says senders use, then the two
+	 * obsolete forms recipients must accept (RFC 850, asctime) */
+	static const char *const forms[] = {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT",
+					    "%a %b %e %H:%M:%S %Y"};
 	struct tm tm;
-	memset(&tm, 0, sizeof tm);
-	const char *end = strptime(p, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	const char *end = NULL;
+	for (size_t f = 0; f < sizeof forms / sizeof forms[0] && !end; f++) {
+		memset(&tm, 0, sizeof tm);
+		end = strptime(p, forms[f], &tm);
+	}
 	if (!end)
 		return -1;
 	while (*end == ' ' || *end == '\t')

@@ -18,7 +18,9 @@ static void test_retry_after(void)
 	CHECK_INT(gate_retry_after_ms("30", NOW_S), 30000);
 	CHECK_INT(gate_retry_after_ms(" 0 ", NOW_S), 0);
 	CHECK_INT(gate_retry_after_ms("Thu, 01 Jan 2026 00:00:42 GMT", NOW_S), 42000);
-	CHECK_INT(gate_retry_after_ms("Wed, 31 Dec 2025 23:59:00 GMT", NOW_S), 0); /* in the past */
+	CHECK_INT(gate_retry_after_ms("Wed, 31 Dec 2025 23:59:00 GMT", NOW_S), 0);        /* in the past */
+	CHECK_INT(gate_retry_after_ms("Thursday, 01-Jan-26 00:01:00 GMT", NOW_S), 60000); /* RFC 850 */
+	CHECK_INT(gate_retry_after_ms("Thu Jan  1 00:00:05 2026", NOW_S), 5000);          /* asctime */
 	CHECK_INT(gate_retry_after_ms("", NOW_S), -1);
 	CHECK_INT(gate_retry_after_ms(NULL, NOW_S), -1);
 	CHECK_INT(gate_retry_after_ms("-5", NOW_S), -1);

@@ -53,6 +53,7 @@ class Identity:
         self.inflight = 0
         self.wait_until = 0.0  # told to wait until (monotonic wall time)
         self.told_at = 0.0
+        self.limit = "requests"  # the limit that made it wait
 
 
 class Limits:
@@ -112,7 +113,7 @@ class Limits:
                                             "wait_until": ident.wait_until, "early_ms":
                                             int((ident.wait_until - now) * 1000)})
                 self.throttled[key] += 1
-                return "requests", max(1, math.ceil(ident.wait_until - now))
+                return ident.limit, max(1, math.ceil(ident.wait_until - now))
             limit, until = None, 0.0
             if c["concurrent"] and ident.inflight >= c["concurrent"]:
                 limit, until = "concurrency", now + 1.0
@@ -124,6 +125,7 @@ class Limits:
                 ra = max(1, math.ceil(until - now))
                 ident.wait_until = now + ra
                 ident.told_at = now
+                ident.limit = limit
                 self.throttled[key] += 1
                 return limit, ra
             ident.inflight += 1

@@ -20,6 +20,7 @@
 #include "util/log.h"
 #include "proxy/answer.h"
 #include "proxy/request.h"
+#include "proxy/throttle.h"
 #include "wstrust/soap.h"
 #include "wstrust/sts.h"
 #include "token/token.h"
@@ -318,8 +319,10 @@ enum MHD_Result bridge_advance(struct request *rq)
 			 rq->local.detail[0] ? ": " : "", rq->local.detail);
 		set_fault(rq, rq->local.status, rq->local.status < 500 ? "Sender" : "Receiver", NULL, NULL, reason);
 	}
-	if (!br->body && br->started && rq->state == RQ_FORWARDING && rq->us.done)
+	if (!br->body && br->started && rq->state == RQ_FORWARDING && rq->us.done) {
+		throttle_bridged(rq, br->resp, br->resp_len, clock_now_ms()); /* a protection fault closes the gate */
 		soap_response_done(rq);
+	}
 	if (br->body)
 		return queue_answer(rq);
 	request_suspend(rq); /* token, upstream or deadline events resume */

@@ -170,8 +170,8 @@ static void give_back(struct throttle_rq *t, long long now)
 
 bool throttle_admit(struct request *rq, long long now)
 {
-	if (!rq->route || rq->bx)
-		return true; /* no route (sign-in facade), or a bridged exchange (its own answers) */
+	if (!rq->route)
+		return true; /* the sign-in facade: nothing goes upstream */
 	struct throttle_rq *t = state_of(rq);
 	if (!t || !t->gate || t->slot)
 		return true;
@@ -228,22 +228,38 @@ static bool is_throttle_status(const struct request *rq)
 	}
 }
 
-/* How long the upstream asked to wait (ms, capped), and the limit it named. */
-static long long asked_wait(struct request *rq, struct throttle_rq *t, bool *is_throttle)
+/* How long the upstream asked to wait (ms, capped), and the limit it named,
+ * from its headers and body[0..n). */
+static long long asked_wait(struct request *rq, struct throttle_rq *t, const char *body, size_t n, bool *is_throttle)
 {
-	size_t n = 0;
-	char *body = malloc(REFUSAL_PEEK_MAX);
-	if (body)
-		n = refusal_peek(rq, body, REFUSAL_PEEK_MAX);
 	t->limit = gate_limit_named(body, n);
 	long long ms = gate_retry_after_ms(request_upstream_header(rq, "Retry-After"), (long long)time(NULL));
 	if (ms < 0)
 		ms = gate_soap_retry_ms(body, n);
-	free(body);
 	*is_throttle = rq->resp.status != 500 || t->limit;
 	if (ms < 0)
 		ms = GATE_DEFAULT_WAIT;
 	return ms < rq->route->throttle.max_wait_ms ? ms : rq->route->throttle.max_wait_ms;
+}
+
+/* The answer was not a throttle: a slow start after a reopening grows. */
+static void answered(struct throttle_rq *t, long long now)
+{
+	if (!t->succeeded) {
+		t->succeeded = true;
+		gate_success(t->gate, now);
+	}
+}
+
+/* A throttle answer: close the gate (its one log line when this closed it). */
+static void close_gate(struct request *rq, struct throttle_rq *t, long long wait, long long now)
+{
+	t->wait_ms = wait;
+	metrics_throttle(rq->route, MT_THROTTLED, 1);
+	if (gate_close(t->gate, now, wait, t->limit))
+		log_gate(rq, t, true, wait, 0);
+	else
+		report_open(rq, t);
 }
 
 enum throttle_step throttle_on_answer(struct request *rq, long long now)
@@ -254,24 +270,23 @@ enum throttle_step throttle_on_answer(struct request *rq, long long now)
 	gate_ratelimit(t->gate, request_upstream_header(rq, "x-ms-ratelimit-burst-remaining-xrm-requests"),
 		       request_upstream_header(rq, "x-ms-ratelimit-time-remaining-xrm-requests"));
 	if (!is_throttle_status(rq)) {
-		if (!t->succeeded) {
-			t->succeeded = true;
-			gate_success(t->gate, now);
-		}
+		answered(t, now);
 		return THROTTLE_PASS;
 	}
 	if (body_pending(rq))
 		return THROTTLE_HOLD;
 	bool throttle = false;
-	long long wait = asked_wait(rq, t, &throttle);
-	if (!throttle)
-		return THROTTLE_PASS; /* a 500 fault of another kind */
-	t->wait_ms = wait;
-	metrics_throttle(rq->route, MT_THROTTLED, 1);
-	if (gate_close(t->gate, now, wait, t->limit))
-		log_gate(rq, t, true, wait, 0);
-	else
-		report_open(rq, t);
+	size_t n = 0;
+	char *body = malloc(REFUSAL_PEEK_MAX);
+	if (body)
+		n = refusal_peek(rq, body, REFUSAL_PEEK_MAX);
+	long long wait = asked_wait(rq, t, body, n, &throttle);
+	free(body);
+	if (!throttle) {
+		answered(t, now); /* a 500 fault of another kind */
+		return THROTTLE_PASS;
+	}
+	close_gate(rq, t, wait, now);
 	if (t->retries >= (unsigned)rq->route->throttle.retries || !refusal_body_held(rq) || rq->w->draining)
 		return THROTTLE_PASS; /* the client gets the upstream's answer */
 	if (now + wait > t->deadline_ms) {
@@ -286,6 +301,21 @@ enum throttle_step throttle_on_answer(struct request *rq, long long now)
 	refusal_reset(rq);
 	give_back(t, now);
 	return THROTTLE_RETRY;
+}
+
+void throttle_bridged(struct request *rq, const char *body, size_t n, long long now)
+{
+	struct throttle_rq *t = rq->thr;
+	if (!t || !t->gate || !rq->resp.headers_ready)
+		return;
+	gate_ratelimit(t->gate, request_upstream_header(rq, "x-ms-ratelimit-burst-remaining-xrm-requests"),
+		       request_upstream_header(rq, "x-ms-ratelimit-time-remaining-xrm-requests"));
+	bool throttle = false;
+	long long wait = is_throttle_status(rq) ? asked_wait(rq, t, body, n, &throttle) : 0;
+	if (throttle)
+		close_gate(rq, t, wait, now);
+	else
+		answered(t, now);
 }
 
 void throttle_request_done(struct request *rq)

@@ -9,6 +9,7 @@
 #define S2S_THROTTLE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct request;
 struct worker;
@@ -31,6 +32,10 @@ bool throttle_admit(struct request *rq, long long now);
 
 /* The upstream's final header block is in. */
 enum throttle_step throttle_on_answer(struct request *rq, long long now);
+
+/* A bridged exchange's answer is in whole (body[0..n), bridge.c): a service
+ * protection fault closes the gate; the client gets the fault, converted. */
+void throttle_bridged(struct request *rq, const char *body, size_t n, long long now);
 
 /* The request ended (MHD's completion): leave the queue, free the slot. */
 void throttle_request_done(struct request *rq);

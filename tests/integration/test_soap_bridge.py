@@ -45,7 +45,8 @@ def setup_module():
     global W, SIM, PX
     W = Work("test_soap_bridge")
     SIM = Sim(W).start()
-    PX = Proxy(W, proxy_ini(SIM, routes=routes(), credentials=credentials(), extra_proxy={"soap_max_response": "4m"})).start()
+    PX = Proxy(W, proxy_ini(SIM, routes=routes(), credentials=credentials(), extra_proxy={"soap_max_response": "4m",
+                                                                                   "throttle_max_wait": "1s"})).start()
     PX.wait_event("token_acquired", 20)
 
 

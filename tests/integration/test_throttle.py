@@ -41,6 +41,8 @@ def ini(routes_extra=None, proxy_extra=None):
     routes["stream"] = dict(routes["dataverse"], match_path="/stream/")
     routes["short"] = dict(routes["dataverse"], match_path="/short/", throttle_wait="1s")
     routes["tiny"] = dict(routes["dataverse"], match_path="/tiny/", throttle_queue="3")
+    routes["org"] = {"match_path": "/XRMServices/", "upstream": harness.DATAVERSE_URL, "audience": "dataverse",
+                     "credential": "contoso", "soap_bridge": "true", "throttle_max_wait": "2s"}
     for name, keys in (routes_extra or {}).items():
         routes[name] = dict(routes[name], **keys)
     extra = {"admin_listen": "127.0.0.1:0", "throttle_wait": "20s", "throttle_max_wait": "10s",
@@ -321,3 +323,41 @@ def test_execution_time_limit():
     closed = [e for e in PX.events() if e.get("event") == "throttled" and e.get("state") == "closed"]
     assert closed and closed[-1]["limit"] == "execution_time", closed[-1:]
     eq(violations(), [], "violations")
+
+
+S12 = "http://www.w3.org/2003/05/soap-envelope"
+CON = "http://schemas.microsoft.com/xrm/2011/Contracts"
+SVC = "http://schemas.microsoft.com/xrm/2011/Contracts/Services"
+
+
+def bridged_whoami(caller=""):
+    """A SOAP 1.2 Execute WhoAmI as WS-Trust era clients send it, through the soap_bridge route."""
+    if caller:
+        caller = '<MSCRMCallerID xmlns="%s">%s</MSCRMCallerID>' % (CON, caller)
+    body = ('<s:Envelope xmlns:s="%s" xmlns:a="http://www.w3.org/2005/08/addressing"><s:Header>'
+            '<a:Action s:mustUnderstand="1">%s/IOrganizationService/Execute</a:Action>'
+            '<SdkClientVersion xmlns="%s">9.1</SdkClientVersion>%s<a:MessageID>urn:uuid:t1</a:MessageID>'
+            '</s:Header><s:Body><Execute xmlns="%s"><request i:type="c:WhoAmIRequest" xmlns:b="%s" '
+            'xmlns:i="http://www.w3.org/2001/XMLSchema-instance" xmlns:c="http://schemas.microsoft.com/crm/2011/'
+            'Contracts"><b:Parameters xmlns:d="http://schemas.datacontract.org/2004/07/System.Collections.Generic"/>'
+            '<b:RequestId i:nil="true"/><b:RequestName>WhoAmI</b:RequestName></request></Execute></s:Body>'
+            '</s:Envelope>' % (S12, SVC, CON, caller, SVC, CON)).encode()
+    return PX.request("POST", "/XRMServices/2011/Organization.svc", [
+        ("Content-Type", "application/soap+xml; charset=UTF-8"), ("Host", "contoso.api.crm4.dynamics.com")], body)
+
+
+def test_bridged_protection_fault_closes_the_gate():
+    """A WS-Trust bridged request gets the service's fault (converted, not resent: the bridge answers
+    whole), and the identity's gate closes for its TimeSpan, so the next bridged request waits."""
+    fresh({})
+    eq(bridged_whoami().status, 200, "bridged WhoAmI")
+    r = bridged_whoami("00000000-0000-0000-0000-000000000429")  # the sim's throttled caller: PT30S
+    eq(r.status, 500, "the fault")
+    assert b"<ErrorCode>-2147015902</ErrorCode>" in r.body, r.body
+    g = wait_for("gate closed", lambda: closed_gates(PX))
+    eq((g[0]["credential"], g[0]["limit"]), ("contoso", "requests"), "closed gate")
+    assert g[0]["reopen_in_ms"] <= 2000, g  # throttle_max_wait of the route
+    eq(bridged_whoami().status, 200, "after the wait")
+    web = [q["time"] for q in SIM.requests() if q["target"].startswith("/XRMServices/2011/Organization.svc/web")]
+    eq(len(web), 3, "requests the service saw")
+    assert web[2] - web[1] >= 1.9, "sent %.2f s after the fault said wait 2 s (capped)" % (web[2] - web[1])

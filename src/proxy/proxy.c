@@ -650,6 +650,7 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 	log_str(&l, "diagnosis", rq->diag.code);
 	log_int(&l, "duration_ms", now - rq->t_start_ms);
 	log_int(&l, "token_wait_ms", rq->t_parked_ms);
+	throttle_log(rq, &l); /* throttle_wait_ms, throttle_retries: when the request waited at its gate */
 	log_int(&l, "bytes_in", (long long)rq->cl.bytes_in);
 	log_int(&l, "bytes_out", (long long)rq->resp.bytes_out);
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -673,9 +674,9 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 	*con_cls = NULL;
 	rq->cl.gone = true;
 	park_unlink(w, rq);
-	throttle_request_done(rq); /* leaves its gate's queue, frees its slot */
-	relay_abort(rq);           /* client gone mid-transfer: stop the upstream side too */
+	relay_abort(rq); /* client gone mid-transfer: stop the upstream side too */
 	log_request(rq, toe);
+	throttle_request_done(rq); /* leaves its gate's queue, frees its slot */
 	/* clean: answered whole with the connection kept; a refusal that closes
 	 * it may leave body bytes unread, and then the close lingers */
 	conntrack_request_done(rq->conn, clock_now_ms(),

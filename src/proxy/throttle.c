@@ -54,6 +54,7 @@ struct throttle_rq {
 	long long check_ms;      /* look at the gate again then (its reopening, or RECHECK_MS) */
 	long long wait_ms;       /* how long the upstream asked to wait (for the 503) */
 	long long wait_since_ms; /* when it began waiting at the gate */
+	long long waited_ms;     /* at the gate in all, for the request line */
 	const char *limit;       /* static, or NULL */
 	char identity[320];      /* credential@host */
 };
@@ -82,7 +83,9 @@ static void list_unlink(struct worker *w, struct throttle_rq *t)
 {
 	if (!t->waiting)
 		return;
-	metrics_throttle(t->rq->route, MT_HELD_MS, (unsigned long long)(clock_now_ms() - t->wait_since_ms));
+	long long waited = clock_now_ms() - t->wait_since_ms;
+	t->waited_ms += waited;
+	metrics_throttle(t->rq->route, MT_HELD_MS, (unsigned long long)waited);
 	if (t->prev)
 		t->prev->next = t->next;
 	else
@@ -373,6 +376,16 @@ long long throttle_next_deadline(const struct worker *w)
 			best = d;
 	}
 	return best;
+}
+
+void throttle_log(const struct request *rq, struct log_line *l)
+{
+	const struct throttle_rq *t = rq->thr;
+	if (!t || (!t->waiting && !t->waited_ms && !t->retries))
+		return;
+	log_int(l, "throttle_wait_ms", t->waited_ms + (t->waiting ? clock_now_ms() - t->wait_since_ms : 0));
+	if (t->retries)
+		log_int(l, "throttle_retries", t->retries);
 }
 
 void throttle_problem(const struct request *rq, struct problem *p)

@@ -14,6 +14,7 @@
 struct request;
 struct worker;
 struct problem;
+struct log_line;
 struct throttle_rq;
 
 enum throttle_step {
@@ -46,6 +47,10 @@ void throttle_poll(struct worker *w, long long now, void (*go)(struct request *r
 
 /* Earliest time throttle_poll has something to do (ms), 0 if none. */
 long long throttle_next_deadline(const struct worker *w);
+
+/* The request line's throttle_wait_ms and throttle_retries, when it waited
+ * at its gate or was sent again (before throttle_request_done). */
+void throttle_log(const struct request *rq, struct log_line *l);
 
 /* The throttle's members of the problem+json answer (identity, limit, wait). */
 void throttle_problem(const struct request *rq, struct problem *p);

@@ -182,6 +182,9 @@ def test_small_post_is_resent_streamed_body_is_not():
     eq((r.status, r.json()["body_len"], r.json()["method"]), (200, 1000, "POST"), "a held POST body is resent")
     sent = [q for q in SIM.requests() if q["target"] == "/_test/echo"]
     eq([q["status"] for q in sent], [429, 200], "the service saw it twice: throttled, then executed")
+    line = PX.wait_event(lambda e: e.get("event") == "request" and e.get("path") == "/dataverse/_test/echo")
+    eq((line["status"], line["upstream_status"], line["throttle_retries"]), (200, 200, 1), "request line")
+    assert line["throttle_wait_ms"] >= 900, line
     wait_for("gate open", lambda: not closed_gates(PX))
     eq(PX.request("GET", WHOAMI).status, 200, "budget again")
 

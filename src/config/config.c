@@ -177,6 +177,7 @@ static void route_cfg_free(struct route_cfg *r)
 	free(r->name);
 	free(r->match_host);
 	free(r->probe_path);
+	free(r->public_url);
 	free(r->match_path);
 	config_url_free(&r->upstream);
 	cidr_list_free(&r->allow_from);
@@ -191,6 +192,7 @@ static void proxy_cfg_free(struct proxy_cfg *p)
 	free(p->ca_file);
 	free(p->legacy_identities_file);
 	cidr_list_free(&p->allow_from);
+	cidr_list_free(&p->trusted_proxies);
 	wipe_free_str(p->inbound_key);
 	free(p->inbound_key_header);
 	for (size_t i = 0; i < p->n_tls_cert; i++)

@@ -106,6 +106,8 @@ struct route_cfg {
 	bool soap_bridge;              /* SOAP 1.2 Organization.svc -> 1.1 Organization.svc/web (bridge.c) */
 	int translate_upstream_errors; /* 0 = off: upstream 400/401/403 bodies pass unchanged; 1 = problem+json */
 	char *probe_path;              /* `check` probe path on the upstream, NULL = the product's default */
+	int rewrite_urls;              /* 0 = auto: upstream URLs in answers become the client's (rewrite.c); 1 = off */
+	char *public_url;              /* scheme://host[:port][/path] clients use, NULL = derived per request */
 	int line;
 };
 
@@ -146,9 +148,10 @@ struct proxy_cfg {
 	unsigned admin_port;
 	struct connect_to_cfg connect_to[CONFIG_MAX_CONNECT_TO];
 	size_t n_connect_to;
-	bool sts_facade;              /* answer WS-Trust sign-in paths locally (sts.c) */
-	char *legacy_identities_file; /* user:crypt-hash:credential lines for the facade */
-	size_t soap_max_response;     /* bridged SOAP answers are collected up to this */
+	bool sts_facade;                  /* answer WS-Trust sign-in paths locally (sts.c) */
+	char *legacy_identities_file;     /* user:crypt-hash:credential lines for the facade */
+	size_t soap_max_response;         /* bridged SOAP answers are collected up to this */
+	struct cidr_list trusted_proxies; /* front ends whose X-Forwarded-Proto/-Host name the public URL */
 };
 
 struct config {

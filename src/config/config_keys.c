@@ -523,6 +523,26 @@ static int p_match_path(struct pv *pv, const char *v)
 	return p_str(pv, v);
 }
 
+/* public_url: what clients use to reach the route (a front end before the
+ * proxy), stored as origin + path without a trailing slash. */
+static int p_public_url(struct pv *pv, const char *v)
+{
+	struct url u = {0};
+	char *s = NULL;
+	int rc = config_url_parse(v, &u, pv->msg, sizeof pv->msg);
+
+	if (rc == 0 && strcspn(u.path, "\"'<>\\^`{|}%") != strlen(u.path))
+		rc = pv_fail(pv, "must be an http:// or https:// URL with a plain path");
+	if (rc == 0 && asprintf(&s, "%s%s", u.origin, u.path) < 0)
+		rc = pv_fail(pv, "out of memory");
+	if (rc == 0) {
+		free(*FIELD(pv, char *));
+		*FIELD(pv, char *) = s;
+	}
+	config_url_free(&u);
+	return rc;
+}
+
 static int p_upstream(struct pv *pv, const char *v)
 {
 	struct url *u = pv->field;
@@ -604,6 +624,7 @@ static const char *const token_versions[] = {"v2", "v1", NULL};
 static const char *const auth_methods[] = {"post", "basic", NULL};
 static const char *const assertion_algs[] = {"PS256", "RS256", NULL};
 static const char *const translate_modes[] = {"off", "problem", NULL};
+static const char *const rewrite_modes[] = {"auto", "off", NULL};
 
 const struct key_row config_key_rows[] = {
     {PROXY("listen", listen_host), .parse = p_listen, .def = "127.0.0.1:8080"},
@@ -638,6 +659,7 @@ const struct key_row config_key_rows[] = {
     {PROXY("sts_facade", sts_facade), .parse = p_bool, .def = "false"},
     {PROXY("legacy_identities_file", legacy_identities_file), .parse = p_file},
     {PROXY("soap_max_response", soap_max_response), .parse = p_size, .def = "16m", .min = 4096, .max = 256 << 20},
+    {PROXY("trusted_proxies", trusted_proxies), .parse = p_allow_from, .repeat = true},
 
     {CRED("tenant", tenant), .parse = p_tenant, .required = true},
     {CRED("client_id", client_id), .parse = p_guid, .required = true},
@@ -677,6 +699,8 @@ const struct key_row config_key_rows[] = {
     {ROUTE("translate_upstream_errors", r.translate_upstream_errors), .parse = p_enum, .def = "off",
      .names = translate_modes},
     {ROUTE("probe_path", r.probe_path), .parse = p_match_path},
+    {ROUTE("rewrite_urls", r.rewrite_urls), .parse = p_enum, .def = "auto", .names = rewrite_modes},
+    {ROUTE("public_url", r.public_url), .parse = p_public_url},
 };
 const size_t config_n_key_rows = ARRAY_LEN(config_key_rows);
 _Static_assert(ARRAY_LEN(config_key_rows) <= KEY_ROWS_MAX, "section.seen has one slot per row");

@@ -46,6 +46,7 @@ struct hist {
 struct route_m {
 	atomic_ullong requests[N_METHOD][N_STATUS];
 	atomic_ullong bytes_in, bytes_out;
+	atomic_ullong rewritten; /* answers whose upstream URLs were rewritten (rewrite.c) */
 	struct hist upstream;
 };
 
@@ -215,6 +216,13 @@ void metrics_request_done(const struct route_cfg *route, const char *method, int
 		observe(&rm->upstream, upstream_ms);
 }
 
+void metrics_rewritten(const struct route_cfg *route)
+{
+	struct metrics *m = cur();
+	if (m && route)
+		atomic_fetch_add_explicit(&m->routes[route_index(m->cfg, route)].rewritten, 1, memory_order_relaxed);
+}
+
 void metrics_token_result(const struct config *from, size_t idx, const struct token_failure *f, long long latency_ms)
 {
 	struct metrics *m = cur();
@@ -275,6 +283,7 @@ static void copy_route(struct route_m *d, const struct route_m *s)
 			copy_ull(&d->requests[mi][si], &s->requests[mi][si]);
 	copy_ull(&d->bytes_in, &s->bytes_in);
 	copy_ull(&d->bytes_out, &s->bytes_out);
+	copy_ull(&d->rewritten, &s->rewritten);
 	copy_hist(&d->upstream, &s->upstream);
 }
 
@@ -419,6 +428,11 @@ static void render_requests(struct sb *b, const struct metrics *m)
 			    atomic_load_explicit(c, memory_order_relaxed));
 		}
 	}
+	head(b, "s2s_rewritten_responses_total", "counter",
+	     "Answers whose upstream URLs were rewritten to the client's (headers or body), by route.");
+	for (size_t r = 0; r < m->cfg->n_routes; r++)
+		put(b, "s2s_rewritten_responses_total{route=\"%s\"} %llu\n", esc(m->cfg->routes[r].name, rl, sizeof rl),
+		    atomic_load_explicit(&m->routes[r].rewritten, memory_order_relaxed));
 	head(b, "s2s_upstream_duration_seconds", "histogram",
 	     "Time from the upstream request's start to the end of its response, by route.");
 	for (size_t r = 0; r < m->cfg->n_routes; r++) {

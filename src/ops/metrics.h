@@ -38,6 +38,9 @@ void metrics_inflight(int delta);
 void metrics_request_done(const struct route_cfg *route, const char *method, int status, uint64_t bytes_in,
 			  uint64_t bytes_out, long long upstream_ms);
 
+/* An answer of `route` had upstream URLs rewritten (rewrite.c). */
+void metrics_rewritten(const struct route_cfg *route);
+
 /* A token request of source `idx` of configuration `from` ended: f NULL =
  * success, else the failure; latency_ms -1 when no request was sent. */
 void metrics_token_result(const struct config *from, size_t idx, const struct token_failure *f, long long latency_ms);

@@ -36,6 +36,7 @@
 #include "proxy/relay.h"
 #include "tls/tlsin.h"
 #include "proxy/request.h"
+#include "proxy/rewrite.h"
 #include "proxy/worker.h"
 
 #define DRAIN_MAX (8 * 1024 * 1024) /* body bytes read and discarded after a refusal */
@@ -610,6 +611,7 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 	static const char *const corr_field[REQUEST_N_CORR] = REQUEST_CORR_FIELDS;
 	metrics_request_done(rq->route, rq->method, rq->resp.final_status, rq->cl.bytes_in, rq->resp.bytes_out,
 			     rq->resp.status || rq->us.done ? now - rq->t_start_ms - rq->t_parked_ms : -1);
+	rewrite_count(rq);
 	if (rq->route && !rq->route->access_log)
 		return;
 	log_begin(&l, LOG_INFO, "request");
@@ -630,6 +632,7 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 	log_int(&l, "token_wait_ms", rq->t_parked_ms);
 	log_int(&l, "bytes_in", (long long)rq->cl.bytes_in);
 	log_int(&l, "bytes_out", (long long)rq->resp.bytes_out);
+	rewrite_log(rq, &l);
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		log_str(&l, "termination",
 			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED   ? "client_timeout"

@@ -42,6 +42,7 @@
 struct worker;
 struct bridge;
 struct worker_gen;
+struct rewrite;
 
 enum rq_state {
 	RQ_NEW = 0,    /* URI seen, headers not yet examined */
@@ -215,6 +216,10 @@ struct request {
 	 * so this module needs nothing of the bridge's. */
 	struct bridge *bx;
 	void (*bx_free)(struct bridge *br);
+
+	/* Transparent routes (rewrite.c): NULL = the answer passes unrewritten.
+	 * Owned: one heap block, freed with free(). */
+	struct rewrite *rw;
 
 	/* The worker's lists (proxy.c only): parked while waiting for a token,
 	 * and every live request. */

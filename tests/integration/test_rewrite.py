@@ -389,14 +389,6 @@ def test_metrics_count_rewritten_answers():
        "rewritten answers counted")
 
 
-def rss_kib(field):
-    with open("/proc/%d/status" % PX.pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s" % field)
-
-
 def test_gib_json_stream_rewritten_with_flat_memory():
     """1 GiB of JSON with an absolute @odata.id per record streams through
     a rewriting route: byte-exact against the rewritten expectation, and the
@@ -412,12 +404,12 @@ def test_gib_json_stream_rewritten_with_flat_memory():
     for _ in range(n - 1):
         h.update(out_block)
     h.update(out_block[:-1] + b"]}")
-    before = rss_kib("VmHWM")
+    before = PX.status_kib("VmHWM")
     r = PX.request("GET", "/dataverse/_test/bigjson?n=%d" % n, hash_body=True, timeout=600)
     eq(r.status, 200, "status")
     eq((r.body_len, r.body_sha256), (10 + n * len(out_block) + 1, h.hexdigest()), "rewritten stream")
     assert r.body_len >= (64 << 20 if sanitized else 1 << 30), r.body_len
-    grown = rss_kib("VmHWM") - before
+    grown = PX.status_kib("VmHWM") - before
     assert sanitized or grown < 8 * 1024, "peak RSS grew by %d KiB" % grown
 
 

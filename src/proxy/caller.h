@@ -35,6 +35,7 @@ struct rq_caller {
 	const struct caller_cfg *c; /* NULL: no caller matched (an open route) */
 	unsigned protos;            /* 1u << enum inventory_proto */
 	bool challenge;             /* a 401 answer carries the Basic challenge */
+	char act_for[40];           /* Entra object id to send as CallerObjectId, "" = none (proxy.c, bridge.c) */
 	bool impersonate;           /* CallerObjectId was added upstream */
 };
 

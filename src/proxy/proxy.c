@@ -331,6 +331,8 @@ static bool recognise_caller(struct request *rq)
 			log_denied(rq, "impersonation_refused");
 			return false;
 		}
+	if (v == CALLER_OK && rq->caller.c->impersonate)
+		snprintf(rq->caller.act_for, sizeof rq->caller.act_for, "%s", rq->caller.c->impersonate);
 	if (v == CALLER_OK)
 		rq->route = caller_route(rq->cfg, rq->caller.c, r);
 	if (v == CALLER_OK || v == CALLER_ANONYMOUS)

@@ -47,6 +47,7 @@ static unsigned char hmac_key[32];
 static bool hmac_key_ok;
 static struct vslot cache[CACHE_SLOTS];
 static struct fbucket fails[FAIL_BUCKETS];
+static struct fbucket fails_all; /* every caller's together */
 
 static void init_key(void)
 {
@@ -166,6 +167,15 @@ static size_t fail_bucket(const char *name)
 	return h % FAIL_BUCKETS;
 }
 
+/* Start a new failure window when the last one is over. Under lock. */
+static void window(struct fbucket *b, long long now)
+{
+	if (now - b->window_start_ms >= CALLER_FAIL_WINDOW_MS) {
+		b->window_start_ms = now;
+		b->n = 0;
+	}
+}
+
 /* 1 known good, 0 known bad, -1 unknown. Under lock. */
 static int cache_get(const unsigned char mac[SHA256_DIGEST_LENGTH], long long now)
 {
@@ -209,11 +219,9 @@ static bool password_ok(const struct caller_cfg *c, const char *user, const char
 	pthread_mutex_lock(&lock);
 	known = cache_get(mac, now);
 	struct fbucket *fb = &fails[fail_bucket(c->name)];
-	if (now - fb->window_start_ms >= CALLER_FAIL_WINDOW_MS) {
-		fb->window_start_ms = now;
-		fb->n = 0;
-	}
-	bool budget = fb->n < CALLER_FAIL_BURST;
+	window(fb, now);
+	window(&fails_all, now);
+	bool budget = fb->n < CALLER_FAIL_BURST && fails_all.n < CALLER_FAIL_GLOBAL;
 	pthread_mutex_unlock(&lock);
 	if (known >= 0)
 		return known == 1;
@@ -224,8 +232,10 @@ static bool password_ok(const struct caller_cfg *c, const char *user, const char
 	bool ok = crypt_ok(pass, c->basic_password_hash);
 	pthread_mutex_lock(&lock);
 	cache_put(mac, ok, now);
-	if (!ok)
+	if (!ok) {
 		fb->n++;
+		fails_all.n++;
+	}
 	pthread_mutex_unlock(&lock);
 	explicit_bzero(mac, sizeof mac);
 	return ok;
@@ -236,6 +246,7 @@ void caller_cache_reset(void)
 	pthread_mutex_lock(&lock);
 	memset(cache, 0, sizeof cache);
 	memset(fails, 0, sizeof fails);
+	memset(&fails_all, 0, sizeof fails_all);
 	pthread_mutex_unlock(&lock);
 }
 

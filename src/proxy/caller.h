@@ -11,8 +11,9 @@
  * minutes under an HMAC-SHA-256 with a random per-process key (never the
  * password itself); a wrong one for 30 s (a client retrying it costs no
  * second crypt); and each caller gets at most CALLER_FAIL_BURST failed
- * crypts per CALLER_FAIL_WINDOW_MS, after which further new passwords for
- * it are refused without a crypt until the window ends. Secrets are
+ * crypts per CALLER_FAIL_WINDOW_MS (all callers together
+ * CALLER_FAIL_GLOBAL), after which further new passwords are refused
+ * without a crypt until the window ends. Secrets are
  * compared in constant time and never logged.
  */
 #ifndef S2S_CALLER_H
@@ -27,6 +28,7 @@
 
 #define CALLER_BASIC_MAX       256 /* user and password, each, bytes with the NUL */
 #define CALLER_FAIL_BURST      4
+#define CALLER_FAIL_GLOBAL     16 /* failed crypts per window for all callers together */
 #define CALLER_FAIL_WINDOW_MS  10000
 #define CALLER_ANONYMOUS_LABEL "-" /* the caller label of a request no caller matched */
 

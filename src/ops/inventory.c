@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,8 @@ struct inv_table {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake;
 static pthread_t writer;
-static bool running, stopping, dirty;
+static atomic_bool running; /* read without the lock on the request path: off = no lock taken */
+static bool stopping, dirty;
 static char *state_path;
 static struct inv_table table; /* under lock */
 
@@ -81,6 +83,8 @@ static void row_add(struct inv_row *r, int p, unsigned long long n, long long fi
 
 void inventory_note(const char *caller, unsigned protos, long long wall_s)
 {
+	if (!atomic_load_explicit(&running, memory_order_relaxed))
+		return;
 	pthread_mutex_lock(&lock);
 	if (running && protos) {
 		struct inv_row *r = row_for(&table, caller && *caller ? caller : "-");

@@ -45,13 +45,15 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static unsigned char hmac_key[32];
 static bool hmac_key_ok;
+static EVP_MAC *hmac; /* fetched once: thread-safe to make contexts from */
 static struct vslot cache[CACHE_SLOTS];
 static struct fbucket fails[FAIL_BUCKETS];
 static struct fbucket fails_all; /* every caller's together */
 
 static void init_key(void)
 {
-	hmac_key_ok = RAND_bytes(hmac_key, sizeof hmac_key) == 1;
+	hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	hmac_key_ok = hmac && RAND_bytes(hmac_key, sizeof hmac_key) == 1;
 }
 
 /* ---- Basic ------------------------------------------------------------------- */
@@ -139,14 +141,13 @@ static bool mac_of(const struct caller_cfg *c, const char *user, const char *pas
 		   unsigned char mac[SHA256_DIGEST_LENGTH])
 {
 	bool ok = false;
-	EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	EVP_MAC_CTX *ctx = m ? EVP_MAC_CTX_new(m) : NULL;
+	EVP_MAC_CTX *ctx = NULL;
 	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
 			       OSSL_PARAM_END};
 	size_t out = 0;
 
 	pthread_once(&once, init_key);
-	if (!hmac_key_ok || !ctx || EVP_MAC_init(ctx, hmac_key, sizeof hmac_key, params) != 1)
+	if (!hmac_key_ok || !(ctx = EVP_MAC_CTX_new(hmac)) || EVP_MAC_init(ctx, hmac_key, sizeof hmac_key, params) != 1)
 		goto done;
 	const char *parts[] = {c->name, c->basic_password_hash, user, pass};
 	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
@@ -155,7 +156,6 @@ static bool mac_of(const struct caller_cfg *c, const char *user, const char *pas
 	ok = EVP_MAC_final(ctx, mac, &out, SHA256_DIGEST_LENGTH) == 1 && out == SHA256_DIGEST_LENGTH;
 done:
 	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(m);
 	return ok;
 }
 

@@ -307,6 +307,11 @@ static bool recognise_caller(struct request *rq)
 	char subject[256];
 	const char *why = NULL, *imp[] = {"CallerObjectId", "MSCRMCallerID"};
 	const struct route_cfg *r = rq->route;
+	rq->caller.protos |= 1u << (r->soap_bridge                                             ? PROTO_SOAP_BRIDGE
+				    : r->audience_kind == AUD_BC || r->audience_kind == AUD_FO ? PROTO_ODATA_V4
+											       : PROTO_WEB_API);
+	if (!rq->cfg->n_callers)
+		return true;
 	struct caller_input in = {
 	    .authorization = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
 	    .key = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, rq->cfg->proxy.inbound_key_header),
@@ -314,11 +319,6 @@ static bool recognise_caller(struct request *rq)
 	    .peer = (const struct sockaddr *)&rq->client_sa,
 	    .now_ms = clock_now_ms(),
 	};
-	rq->caller.protos |= 1u << (r->soap_bridge                                             ? PROTO_SOAP_BRIDGE
-				    : r->audience_kind == AUD_BC || r->audience_kind == AUD_FO ? PROTO_ODATA_V4
-											       : PROTO_WEB_API);
-	if (!rq->cfg->n_callers)
-		return true;
 	enum caller_verdict v = caller_recognise(rq->cfg, r, &in, &rq->caller.c, &why);
 	if (v == CALLER_OK && rq->caller.c->basic_user)
 		rq->caller.protos |= 1u << PROTO_BASIC_IN;

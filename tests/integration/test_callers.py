@@ -6,6 +6,7 @@ that survives restarts."""
 import base64
 import os
 import re
+import signal
 import statistics
 import subprocess
 import time
@@ -30,9 +31,15 @@ BC_COMPANIES = "/bc/v2.0/production/api/v2.0/companies"
 KEY_HEADER = "S2S-Proxy-Key"
 
 
+_HASHES = {}
+
+
 def crypt_hash(pw):
-    return subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=pw.encode(), capture_output=True,
-                          check=True).stdout.decode().strip()
+    """One hash per password for the module: a reload or restart keeps it, as in real use."""
+    if pw not in _HASHES:
+        _HASHES[pw] = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=pw.encode(),
+                                     capture_output=True, check=True).stdout.decode().strip()
+    return _HASHES[pw]
 
 
 def basic(user, pw):
@@ -270,6 +277,29 @@ def test_client_cannot_choose_whom_it_impersonates():
         r = PX.request("GET", "/dataverse/api/data/v9.2/WhoAmI", [(KEY_HEADER, WEB_KEY), (name, LICENSED_OID)])
         problem(r, 403, "impersonation_refused")
     eq(upstream_count(), before, "upstream requests")
+
+
+# ---------------------------------------------------------------------------
+# reload
+
+def test_reload_adds_a_caller():
+    late_key = "late-key-0123456789-abcd"
+    text = ini_text(W.path("inventory.state")).replace("callers = edi, web, legacy, unlicensed",
+                                                        "callers = edi, web, legacy, unlicensed, late")
+    text += "\n[caller:late]\ninbound_key_file = %s\ncredential = second\n" % W.write("late.key", late_key, 0o600)
+    with open(PX.ini_path + ".new", "w") as f:
+        f.write(text)
+    os.replace(PX.ini_path + ".new", PX.ini_path)
+    before = len([e for e in PX.events() if e.get("event") == "config_reloaded"])
+    PX.proc.send_signal(signal.SIGHUP)
+    wait_for("config_reloaded", lambda: len([e for e in PX.events() if e.get("event") == "config_reloaded"])
+             > before, timeout=15)
+    r = PX.request("GET", "/dataverse/api/data/v9.2/WhoAmI", [(KEY_HEADER, late_key)])
+    eq(r.status, 200, "the new caller")
+    eq(last_upstream("/WhoAmI")["appid"], CLIENT2_ID, "with its credential")
+    r = PX.request("GET", "/dataverse/api/data/v9.2/WhoAmI", [(KEY_HEADER, WEB_KEY)])
+    eq((r.status, last_upstream("/WhoAmI")["appid"]), (200, CLIENT_ID), "an unchanged caller")
+    eq(PX.request("GET", BC_COMPANIES, [("Authorization", basic(POS_USER, POS_KEY))]).status, 200, "Basic caller")
 
 
 # ---------------------------------------------------------------------------

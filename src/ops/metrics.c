@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "diag/diag.h"
+#include "ops/callerstat.h"
 #include "util/log.h"
 
 #ifndef S2S_VERSION
@@ -532,6 +533,11 @@ char *metrics_render(struct token_engine *te, long long now_ms, long long wall_n
 	render_token_counts(&b, m);
 	render_token_state(&b, m, te, now_ms, wall_now_s);
 	render_cert_expiry(&b, m, wall_now_s);
+	size_t cl = 0;
+	char *callers = callerstat_render(&cl); /* by caller and protocol */
+	if (callers)
+		put(&b, "%s", callers);
+	free(callers);
 	if (b.failed) {
 		free(b.p);
 		return NULL;

@@ -89,6 +89,11 @@ enum MHD_Result answer_local(struct request *rq)
 	}
 	if (rq->local.status == 405) /* RFC 9110 15.5.6 */
 		answer_add_header(r, "Allow", hdr_methods_allowed);
+	if (rq->local.status == 401 && rq->caller.challenge) { /* RFC 7617; the realm has no '"' (config) */
+		char ch[320];
+		snprintf(ch, sizeof ch, "Basic realm=\"%s\", charset=\"UTF-8\"", rq->cfg->proxy.basic_realm);
+		answer_add_header(r, "WWW-Authenticate", ch);
+	}
 	if (rq->local.close || rq->w->draining)
 		answer_add_header(r, "Connection", "close");
 	return answer_queue(rq, rq->local.status, r);

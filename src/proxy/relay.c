@@ -296,6 +296,11 @@ static struct curl_slist *build_headers(struct request *rq, const char *auth_hea
 	char line[512];
 	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, copy_client_header, &b);
 	add_header(&b, auth_header);
+	if (rq->caller.act_for[0] && rq->route->audience_kind == AUD_DATAVERSE) {
+		snprintf(line, sizeof line, "CallerObjectId: %s", rq->caller.act_for); /* caller.h */
+		add_header(&b, line);
+		rq->caller.impersonate = true;
+	}
 	for (const char *const *l = bridge_header_lines(rq); l && *l; l++)
 		add_header(&b, *l);
 	snprintf(line, sizeof line, "X-Forwarded-For: %s", rq->client_ip);

@@ -21,6 +21,7 @@
 #include "http/hdr.h"
 #include "token/jwt.h"
 #include "util/rbuf.h"
+#include "proxy/caller.h"
 #include "proxy/route.h"
 #include "token/token.h"
 
@@ -210,6 +211,8 @@ struct request {
 	struct local_answer local;
 	struct rq_replay replay;
 	struct rq_diag diag;
+	/* Who sent it (proxy.c recognises, relay.c impersonates, the log line and metrics report). */
+	struct rq_caller caller;
 
 	/* The WS-Trust bridge's exchange (bridge.c): a buffered exchange; NULL =
 	 * streamed. bridge.c sets both; request_unref frees it through bx_free,

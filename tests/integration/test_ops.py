@@ -140,6 +140,8 @@ def test_metrics_names_types_and_values_move():
             "s2s_token_fetch_duration_seconds": "histogram", "s2s_token_valid": "gauge",
             "s2s_token_expires_in_seconds": "gauge", "s2s_credential_secret_expires_in_seconds": "gauge",
             "s2s_credential_certificate_expires_in_seconds": "gauge",
+            "s2s_caller_requests_total": "counter", "s2s_caller_series_dropped_total": "counter",
+            "s2s_protocol_requests_total": "counter",
         }
         eq(types, want_types, "metric families and types")
         src = dict(credential="contoso", audience=DATAVERSE_URL)

@@ -58,6 +58,8 @@ def big_json_block(host):
     return b"".join(b'{"@odata.id":"https://%s/api/data/v9.2/accounts(%08d-0000-4000-8000-000000000000)",'
                     b'"@odata.etag":"W/\\"%d\\"","name":"Account %d"},' % (host.encode(), i, i, i)
                     for i in range(1000))
+# Impersonation (CallerObjectId): this Entra object id is a user without a licence.
+UNLICENSED_USER = "0bad0bad-0000-4000-8000-000000000403"
 
 
 def host_kind(host):
@@ -93,6 +95,7 @@ class Upstreams:
         self.lock = threading.RLock()
         self.accounts = {}  # host -> {id: record}
         self.collections = {}  # (kind, ...) -> [record]: BC customers, F&O Customers
+        self.dv_budget = {}  # (host, appid) -> requests: service protection counts per (application) user
 
     # entry --------------------------------------------------------------------
 
@@ -221,15 +224,16 @@ class Upstreams:
 
     # Dataverse ------------------------------------------------------------------
 
-    def dv_headers(self):
+    def dv_headers(self, req=None):
+        left = getattr(req, "budget_left", 5999)
         return [("Content-Type", ODATA_JSON), ("OData-Version", "4.0"), ("REQ_ID", guid()),
                 ("x-ms-service-request-id", guid()), ("Cache-Control", "no-cache"),
-                ("x-ms-ratelimit-burst-remaining-xrm-requests", "5999"),
+                ("x-ms-ratelimit-burst-remaining-xrm-requests", str(left)),
                 ("x-ms-ratelimit-time-remaining-xrm-requests", "1,200,000.00"),
                 ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")]
 
     def dv_error(self, req, status, code, msg):
-        req.send(status, self.dv_headers(), jdump({"error": {"code": code, "message": msg}}))
+        req.send(status, self.dv_headers(req), jdump({"error": {"code": code, "message": msg}}))
 
     def _accounts(self, host):
         with self.lock:
@@ -252,8 +256,16 @@ class Upstreams:
         ver, rest = m.group(1), (m.group(2) or "/")
         base = "https://%s/api/data/%s/" % (req.host, ver)
         appid = claims.get("appid") or claims.get("azp")
+        with self.lock:
+            used = self.dv_budget[(req.host, appid)] = self.dv_budget.get((req.host, appid), 0) + 1
+        req.budget_left = 6000 - used  # dv_headers: each application user has its own budget
+        caller = (req.header("callerobjectid") or "").lower()
+        if caller == UNLICENSED_USER:  # Dataverse's answer to acting for a user without a licence
+            return self.dv_error(req, 403, "0x80072036", "The user with SystemUserId=%s in OrganizationContext=%s "
+                                 "is not licensed, and its user accessmode is not set to non-interactive."
+                                 % (stable_guid("user", req.host, caller), stable_guid("org", req.host)))
         if rest in ("/WhoAmI", "/WhoAmI()") and req.method in ("GET", "HEAD"):
-            return req.send(200, self.dv_headers(), jdump({
+            return req.send(200, self.dv_headers(req), jdump({
                 "@odata.context": base + "$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
                 "BusinessUnitId": stable_guid("bu", req.host),
                 "UserId": stable_guid("user", req.host, appid),
@@ -288,6 +300,10 @@ class Upstreams:
                                          "InnerException : %s" % e)
                 aid = guid()
                 rec = dict(rec, accountid=aid, createdon=iso_stamp())
+                if caller:  # impersonated: the user creates and owns it, on behalf of the application user
+                    owner = stable_guid("user", req.host, caller)
+                    rec.update({"_createdby_value": owner, "_ownerid_value": owner,
+                                "_createdonbehalfby_value": stable_guid("user", req.host, appid)})
                 with self.lock:
                     accounts[aid] = rec
                 entity = "%saccounts(%s)" % (base, aid)

@@ -696,12 +696,15 @@ static void test_sections(void)
 	clear_env();
 	CHECK(load("[proxy]\n[foo]\nx = 1\n[proxy]\nlisten = 1\n" CRED("a", GUID1) CRED("a", GUID2) ROUTE(
 		  "x", "/", "https://org.crm.dynamics.com") "[route:bad name]\n[route:]\n[proxy:x]\n") == NULL);
-	CHECK_STR(errs, "t.ini:2: [foo] unknown section (expected [proxy], [credential:NAME] or [route:NAME])\n"
-			"t.ini:4: [proxy] duplicate section (first on line 1)\n"
-			"t.ini:10: [credential:a] duplicate section (first on line 6)\n"
-			"t.ini:17: [route:bad name] bad name: use 1 to 64 letters, digits, '_', '.' or '-'\n"
-			"t.ini:18: [route:] bad name: use 1 to 64 letters, digits, '_', '.' or '-'\n"
-			"t.ini:19: [proxy:x] unknown section (expected [proxy], [credential:NAME] or [route:NAME])\n");
+	CHECK_STR(
+	    errs,
+	    "t.ini:2: [foo] unknown section (expected [proxy], [credential:NAME], [route:NAME] or [caller:NAME])\n"
+	    "t.ini:4: [proxy] duplicate section (first on line 1)\n"
+	    "t.ini:10: [credential:a] duplicate section (first on line 6)\n"
+	    "t.ini:17: [route:bad name] bad name: use 1 to 64 letters, digits, '_', '.' or '-'\n"
+	    "t.ini:18: [route:] bad name: use 1 to 64 letters, digits, '_', '.' or '-'\n"
+	    "t.ini:19: [proxy:x] unknown section (expected [proxy], [credential:NAME], [route:NAME] or "
+	    "[caller:NAME])\n");
 }
 
 static void test_duplicate_routes(void)

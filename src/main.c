@@ -30,6 +30,7 @@
 #include "config/config.h"
 #include "config/envconf.h"
 #include "ops/health.h"
+#include "ops/inventory.h"
 #include "util/log.h"
 #include "reload.h"
 #include "ops/metrics.h"
@@ -56,6 +57,7 @@ static void usage(FILE *out)
 		"       s2s-proxy [-t]            without -c: $S2S_CONFIG (default " ENVCONF_DEFAULT_FILE "),\n"
 		"                                 else a configuration from S2S_UPSTREAM and AZURE_* (containers)\n"
 		"       s2s-proxy health [HOST:PORT]  GET /healthz on the admin listener: exit 0 on 200\n"
+		"       s2s-proxy inventory -c FILE  which caller used which protocol, and when (inventory_file)\n"
 		"       s2s-proxy --version | --help\n"
 		"\n"
 		"A reverse proxy that obtains Microsoft Entra ID client-credentials tokens and attaches\n"
@@ -253,7 +255,7 @@ static int run(const struct config *cfg)
 	admin_set_gates(gatereport_readyz);
 	te = token_engine_new(cfg, on_token_change, NULL);
 	if (!te || metrics_init(cfg) < 0 || start_workers(cfg, te, &port) < 0 || token_engine_start(te) < 0 ||
-	    admin_start(cfg, te) < 0)
+	    admin_start(cfg, te) < 0 || inventory_start(cfg->proxy.inventory_file) < 0)
 		goto out;
 	log_listening(cfg, port);
 	rl = reload_new(cfg, te, workers, n_workers, on_token_change);
@@ -268,7 +270,8 @@ out:
 	for (int i = 0; i < n_workers; i++)
 		worker_join(&workers[i]);
 	n_workers = 0;
-	reload_free(rl); /* later configurations; the first is the caller's */
+	inventory_stop(); /* after the workers: their last notes are written */
+	reload_free(rl);  /* later configurations; the first is the caller's */
 	token_engine_free(te);
 	metrics_free();
 	tlsca_free();
@@ -331,6 +334,8 @@ int main(int argc, char **argv)
 		return check_main(argc - 1, argv + 1); /* subcommand: its own options */
 	if (argc > 1 && strcmp(argv[1], "health") == 0)
 		return health_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "inventory") == 0)
+		return inventory_main(argc - 1, argv + 1);
 	while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':

@@ -89,12 +89,31 @@ static void oom(struct load *ld)
 	ld->oom = true;
 }
 
+void config_sec_error(struct load *ld, int line, const struct section *s, const char *key, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	sec_error(ld, line, s, key, "%s", msg);
+}
+
 static int find_row(enum sec_kind kind, const char *key)
 {
 	for (size_t i = 0; i < config_n_key_rows; i++)
 		if (config_key_rows[i].kind == kind && strcmp(config_key_rows[i].key, key) == 0)
 			return (int)i;
 	return -1;
+}
+
+struct section *config_find_section(struct load *ld, enum sec_kind kind, const char *name)
+{
+	for (size_t i = 0; i < ld->n_secs; i++)
+		if (ld->secs[i]->kind == kind && strcmp(ld->secs[i]->name, name) == 0)
+			return ld->secs[i];
+	return NULL;
 }
 
 static bool seen(const struct section *s, const char *key)
@@ -109,6 +128,11 @@ static int seen_line(const struct section *s, const char *key)
 	int i = find_row(s->kind, key);
 
 	return i >= 0 && s->seen[i] ? s->key_line[i] : 0;
+}
+
+int config_seen_line(const struct section *s, const char *key)
+{
+	return seen_line(s, key);
 }
 
 static int run_parser(struct load *ld, struct section *s, size_t row, const char *value, int line, char *msg, size_t n)
@@ -130,6 +154,10 @@ static void set_key(struct load *ld, struct section *s, const char *key, const c
 	char msg[MSG_MAX];
 
 	label = label ? label : key;
+	if (s->kind == SEC_CALLER && strncmp(key, "credential.", 11) == 0) {
+		config_caller_route_key(ld, s, key + 11, value, line);
+		return;
+	}
 	if (!*key) {
 		load_error(ld, line, "[%s] missing key name before '='", s->title);
 		return;
@@ -177,7 +205,9 @@ static void route_cfg_free(struct route_cfg *r)
 	free(r->name);
 	free(r->match_host);
 	free(r->probe_path);
+	free(r->public_url);
 	free(r->match_path);
+	free(r->callers);
 	config_url_free(&r->upstream);
 	cidr_list_free(&r->allow_from);
 	wipe_free_str(r->inbound_key);
@@ -190,7 +220,10 @@ static void proxy_cfg_free(struct proxy_cfg *p)
 	free(p->admin_host);
 	free(p->ca_file);
 	free(p->legacy_identities_file);
+	free(p->basic_realm);
+	free(p->inventory_file);
 	cidr_list_free(&p->allow_from);
+	cidr_list_free(&p->trusted_proxies);
 	wipe_free_str(p->inbound_key);
 	free(p->inbound_key_header);
 	for (size_t i = 0; i < p->n_tls_cert; i++)
@@ -224,37 +257,38 @@ static void section_free(struct section *s)
 		free(rs->credential);
 		free(rs->audience_url);
 		free(rs->scope);
+		free(rs->callers);
 		free(rs);
+	} else if (s->kind == SEC_CALLER && s->obj) {
+		config_caller_free(s->obj);
+		free(s->obj);
 	}
 	free(s->title);
 	free(s);
 }
 
-static struct section *find_section(struct load *ld, enum sec_kind kind, const char *name)
-{
-	for (size_t i = 0; i < ld->n_secs; i++)
-		if (ld->secs[i]->kind == kind && strcmp(ld->secs[i]->name, name) == 0)
-			return ld->secs[i];
-	return NULL;
-}
-
-/* Append a credential or route section; NULL (reported) on a limit or OOM. */
+/* Append a credential, route or caller section; NULL (reported) on a limit or OOM. */
 static struct section *new_section(struct load *ld, enum sec_kind kind, const char *title, int line)
 {
-	bool cred = kind == SEC_CREDENTIAL;
-	size_t *count = cred ? &ld->n_creds : &ld->n_routes;
-	size_t max = cred ? CONFIG_MAX_CREDENTIALS : CONFIG_MAX_ROUTES;
+	bool cred = kind == SEC_CREDENTIAL, caller = kind == SEC_CALLER;
+	size_t *count = cred ? &ld->n_creds : caller ? &ld->n_callers : &ld->n_routes;
+	size_t max = cred ? CONFIG_MAX_CREDENTIALS : caller ? CONFIG_MAX_CALLERS : CONFIG_MAX_ROUTES;
+	size_t size = cred     ? sizeof(struct credential_cfg)
+		      : caller ? sizeof(struct caller_sec)
+			       : sizeof(struct route_sec);
 	struct section *s = calloc(1, sizeof *s);
 	char **name;
 
 	if (*count == max) {
-		load_error(ld, line, "[%s] too many %s sections (at most %zu)", title, cred ? "credential" : "route",
+		load_error(ld, line, "[%s] too many %s sections (at most %zu)", title,
+			   cred     ? "credential"
+			   : caller ? "caller"
+				    : "route",
 			   max);
 		free(s);
 		return NULL;
 	}
-	if (!s || !(s->title = strdup(title)) ||
-	    !(s->obj = cred ? calloc(1, sizeof(struct credential_cfg)) : calloc(1, sizeof(struct route_sec)))) {
+	if (!s || !(s->title = strdup(title)) || !(s->obj = calloc(1, size))) {
 		oom(ld);
 		section_free(s);
 		return NULL;
@@ -263,11 +297,15 @@ static struct section *new_section(struct load *ld, enum sec_kind kind, const ch
 	s->name = strchr(s->title, ':') + 1;
 	s->line = line;
 	s->index = (*count)++;
-	name = cred ? &((struct credential_cfg *)s->obj)->name : &((struct route_sec *)s->obj)->r.name;
+	name = cred     ? &((struct credential_cfg *)s->obj)->name
+	       : caller ? &((struct caller_sec *)s->obj)->c.name
+			: &((struct route_sec *)s->obj)->r.name;
 	if (!(*name = strdup(s->name)))
 		oom(ld);
 	if (cred)
 		((struct credential_cfg *)s->obj)->line = line;
+	else if (caller)
+		((struct caller_sec *)s->obj)->c.line = line;
 	else
 		((struct route_sec *)s->obj)->r.line = line;
 	ld->secs[ld->n_secs++] = s;
@@ -281,7 +319,10 @@ static void open_section(struct load *ld, const char *title)
 		const char *type;
 		enum sec_kind kind;
 		bool named; /* [type:NAME] */
-	} kinds[] = {{"proxy", SEC_PROXY, false}, {"credential", SEC_CREDENTIAL, true}, {"route", SEC_ROUTE, true}};
+	} kinds[] = {{"proxy", SEC_PROXY, false},
+		     {"credential", SEC_CREDENTIAL, true},
+		     {"route", SEC_ROUTE, true},
+		     {"caller", SEC_CALLER, true}};
 	const char *colon = strchr(title, ':'), *name = colon ? colon + 1 : "";
 	size_t tlen = colon ? (size_t)(colon - title) : strlen(title), k;
 	enum sec_kind kind;
@@ -292,7 +333,8 @@ static void open_section(struct load *ld, const char *title)
 		    kinds[k].named == (colon != NULL))
 			break;
 	if (k == ARRAY_LEN(kinds)) {
-		load_error(ld, ld->lineno, "[%s] unknown section (expected [proxy], [credential:NAME] or [route:NAME])",
+		load_error(ld, ld->lineno,
+			   "[%s] unknown section (expected [proxy], [credential:NAME], [route:NAME] or [caller:NAME])",
 			   title);
 		return;
 	}
@@ -304,7 +346,7 @@ static void open_section(struct load *ld, const char *title)
 			   MAX_NAME);
 		return;
 	}
-	old = find_section(ld, kind, name);
+	old = config_find_section(ld, kind, name);
 	if (old && (kind != SEC_PROXY || old->line)) {
 		load_error(ld, ld->lineno, "[%s] duplicate section (first on line %d)", title, old->line);
 		return;
@@ -456,7 +498,7 @@ static void apply_env(struct load *ld)
 	    {"AZURE_FEDERATED_TOKEN_FILE", "federated_token_file", "federated_token_file (AZURE_FEDERATED_TOKEN_FILE)",
 	     true},
 	};
-	struct section *s = find_section(ld, SEC_CREDENTIAL, "default");
+	struct section *s = config_find_section(ld, SEC_CREDENTIAL, "default");
 
 	if (!s) {
 		bool proof = false; /* a secret or a federated token */
@@ -598,7 +640,7 @@ static struct section *route_credential(struct load *ld, struct section *s)
 	struct section *only = NULL;
 
 	if (rs->credential) {
-		struct section *c = find_section(ld, SEC_CREDENTIAL, rs->credential);
+		struct section *c = config_find_section(ld, SEC_CREDENTIAL, rs->credential);
 		if (!c)
 			sec_error(ld, seen_line(s, "credential"), s, "credential", "no [credential:%s] section",
 				  rs->credential);
@@ -691,17 +733,17 @@ static char *route_resource(struct load *ld, struct section *s)
 	return up->origin ? strdup(up->origin) : NULL;
 }
 
-/* Share or add the token source for (credential, scope or resource); takes resource. */
-static int add_token_source(struct load *ld, struct section *s, const struct section *cs, char *resource)
+size_t config_token_source(struct load *ld, const struct section *cs, const char *scope, const char *resource)
 {
-	struct route_sec *rs = s->obj;
 	const struct credential_cfg *c = cs->obj;
 	bool v2 = c->token_version == TOKEN_V2;
-	struct token_source_cfg t = {.credential = cs->index, .resource = resource};
+	struct token_source_cfg t = {.credential = cs->index, .resource = strdup(resource)};
 	size_t i;
 
-	if (v2 && rs->scope)
-		t.scope = strdup(rs->scope);
+	if (!t.resource)
+		goto nomem;
+	if (v2 && scope)
+		t.scope = strdup(scope);
 	else if (v2 && asprintf(&t.scope, "%s" DEFAULT_SUFFIX, resource) < 0)
 		t.scope = NULL;
 	if (v2 && !t.scope)
@@ -710,6 +752,11 @@ static int add_token_source(struct load *ld, struct section *s, const struct sec
 		if (ld->ts[i].credential == cs->index &&
 		    strcmp(v2 ? ld->ts[i].scope : ld->ts[i].resource, v2 ? t.scope : t.resource) == 0)
 			break;
+	if (i == ld->n_ts && i == MAX_SOURCES) {
+		token_source_free(&t);
+		load_error(ld, cs->line, "[%s] too many token sources (at most %d)", cs->title, MAX_SOURCES);
+		return SIZE_MAX;
+	}
 	if (i == ld->n_ts) {
 		if (c->kind == CRED_MANAGED_IDENTITY)
 			t.token_endpoint = strdup(c->managed_identity_endpoint);
@@ -722,12 +769,19 @@ static int add_token_source(struct load *ld, struct section *s, const struct sec
 	} else {
 		token_source_free(&t);
 	}
-	rs->r.token_source = i;
-	return 0;
+	return i;
 nomem:
 	token_source_free(&t);
 	oom(ld);
-	return -1;
+	return SIZE_MAX;
+}
+
+/* The route's token source, for (credential, scope or resource); takes resource. */
+static void add_token_source(struct load *ld, struct section *s, const struct section *cs, char *resource)
+{
+	struct route_sec *rs = s->obj;
+	rs->r.token_source = config_token_source(ld, cs, rs->scope, resource);
+	free(resource);
 }
 
 /* Service protection keys the route leaves out come from [proxy]; auto
@@ -826,6 +880,7 @@ static void validate(struct load *ld)
 			check_route(ld, ld->secs[i]);
 	if (ld->n_routes == 0)
 		load_error(ld, 0, "no [route:...] section");
+	config_callers_validate(ld);
 	check_xml(ld);
 	for (size_t i = 0; i < ld->n_secs; i++)
 		if (ld->secs[i]->kind == SEC_CREDENTIAL && !ld->secs[i]->used && ld->n_routes)
@@ -865,6 +920,11 @@ static struct config *build(struct load *ld)
 	memcpy(cfg->token_sources, ld->ts, ld->n_ts * sizeof ld->ts[0]);
 	cfg->n_token_sources = ld->n_ts;
 	ld->n_ts = 0;
+	if (config_callers_build(ld, cfg) < 0) {
+		config_free(cfg);
+		oom(ld);
+		return NULL;
+	}
 	return cfg;
 }
 
@@ -957,6 +1017,7 @@ void config_free(struct config *cfg)
 		route_cfg_free(&cfg->routes[i]);
 	for (size_t i = 0; cfg->token_sources && i < cfg->n_token_sources; i++)
 		token_source_free(&cfg->token_sources[i]);
+	config_callers_free(cfg);
 	proxy_cfg_free(&cfg->proxy);
 	free(cfg->credentials);
 	free(cfg->routes);

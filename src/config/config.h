@@ -20,6 +20,7 @@
 #define CONFIG_MAX_CONNECT_TO  32
 #define CONFIG_MAX_URL_BYTES   8192 /* the cap of max_url_bytes (route.h ROUTE_MAX_TARGET) */
 #define CONFIG_MAX_TLS_CERTS   16
+#define CONFIG_MAX_CALLERS     64
 
 enum token_version { TOKEN_V2 = 0, TOKEN_V1 };
 enum auth_method { AUTH_POST = 0, AUTH_BASIC };
@@ -116,6 +117,30 @@ struct route_cfg {
 	int translate_upstream_errors; /* 0 = off: upstream 400/401/403 bodies pass unchanged; 1 = problem+json */
 	char *probe_path;              /* `check` probe path on the upstream, NULL = the product's default */
 	struct throttle_cfg throttle;  /* the route's, or [proxy]'s when the route does not set a key */
+	int rewrite_urls;              /* 0 = auto: upstream URLs in answers become the client's (rewrite.c); 1 = off */
+	char *public_url;              /* scheme://host[:port][/path] clients use, NULL = derived per request */
+	size_t *callers;               /* callers = NAME, ...: indices into config.callers (owned) */
+	size_t n_callers;              /* 0 = the route is open to every client, as without callers */
+	int line;
+};
+
+/*
+ * [caller:NAME]: how one client of the proxy is recognised, and what it
+ * uses instead of the route's defaults. Every recognition key set must
+ * match (caller.c). Secrets (inbound_key, the hash) are never logged.
+ */
+struct caller_cfg {
+	char *name;
+	char *inbound_key;         /* from inbound_key_file, sent in [proxy] inbound_key_header */
+	char *basic_user;          /* Authorization: Basic user name (compared exactly) */
+	char *basic_password_hash; /* crypt(3) hash of the password (or BC web service access key) */
+	char *tls_client_subject;  /* the client certificate's subject DN, as GnuTLS writes it */
+	struct cidr_list allow_from;
+	char *impersonate; /* Entra object id sent as CallerObjectId on Dataverse routes, NULL = none */
+	/* routes[i]: config.routes[i] as this caller uses it; a shallow copy
+	 * whose credential and token_source are the caller's when it names a
+	 * credential for that route. Strings are the route's (not owned). */
+	struct route_cfg *routes;
 	int line;
 };
 
@@ -156,10 +181,13 @@ struct proxy_cfg {
 	unsigned admin_port;
 	struct connect_to_cfg connect_to[CONFIG_MAX_CONNECT_TO];
 	size_t n_connect_to;
-	bool sts_facade;              /* answer WS-Trust sign-in paths locally (sts.c) */
-	char *legacy_identities_file; /* user:crypt-hash:credential lines for the facade */
-	size_t soap_max_response;     /* bridged SOAP answers are collected up to this */
-	struct throttle_cfg throttle; /* defaults of the routes' */
+	bool sts_facade;                  /* answer WS-Trust sign-in paths locally (sts.c) */
+	char *legacy_identities_file;     /* user:crypt-hash:credential lines for the facade */
+	size_t soap_max_response;         /* bridged SOAP answers are collected up to this */
+	struct throttle_cfg throttle;     /* defaults of the routes' */
+	struct cidr_list trusted_proxies; /* front ends whose X-Forwarded-Proto/-Host name the public URL */
+	char *basic_realm;                /* realm of the Basic challenge a caller route answers with */
+	char *inventory_file;             /* usage inventory state (ops/inventory.c), NULL = none */
 };
 
 struct config {
@@ -171,6 +199,8 @@ struct config {
 	size_t n_routes;
 	struct token_source_cfg *token_sources;
 	size_t n_token_sources;
+	struct caller_cfg *callers;
+	size_t n_callers;
 };
 
 /*

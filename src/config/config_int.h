@@ -12,13 +12,14 @@
 #include "config/config.h"
 
 #define ARRAY_LEN(a)   (sizeof(a) / sizeof((a)[0]))
-#define MAX_SECTIONS   (1 + CONFIG_MAX_CREDENTIALS + CONFIG_MAX_ROUTES)
+#define MAX_SECTIONS   (1 + CONFIG_MAX_CREDENTIALS + CONFIG_MAX_ROUTES + CONFIG_MAX_CALLERS)
+#define MAX_SOURCES    (2 * CONFIG_MAX_ROUTES) /* token sources: the routes', then the callers' */
 #define MAX_NAME       64
 #define DEFAULT_SUFFIX "/.default"
 #define MSG_MAX        320
 #define KEY_ROWS_MAX   128 /* rows in config_key_rows[] at most */
 
-enum sec_kind { SEC_PROXY = 0, SEC_CREDENTIAL, SEC_ROUTE };
+enum sec_kind { SEC_PROXY = 0, SEC_CREDENTIAL, SEC_ROUTE, SEC_CALLER };
 
 struct section {
 	enum sec_kind kind;
@@ -29,7 +30,7 @@ struct section {
 	bool seen[KEY_ROWS_MAX];    /* key_rows[i] was set (even if its value was bad) */
 	int key_line[KEY_ROWS_MAX]; /* where key_rows[i] was first set */
 	bool used;                  /* credential: some route refers to it */
-	void *obj;                  /* struct proxy_cfg, credential_cfg or route_sec */
+	void *obj;                  /* struct proxy_cfg, credential_cfg, route_sec or caller_sec */
 };
 
 /* A route while loading: the public part plus what is resolved later. */
@@ -39,6 +40,20 @@ struct route_sec {
 	char *audience_url; /* AUD_URL only, verbatim */
 	char *scope;        /* explicit v2 scope */
 	bool audience_ok;   /* audience key parsed */
+	char *callers;      /* callers = NAME, ...: verbatim, resolved into r.callers */
+};
+
+/* A caller while loading (config_caller.c). */
+struct caller_sec {
+	struct caller_cfg c;
+	char *credential; /* credential = NAME: for every route */
+	struct {
+		char *route, *credential;
+		int line;
+	} per_route[CONFIG_MAX_ROUTES]; /* credential.ROUTE = NAME */
+	size_t n_per_route;
+	size_t source[CONFIG_MAX_ROUTES]; /* resolved: token source per route, SIZE_MAX = the route's */
+	size_t cred[CONFIG_MAX_ROUTES];
 };
 
 struct load {
@@ -55,8 +70,8 @@ struct load {
 	struct section *cur;
 	struct proxy_cfg proxy;
 	struct section *secs[MAX_SECTIONS]; /* secs[0] is [proxy], even if absent */
-	size_t n_secs, n_creds, n_routes;
-	struct token_source_cfg ts[CONFIG_MAX_ROUTES];
+	size_t n_secs, n_creds, n_routes, n_callers;
+	struct token_source_cfg ts[MAX_SOURCES];
 	size_t n_ts;
 };
 
@@ -105,6 +120,25 @@ extern const struct audience_def config_audiences[]; /* the last is "url" (AUD_U
 extern const size_t config_n_audiences;
 extern const struct audience_rule config_audience_rules[];
 extern const size_t config_n_audience_rules;
+
+/* config.c, for config_caller.c */
+struct section *config_find_section(struct load *ld, enum sec_kind kind, const char *name);
+int config_seen_line(const struct section *s, const char *key);
+void config_sec_error(struct load *ld, int line, const struct section *s, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Share or add the token source for (credential section cs, resource;
+ * scope NULL = resource/.default); returns its index or SIZE_MAX (reported). */
+size_t config_token_source(struct load *ld, const struct section *cs, const char *scope, const char *resource);
+
+/* config_caller.c */
+void config_caller_free(struct caller_sec *cs);
+/* "credential.ROUTE = NAME" in a [caller:NAME] section (key is what follows "credential."). */
+void config_caller_route_key(struct load *ld, struct section *s, const char *route, const char *value, int line);
+/* After the routes: route callers lists, caller checks, the callers' token sources. */
+void config_callers_validate(struct load *ld);
+/* Into cfg (routes already moved): callers and their route views; -1 on OOM. */
+int config_callers_build(struct load *ld, struct config *cfg);
+void config_callers_free(struct config *cfg);
 
 /* config.c: log a warning "FILE:LINE: message" under event. */
 void config_warn_at(struct load *ld, const char *event, int line, const char *fmt, ...)

@@ -539,6 +539,26 @@ static int p_match_path(struct pv *pv, const char *v)
 	return p_str(pv, v);
 }
 
+/* public_url: what clients use to reach the route (a front end before the
+ * proxy), stored as origin + path without a trailing slash. */
+static int p_public_url(struct pv *pv, const char *v)
+{
+	struct url u = {0};
+	char *s = NULL;
+	int rc = config_url_parse(v, &u, pv->msg, sizeof pv->msg);
+
+	if (rc == 0 && strcspn(u.path, "\"'<>\\^`{|}%") != strlen(u.path))
+		rc = pv_fail(pv, "must be an http:// or https:// URL with a plain path");
+	if (rc == 0 && asprintf(&s, "%s%s", u.origin, u.path) < 0)
+		rc = pv_fail(pv, "out of memory");
+	if (rc == 0) {
+		free(*FIELD(pv, char *));
+		*FIELD(pv, char *) = s;
+	}
+	config_url_free(&u);
+	return rc;
+}
+
 static int p_upstream(struct pv *pv, const char *v)
 {
 	struct url *u = pv->field;
@@ -597,6 +617,40 @@ static int p_audience(struct pv *pv, const char *v)
 	return 0;
 }
 
+/* basic_user: what a client sends before the ':' of Basic credentials. */
+static int p_basic_user(struct pv *pv, const char *v)
+{
+	if (strchr(v, ':') || strlen(v) > 255 || !hdr_value_ok(v, strlen(v)))
+		return pv_fail(pv, "must be 1 to 255 printable characters without ':'");
+	return p_str(pv, v);
+}
+
+/* basic_realm: goes between quotes in WWW-Authenticate. */
+static int p_realm(struct pv *pv, const char *v)
+{
+	if (strpbrk(v, "\"\\"))
+		return pv_fail(pv, "must not contain '\"' or '\\'");
+	return p_basic_user(pv, v);
+}
+
+/* tls_client_subject: a distinguished name, compared as text. */
+static int p_subject(struct pv *pv, const char *v)
+{
+	if (strlen(v) > 255 || !hdr_value_ok(v, strlen(v)))
+		return pv_fail(pv, "must be 1 to 255 printable characters (the subject DN, e.g. CN=pos-01,O=Contoso)");
+	return p_str(pv, v);
+}
+
+/* basic_password_hash: a crypt(3) hash ("$id$..."), never a password. */
+static int p_crypt_hash(struct pv *pv, const char *v)
+{
+	size_t n = strlen(v);
+	if (v[0] != '$' || n < 13 || n > 255 ||
+	    strspn(v, "$./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz=,-") != n)
+		return pv_fail(pv, "must be a crypt(3) hash such as $y$... or $6$... (mkpasswd), not a password");
+	return p_str(pv, v);
+}
+
 static int p_scope(struct pv *pv, const char *v)
 {
 	size_t len = strlen(v), sl = strlen(DEFAULT_SUFFIX);
@@ -609,17 +663,19 @@ static int p_scope(struct pv *pv, const char *v)
 
 /* ---- the table ---- */
 
-#define SECS(s)           ((s)*1000LL)
-#define MINUTES(m)        ((m)*60000LL)
-#define HOURS(h)          ((h)*3600000LL)
-#define PROXY(key, field) SEC_PROXY, key, .off = offsetof(struct proxy_cfg, field)
-#define CRED(key, field)  SEC_CREDENTIAL, key, .off = offsetof(struct credential_cfg, field)
-#define ROUTE(key, field) SEC_ROUTE, key, .off = offsetof(struct route_sec, field)
+#define SECS(s)            ((s)*1000LL)
+#define MINUTES(m)         ((m)*60000LL)
+#define HOURS(h)           ((h)*3600000LL)
+#define PROXY(key, field)  SEC_PROXY, key, .off = offsetof(struct proxy_cfg, field)
+#define CRED(key, field)   SEC_CREDENTIAL, key, .off = offsetof(struct credential_cfg, field)
+#define ROUTE(key, field)  SEC_ROUTE, key, .off = offsetof(struct route_sec, field)
+#define CALLER(key, field) SEC_CALLER, key, .off = offsetof(struct caller_sec, field)
 
 static const char *const token_versions[] = {"v2", "v1", NULL};
 static const char *const auth_methods[] = {"post", "basic", NULL};
 static const char *const assertion_algs[] = {"PS256", "RS256", NULL};
 static const char *const translate_modes[] = {"off", "problem", NULL};
+static const char *const rewrite_modes[] = {"auto", "off", NULL};
 
 const struct key_row config_key_rows[] = {
     {PROXY("listen", listen_host), .parse = p_listen, .def = "127.0.0.1:8080"},
@@ -660,6 +716,9 @@ const struct key_row config_key_rows[] = {
      .max = HOURS(1)},
     {PROXY("throttle_retries", throttle.retries), .parse = p_long, .def = "3", .min = 0, .max = 100},
     {PROXY("max_concurrent", throttle.max_concurrent), .parse = p_concurrency, .def = "auto", .min = 1, .max = 100000},
+    {PROXY("trusted_proxies", trusted_proxies), .parse = p_allow_from, .repeat = true},
+    {PROXY("basic_realm", basic_realm), .parse = p_realm, .def = "s2s-proxy"},
+    {PROXY("inventory_file", inventory_file), .parse = p_str},
 
     {CRED("tenant", tenant), .parse = p_tenant, .required = true},
     {CRED("client_id", client_id), .parse = p_guid, .required = true},
@@ -705,6 +764,17 @@ const struct key_row config_key_rows[] = {
     {ROUTE("throttle_max_wait", r.throttle.max_wait_ms), .parse = p_duration_ms, .min = SECS(1), .max = HOURS(1)},
     {ROUTE("throttle_retries", r.throttle.retries), .parse = p_long, .min = 0, .max = 100},
     {ROUTE("max_concurrent", r.throttle.max_concurrent), .parse = p_concurrency, .min = 1, .max = 100000},
+    {ROUTE("rewrite_urls", r.rewrite_urls), .parse = p_enum, .def = "auto", .names = rewrite_modes},
+    {ROUTE("public_url", r.public_url), .parse = p_public_url},
+    {ROUTE("callers", callers), .parse = p_str},
+
+    {CALLER("inbound_key_file", c.inbound_key), .parse = p_key_file},
+    {CALLER("basic_user", c.basic_user), .parse = p_basic_user},
+    {CALLER("basic_password_hash", c.basic_password_hash), .parse = p_crypt_hash},
+    {CALLER("tls_client_subject", c.tls_client_subject), .parse = p_subject},
+    {CALLER("allow_from", c.allow_from), .parse = p_allow_from, .repeat = true},
+    {CALLER("credential", credential), .parse = p_str},
+    {CALLER("impersonate", c.impersonate), .parse = p_guid},
 };
 const size_t config_n_key_rows = ARRAY_LEN(config_key_rows);
 _Static_assert(ARRAY_LEN(config_key_rows) <= KEY_ROWS_MAX, "section.seen has one slot per row");

@@ -285,6 +285,7 @@ enum up_id {
 	UP_SS_AUD,
 	UP_AUD,
 	UP_REJECTED,
+	UP_DV_IMPERSONATION,
 };
 
 static const struct up_row up_rows[] = {
@@ -314,6 +315,13 @@ static const struct up_row up_rows[] = {
     [UP_AUD] = {"audience_mismatch", "The token's audience is not the upstream's",
 		"Set the route's audience to the upstream environment's own URL: the challenge names the resource "
 		"the upstream expects."},
+    [UP_DV_IMPERSONATION] =
+	{"dataverse_impersonation_denied", "Dataverse refused to act for the impersonated user",
+	 "The caller's impersonate (CallerObjectId) names a user Dataverse will not act for: in "
+	 "Power Platform admin center > Environments > your environment > Settings > Users, check the "
+	 "user exists in the environment, is enabled, has a licence (or an access mode that needs "
+	 "none) and a security role with the privilege the request needs; the application user also "
+	 "needs the Delegate role (prvActOnBehalfOfAnotherUser)."},
     [UP_REJECTED] = {"token_rejected", "The upstream rejected the token",
 		     "Compare the token's aud and tid (in the log) with the environment, and check the app is "
 		     "registered in the product (application user, Entra application card)."},
@@ -424,6 +432,16 @@ static int classify_401(enum audience_kind kind, const char *upstream_host, cons
 			return UP_AUD;
 	}
 	return UP_REJECTED;
+}
+
+bool diag_impersonation(long status, const struct upstream_evidence *ev, struct diagnosis *out)
+{
+	if (status != 403 || strcasecmp(ev->error_code, "0x80072560") == 0 ||
+	    strcasecmp(ev->error_code, "0x80095ffc") == 0)
+		return false;
+	const struct up_row *r = &up_rows[UP_DV_IMPERSONATION];
+	fill(out, 502, r->code, r->title, r->remediation, false);
+	return true;
 }
 
 bool diag_upstream(enum audience_kind kind, const char *upstream_host, long status, const char *body, size_t len,

@@ -65,6 +65,15 @@ bool diag_upstream(enum audience_kind kind, const char *upstream_host, long stat
 
 /* An upstream's throttling outlasted a request's wait (503, throttled_upstream). */
 void diag_upstream_throttled(struct diagnosis *out);
+/*
+ * A Dataverse 403 to a request the proxy sent with CallerObjectId
+ * (impersonation): unless diag_upstream found the application user itself
+ * missing or blocked, the impersonated user lacks a licence, is disabled or
+ * lacks a role (Dataverse intersects the app's privileges with the user's).
+ * Decided on the status and the header sent, not on message text. Fills
+ * *out and returns true, or false (not a 403, or the app's own fault).
+ */
+bool diag_impersonation(long status, const struct upstream_evidence *ev, struct diagnosis *out);
 
 /* Statuses whose body diag_upstream wants to see (400, 401, 403). */
 bool diag_upstream_status_wanted(long status);

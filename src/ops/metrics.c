@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "diag/diag.h"
+#include "ops/callerstat.h"
 #include "util/log.h"
 
 #ifndef S2S_VERSION
@@ -47,6 +48,7 @@ struct route_m {
 	atomic_ullong requests[N_METHOD][N_STATUS];
 	atomic_ullong bytes_in, bytes_out;
 	atomic_ullong throttle[MT_N]; /* metrics_throttle */
+	atomic_ullong rewritten;      /* answers whose upstream URLs were rewritten (rewrite.c) */
 	struct hist upstream;
 };
 
@@ -224,6 +226,13 @@ void metrics_throttle(const struct route_cfg *route, enum metrics_throttle_event
 	atomic_fetch_add_explicit(&m->routes[route_index(m->cfg, route)].throttle[ev], n, memory_order_relaxed);
 }
 
+void metrics_rewritten(const struct route_cfg *route)
+{
+	struct metrics *m = cur();
+	if (m && route)
+		atomic_fetch_add_explicit(&m->routes[route_index(m->cfg, route)].rewritten, 1, memory_order_relaxed);
+}
+
 void metrics_token_result(const struct config *from, size_t idx, const struct token_failure *f, long long latency_ms)
 {
 	struct metrics *m = cur();
@@ -286,6 +295,7 @@ static void copy_route(struct route_m *d, const struct route_m *s)
 	copy_ull(&d->bytes_out, &s->bytes_out);
 	for (size_t e = 0; e < MT_N; e++)
 		copy_ull(&d->throttle[e], &s->throttle[e]);
+	copy_ull(&d->rewritten, &s->rewritten);
 	copy_hist(&d->upstream, &s->upstream);
 }
 
@@ -430,6 +440,11 @@ static void render_requests(struct sb *b, const struct metrics *m)
 			    atomic_load_explicit(c, memory_order_relaxed));
 		}
 	}
+	head(b, "s2s_rewritten_responses_total", "counter",
+	     "Answers whose upstream URLs were rewritten to the client's (headers or body), by route.");
+	for (size_t r = 0; r < m->cfg->n_routes; r++)
+		put(b, "s2s_rewritten_responses_total{route=\"%s\"} %llu\n", esc(m->cfg->routes[r].name, rl, sizeof rl),
+		    atomic_load_explicit(&m->routes[r].rewritten, memory_order_relaxed));
 	head(b, "s2s_upstream_duration_seconds", "histogram",
 	     "Time from the upstream request's start to the end of its response, by route.");
 	for (size_t r = 0; r < m->cfg->n_routes; r++) {
@@ -562,6 +577,11 @@ char *metrics_render(struct token_engine *te, long long now_ms, long long wall_n
 	if (x)
 		put(&b, "%.*s", (int)xn, x);
 	free(x);
+	size_t cl = 0;
+	char *callers = callerstat_render(&cl); /* by caller and protocol */
+	if (callers)
+		put(&b, "%s", callers);
+	free(callers);
 	if (b.failed) {
 		free(b.p);
 		return NULL;

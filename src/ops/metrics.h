@@ -43,6 +43,8 @@ void metrics_request_done(const struct route_cfg *route, const char *method, int
  * a resend, a 503 throttled_upstream. */
 enum metrics_throttle_event { MT_THROTTLED = 0, MT_HELD, MT_RETRIED, MT_REFUSED, MT_HELD_MS, MT_N };
 void metrics_throttle(const struct route_cfg *route, enum metrics_throttle_event ev, unsigned long long n);
+/* An answer of `route` had upstream URLs rewritten (rewrite.c). */
+void metrics_rewritten(const struct route_cfg *route);
 
 /* A token request of source `idx` of configuration `from` ended: f NULL =
  * success, else the failure; latency_ms -1 when no request was sent. */

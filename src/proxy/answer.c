@@ -19,6 +19,7 @@
 #include "proxy/refusal.h"
 #include "proxy/relay.h"
 #include "proxy/throttle.h"
+#include "proxy/rewrite.h"
 #include "proxy/worker.h"
 #include "util/log.h"
 
@@ -90,6 +91,11 @@ enum MHD_Result answer_local(struct request *rq)
 	}
 	if (rq->local.status == 405) /* RFC 9110 15.5.6 */
 		answer_add_header(r, "Allow", hdr_methods_allowed);
+	if (rq->local.status == 401 && rq->caller.challenge) { /* RFC 7617; the realm has no '"' (config) */
+		char ch[320];
+		snprintf(ch, sizeof ch, "Basic realm=\"%s\", charset=\"UTF-8\"", rq->cfg->proxy.basic_realm);
+		answer_add_header(r, "WWW-Authenticate", ch);
+	}
 	if (rq->local.close || rq->w->draining)
 		answer_add_header(r, "Connection", "close");
 	return answer_queue(rq, rq->local.status, r);
@@ -101,11 +107,13 @@ static ssize_t on_body_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct request *rq = cls;
 	(void)pos;
-	size_t n = rbuf_read(&rq->resp.down, buf, max);
+	size_t n = rewrite_read(rq, buf, max);
 	if (n == 0) {
 		relay_unpause(rq); /* may deliver synchronously into the ring */
-		n = rbuf_read(&rq->resp.down, buf, max);
+		n = rewrite_read(rq, buf, max);
 	}
+	if (n == 0 && rq->us.done && rq->us.result == CURLE_OK)
+		n = rewrite_end(rq, buf, max); /* what the rewriter held back */
 	if (n > 0) {
 		rq->resp.bytes_out += n;
 		relay_unpause(rq);
@@ -251,10 +259,11 @@ enum MHD_Result answer_upstream(struct request *rq)
 		return answer_local(rq);
 	}
 	bool body = status_has_body(rq->resp.status) && !rq->is_head;
-	if (body && rq->us.done && rq->us.result == CURLE_OK) {
+	bool changed = rewrite_response_begin(rq); /* then the length is unknown until the end */
+	if (body && rq->us.done && rq->us.result == CURLE_OK && !changed) {
 		r = whole_body_response(rq);
 	} else if (body || rq->is_head) {
-		uint64_t size = rq->resp.length >= 0 ? (uint64_t)rq->resp.length : MHD_SIZE_UNKNOWN;
+		uint64_t size = rq->resp.length >= 0 && !changed ? (uint64_t)rq->resp.length : MHD_SIZE_UNKNOWN;
 		r = MHD_create_response_from_callback(size, BODY_BLOCK, on_body_read, rq, on_body_free);
 		if (r)
 			request_ref(rq); /* the response's reference, dropped in on_body_free */
@@ -266,8 +275,11 @@ enum MHD_Result answer_upstream(struct request *rq)
 	for (unsigned i = 0; i < rq->resp.n_rh; i++) {
 		const char *name = rq->resp.rh_buf + rq->resp.rh[i].name,
 			   *value = rq->resp.rh_buf + rq->resp.rh[i].value;
+		char mapped[4096];
 		if (!hdr_response_forwardable(name, conn_hdr))
 			continue;
+		if (!(value = rewrite_header(rq, name, value, mapped, sizeof mapped)))
+			continue; /* Content-Encoding of a body curl decoded */
 		if (!*value || !hdr_value_ok(value, strlen(value)))
 			continue; /* MHD cannot send empty values (internals.md L-MHD-9) */
 		answer_add_header(r, name, value);

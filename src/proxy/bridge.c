@@ -204,15 +204,18 @@ static bool token_chars(const char *s, const char *bad)
 	return true;
 }
 
-/* The sign-in handle must be live and bound to the route's credential. */
-static bool handle_ok(const struct request *rq)
+/* The sign-in handle must be live and bound to the route's credential; the
+ * identity's object id, if any, is who the request acts for (relay.c). */
+static bool handle_ok(struct request *rq)
 {
-	char cred[STS_CRED_MAX];
+	char cred[STS_CRED_MAX], oid[STS_OID_MAX];
 	const struct config *cfg = rq->cfg;
 	if (!cfg->proxy.sts_facade)
 		return true; /* no facade: the route's access control alone decides */
-	if (!sts_handle_valid(rq->bx->info.handle, (long long)time(NULL), cred, sizeof cred))
+	if (!sts_handle_identity(rq->bx->info.handle, (long long)time(NULL), cred, sizeof cred, oid))
 		return false;
+	if (oid[0]) /* the signed-in user, over a [caller:NAME] impersonate */
+		snprintf(rq->caller.act_for, sizeof rq->caller.act_for, "%s", oid);
 	const struct token_source_cfg *ts = &cfg->token_sources[rq->route->token_source];
 	return strcmp(cfg->credentials[ts->credential].name, cred) == 0;
 }

@@ -22,21 +22,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "proxy/conntrack.h"
 #include "diag/diag.h"
 #include "diag/diaglog.h"
 #include "proxy/refusal.h"
 #include "proxy/answer.h"
+#include "proxy/caller.h"
 #include "proxy/bridge.h"
 #include "util/log.h"
 #include "util/text.h"
+#include "ops/callerstat.h"
+#include "ops/inventory.h"
 #include "ops/metrics.h"
 #include "diag/problem.h"
 #include "proxy/relay.h"
 #include "tls/tlsin.h"
 #include "proxy/request.h"
 #include "proxy/throttle.h"
+#include "proxy/rewrite.h"
 #include "proxy/worker.h"
 
 #define DRAIN_MAX (8 * 1024 * 1024) /* body bytes read and discarded after a refusal */
@@ -281,7 +286,7 @@ static bool admitted(struct request *rq)
 	    (r && r->allow_from.n && !cidr_list_match(&r->allow_from, sa))) {
 		code = "client_not_allowed";
 		why = "the client address is not in allow_from";
-	} else if (r && (r->inbound_key || pc->inbound_key)) {
+	} else if (r && !r->n_callers && (r->inbound_key || pc->inbound_key)) { /* else callers decide */
 		const char *got = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, pc->inbound_key_header);
 		if (!got) {
 			code = "inbound_key_missing";
@@ -308,6 +313,51 @@ static void log_limit(const struct request *rq, const char *limit, long long val
 	log_str(&l, "limit", limit);
 	log_int(&l, "value", value);
 	log_end(&l);
+}
+
+/* [caller:NAME] (caller.c): who sent the request; it then uses the
+ * caller's view of the route (credential, token source). */
+static bool recognise_caller(struct request *rq)
+{
+	char subject[256];
+	const char *why = NULL, *imp[] = {"CallerObjectId", "MSCRMCallerID"};
+	const struct route_cfg *r = rq->route;
+	rq->caller.protos |= 1u << (r->soap_bridge                                             ? PROTO_SOAP_BRIDGE
+				    : r->audience_kind == AUD_BC || r->audience_kind == AUD_FO ? PROTO_ODATA_V4
+											       : PROTO_WEB_API);
+	if (!rq->cfg->n_callers)
+		return true;
+	struct caller_input in = {
+	    .authorization = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+	    .key = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, rq->cfg->proxy.inbound_key_header),
+	    .tls_subject = tlsin_client_subject(rq->conn, subject, sizeof subject) == 0 ? subject : NULL,
+	    .peer = (const struct sockaddr *)&rq->client_sa,
+	    .now_ms = clock_now_ms(),
+	};
+	enum caller_verdict v = caller_recognise(rq->cfg, r, &in, &rq->caller.c, &why);
+	if (v == CALLER_OK && rq->caller.c->basic_user)
+		rq->caller.protos |= 1u << PROTO_BASIC_IN;
+	for (size_t i = 0; v == CALLER_OK && i < 2; i++)
+		if (MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, imp[i])) {
+			/* refused, not stripped: dropped, the write would silently run as someone else */
+			request_set_local(rq, 403, "impersonation_refused", "Forbidden",
+					  "a caller may not choose whom it acts for (CallerObjectId, MSCRMCallerID): "
+					  "the proxy sets CallerObjectId from the caller's impersonate key");
+			log_denied(rq, "impersonation_refused");
+			return false;
+		}
+	if (v == CALLER_OK && rq->caller.c->impersonate)
+		snprintf(rq->caller.act_for, sizeof rq->caller.act_for, "%s", rq->caller.c->impersonate);
+	if (v == CALLER_OK)
+		rq->route = caller_route(rq->cfg, rq->caller.c, r);
+	if (v == CALLER_OK || v == CALLER_ANONYMOUS)
+		return true;
+	rq->caller.challenge = v == CALLER_UNAUTHORIZED;
+	request_set_local(rq, rq->caller.challenge ? 401 : 403,
+			  rq->caller.challenge ? "caller_unauthorized" : "caller_forbidden",
+			  rq->caller.challenge ? "Unauthorized" : "Forbidden", why);
+	log_denied(rq, rq->local.code);
+	return false;
 }
 
 /* The request body cap: the route's when it sets a lower one. 0 = none. */
@@ -400,8 +450,10 @@ static bool classify(struct request *rq, const char *method)
 	}
 	rq->cl.has_body = hdr_framing_has_body(&rq->cl.framing);
 	rq->cl.body_len = hdr_framing_body_length(&rq->cl.framing);
-	if (bridge_sts_path(rq)) /* the sign-in facade answers whatever the Host */
+	if (bridge_sts_path(rq)) { /* the sign-in facade answers whatever the Host */
+		rq->caller.protos |= 1u << PROTO_STS_FACADE;
 		return true;
+	}
 
 	struct route_request rr = {
 	    .target = rq->target,
@@ -416,7 +468,7 @@ static bool classify(struct request *rq, const char *method)
 		return false;
 	}
 	rq->route = rq->match.route;
-	if (!admitted(rq))
+	if (!admitted(rq) || !recognise_caller(rq))
 		return false;
 	uint64_t cap = body_cap(rq);
 	if (cap && rq->cl.body_len >= 0 && (uint64_t)rq->cl.body_len > cap) {
@@ -632,6 +684,11 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 	static const char *const corr_field[REQUEST_N_CORR] = REQUEST_CORR_FIELDS;
 	metrics_request_done(rq->route, rq->method, rq->resp.final_status, rq->cl.bytes_in, rq->resp.bytes_out,
 			     rq->resp.status || rq->us.done ? now - rq->t_start_ms - rq->t_parked_ms : -1);
+	rewrite_count(rq);
+	const char *caller = rq->caller.c ? rq->caller.c->name : CALLER_ANONYMOUS_LABEL;
+	callerstat_request(caller, rq->route ? rq->route->name : NULL, rq->resp.final_status, rq->caller.protos);
+	if (!rq->local.set || rq->caller.c) /* a refused stranger uses nothing */
+		inventory_note(caller, rq->caller.protos, (long long)time(NULL));
 	if (rq->route && !rq->route->access_log)
 		return;
 	log_begin(&l, LOG_INFO, "request");
@@ -642,6 +699,7 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 	log_str(&l, "method", rq->method);
 	log_strn(&l, "path", rq->target, strcspn(rq->target, "?")); /* the query may carry data: not logged */
 	log_str(&l, "route", rq->route ? rq->route->name : NULL);
+	log_str(&l, "caller", caller);
 	log_int(&l, "status", rq->resp.final_status);
 	if (rq->resp.status)
 		log_int(&l, "upstream_status", rq->resp.status);
@@ -653,6 +711,7 @@ static void log_request(struct request *rq, enum MHD_RequestTerminationCode toe)
 	throttle_log(rq, &l); /* throttle_wait_ms, throttle_retries: when the request waited at its gate */
 	log_int(&l, "bytes_in", (long long)rq->cl.bytes_in);
 	log_int(&l, "bytes_out", (long long)rq->resp.bytes_out);
+	rewrite_log(rq, &l);
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		log_str(&l, "termination",
 			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED   ? "client_timeout"

@@ -71,6 +71,8 @@ void refusal_diagnose(struct request *rq)
 	bool hit = diag_upstream(rq->route->audience_kind, rq->route->upstream.host, rq->resp.status, body, n,
 				 request_upstream_header(rq, "WWW-Authenticate"),
 				 rq->diag.tok ? rq->diag.tok->claims.aud : "", &ev, &d);
+	if (rq->caller.impersonate && diag_impersonation(rq->resp.status, &ev, &d)) /* caller.h */
+		hit = true;
 	free(body);
 	if (!hit)
 		return;

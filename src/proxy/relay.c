@@ -19,6 +19,7 @@
 #include "util/log.h"
 #include "util/slist.h"
 #include "proxy/request.h"
+#include "proxy/rewrite.h"
 #include "tls/tlsca.h"
 #include "tls/tlsin.h"
 #include "proxy/worker.h"
@@ -283,6 +284,8 @@ static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, co
 		return MHD_YES; /* the bridge sets these for the converted body */
 	if (strcasecmp(name, b->rq->cfg->proxy.inbound_key_header) == 0)
 		return MHD_YES; /* the caller's key for this proxy never goes upstream */
+	if (rewrite_drop_request_header(b->rq, name))
+		return MHD_YES;
 	add_field(b, name, value);
 	return b->failed ? MHD_NO : MHD_YES;
 }
@@ -293,6 +296,11 @@ static struct curl_slist *build_headers(struct request *rq, const char *auth_hea
 	char line[512];
 	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, copy_client_header, &b);
 	add_header(&b, auth_header);
+	if (rq->caller.act_for[0] && rq->route->audience_kind == AUD_DATAVERSE) {
+		snprintf(line, sizeof line, "CallerObjectId: %s", rq->caller.act_for); /* caller.h */
+		add_header(&b, line);
+		rq->caller.impersonate = true;
+	}
 	for (const char *const *l = bridge_header_lines(rq); l && *l; l++)
 		add_header(&b, *l);
 	snprintf(line, sizeof line, "X-Forwarded-For: %s", rq->client_ip);
@@ -380,18 +388,24 @@ static int setup_easy(struct request *rq, CURL *h, const char *url)
 	if (rq->w->connect_to)
 		SETOPT(h, CURLOPT_CONNECT_TO, rq->w->connect_to);
 	tlsca_apply(h);
+	if (rewrite_accept_encoding(rq))
+		SETOPT(h, CURLOPT_ACCEPT_ENCODING, rewrite_accept_encoding(rq));
 	if (rq->is_head) {
 		SETOPT(h, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(rq->method, "GET") != 0) {
 		SETOPT(h, CURLOPT_CUSTOMREQUEST, rq->method);
 	}
 	if (body_in_memory(rq)) {
-		SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->cl.up.len);
-		SETOPT(h, CURLOPT_POSTFIELDS, rq->cl.up.len ? rq->cl.up.data : "");
+		const char *body = rq->cl.up.data;
+		size_t len = rq->cl.up.len;
+		rewrite_request_body(rq, &body, &len); /* a $batch naming the public URL */
+		SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+		SETOPT(h, CURLOPT_POSTFIELDS, len ? body : "");
 		SETOPT(h, CURLOPT_CUSTOMREQUEST, rq->method); /* POSTFIELDS implies POST */
 		rq->us.body_sent = rq->cl.up.len;
 	} else if (rq->cl.has_body || method_wants_body(rq->method)) {
 		/* UPLOAD streams from on_read; the custom method keeps the verb. */
+		rewrite_request_body(rq, NULL, NULL);
 		SETOPT(h, CURLOPT_UPLOAD, 1L);
 		SETOPT(h, CURLOPT_CUSTOMREQUEST, rq->method);
 		SETOPT(h, CURLOPT_READFUNCTION, on_read);
@@ -424,6 +438,7 @@ int relay_start(struct request *rq, const char *auth_header)
 	if (!rq->resp.down.data && pool_ring_get(&rq->w->pool, &rq->resp.down, relay_ring_bytes(rq->cfg)) < 0)
 		goto oom;
 	headers_reset(rq);
+	rewrite_begin(rq);
 	rq->us.attempts = 0;
 	rq->us.resend_refused = false;
 	rq->us.headers = build_headers(rq, auth_header);

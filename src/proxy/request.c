@@ -57,6 +57,7 @@ void request_unref(struct request *rq)
 	free(rq->resp.rh);
 	if (rq->bx && rq->bx_free)
 		rq->bx_free(rq->bx);
+	free(rq->rw); /* transparent routes' state: one block (rewrite.c) */
 	tok_info_unref(rq->diag.tok);
 	free(rq->target);
 	if (rq->gen != NULL)

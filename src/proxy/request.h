@@ -21,6 +21,7 @@
 #include "http/hdr.h"
 #include "token/jwt.h"
 #include "util/rbuf.h"
+#include "proxy/caller.h"
 #include "proxy/route.h"
 #include "token/token.h"
 
@@ -43,6 +44,7 @@ struct worker;
 struct bridge;
 struct worker_gen;
 struct throttle_rq;
+struct rewrite;
 
 enum rq_state {
 	RQ_NEW = 0,    /* URI seen, headers not yet examined */
@@ -210,6 +212,8 @@ struct request {
 	struct local_answer local;
 	struct rq_replay replay;
 	struct rq_diag diag;
+	/* Who sent it (proxy.c recognises, relay.c impersonates, the log line and metrics report). */
+	struct rq_caller caller;
 
 	/* The WS-Trust bridge's exchange (bridge.c): a buffered exchange; NULL =
 	 * streamed. bridge.c sets both; request_unref frees it through bx_free,
@@ -219,6 +223,9 @@ struct request {
 
 	/* Its place at its identity's gate (throttle.c), NULL until admitted. */
 	struct throttle_rq *thr;
+	/* Transparent routes (rewrite.c): NULL = the answer passes unrewritten.
+	 * Owned: one heap block, freed with free(). */
+	struct rewrite *rw;
 
 	/* The worker's lists (proxy.c only): parked while waiting for a token,
 	 * and every live request. */

@@ -209,6 +209,30 @@ int tlsin_check_client(struct MHD_Connection *conn, char *why, size_t cap)
 	return 0;
 }
 
+int tlsin_client_subject(struct MHD_Connection *conn, char *out, size_t cap)
+{
+	const union MHD_ConnectionInfo *ci;
+	const gnutls_datum_t *peers;
+	unsigned n = 0;
+	gnutls_x509_crt_t crt = NULL;
+	size_t len = cap;
+	int rc = -1;
+
+	if (!client_ca_pem || cap == 0 || !(ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION)) ||
+	    !ci->tls_session)
+		return -1;
+	peers = gnutls_certificate_get_peers((gnutls_session_t)ci->tls_session, &n);
+	if (!peers || n == 0 || gnutls_x509_crt_init(&crt) < 0)
+		return -1;
+	if (gnutls_x509_crt_import(crt, &peers[0], GNUTLS_X509_FMT_DER) >= 0 &&
+	    gnutls_x509_crt_get_dn(crt, out, &len) >= 0)
+		rc = 0;
+	gnutls_x509_crt_deinit(crt);
+	if (rc < 0)
+		out[0] = '\0';
+	return rc;
+}
+
 void tlsin_free(void)
 {
 	for (size_t i = 0; i < n_certs; i++) {

@@ -44,6 +44,14 @@ size_t tlsin_mhd_options(struct MHD_OptionItem *ops, size_t cap);
  */
 int tlsin_check_client(struct MHD_Connection *conn, char *why, size_t cap);
 
+/*
+ * The subject DN of the client's certificate (RFC 4514 text as GnuTLS
+ * writes it, e.g. "CN=pos-01,O=Contoso") into out; 0, or -1 when there is
+ * none (no tls_client_ca, no certificate, or it does not fit). Call after
+ * tlsin_check_client accepted the connection.
+ */
+int tlsin_client_subject(struct MHD_Connection *conn, char *out, size_t cap);
+
 /* NULL-safe, idempotent. */
 void tlsin_free(void);
 

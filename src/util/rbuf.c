@@ -117,3 +117,18 @@ size_t rbuf_read(struct rbuf *rb, void *dst, size_t n)
 	rb->head = rb->len == 0 ? 0 : (rb->head + n) % rb->cap;
 	return n;
 }
+
+size_t rbuf_peek(const struct rbuf *rb, const char **at)
+{
+	*at = rb->len ? rb->data + rb->head : NULL;
+	return min_size(rb->len, rb->cap - rb->head);
+}
+
+void rbuf_skip(struct rbuf *rb, size_t n)
+{
+	n = min_size(n, rb->len);
+	if (n == 0)
+		return;
+	rb->len -= n;
+	rb->head = rb->len == 0 ? 0 : (rb->head + n) % rb->cap;
+}

@@ -25,6 +25,11 @@ void rbuf_data_free(char *data, size_t cap);
 size_t rbuf_write(struct rbuf *rb, const void *src, size_t n);
 /* Copy out at most `n` bytes; returns how many were read. */
 size_t rbuf_read(struct rbuf *rb, void *dst, size_t n);
+/* The first contiguous run of stored bytes: *at points at it, returns its
+ * length (0 when empty). The bytes stay stored until rbuf_skip. */
+size_t rbuf_peek(const struct rbuf *rb, const char **at);
+/* Drop the first `n` stored bytes (at most rbuf_len). */
+void rbuf_skip(struct rbuf *rb, size_t n);
 static inline size_t rbuf_len(const struct rbuf *rb)
 {
 	return rb->len;

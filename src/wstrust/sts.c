@@ -12,6 +12,7 @@
 #include "wstrust/sts.h"
 
 #include <crypt.h>
+#include <ctype.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -42,12 +43,14 @@ struct identity {
 	char *user; /* compared case-insensitively */
 	char *hash; /* crypt(3) */
 	char *cred; /* credential name */
+	char *oid;  /* Entra object id to act for (CallerObjectId), NULL = none */
 };
 
 struct handle {
 	char id[HANDLE_LEN + 1]; /* "" = free */
 	char cred[STS_CRED_MAX];
-	bool adfs; /* carried by a SAML assertion, exchanged at RST2 */
+	char oid[STS_OID_MAX]; /* "" = no impersonation */
+	bool adfs;             /* carried by a SAML assertion, exchanged at RST2 */
 	long long expires;
 };
 
@@ -70,6 +73,7 @@ static void ids_clear(void)
 		free(ids[i].user);
 		wipe_free_str(ids[i].hash);
 		free(ids[i].cred);
+		free(ids[i].oid);
 	}
 	memset(ids, 0, sizeof ids);
 	n_ids = 0;
@@ -77,20 +81,32 @@ static void ids_clear(void)
 	ids_path = NULL;
 }
 
-/* "user@domain:hash:credential"; the hash has no ':' in any crypt scheme. */
+static bool is_guid(const char *s)
+{
+	for (int i = 0; i < 36; i++)
+		if ((i == 8 || i == 13 || i == 18 || i == 23) ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+			return false;
+	return s[36] == '\0';
+}
+
+/* "user@domain:hash:credential[:object-id]"; the hash has no ':' in any
+ * crypt scheme. The object id makes the bridge act for that user. */
 static int parse_line(char *line, struct identity *out)
 {
 	line[strcspn(line, "\r\n")] = '\0';
 	if (!line[0] || line[0] == '#')
 		return 1;
-	char *c1 = strchr(line, ':'), *c2 = strrchr(line, ':');
-	if (!c1 || c1 == c2 || c1 == line || c2 == c1 + 1 || !c2[1])
+	char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL, *c3 = c2 ? strchr(c2 + 1, ':') : NULL;
+	if (!c1 || !c2 || c1 == line || c2 == c1 + 1 || !c2[1] || c3 == c2 + 1 || (c3 && !is_guid(c3 + 1)))
 		return -1;
 	*c1 = *c2 = '\0';
+	if (c3)
+		*c3 = '\0';
 	out->user = strdup(line);
 	out->hash = strdup(c1 + 1);
 	out->cred = strdup(c2 + 1);
-	return out->user && out->hash && out->cred ? 0 : -1;
+	out->oid = c3 ? strdup(c3 + 1) : NULL;
+	return out->user && out->hash && out->cred && (!c3 || out->oid) ? 0 : -1;
 }
 
 /* Reload the file when it changed. Called with lock held. */
@@ -123,8 +139,8 @@ static void ids_refresh(const char *path)
 		if (r == 0)
 			n_ids++;
 		else if (r < 0)
-			log_msg(LOG_WARN, "sts_identity_ignored", "%s:%u: not user:hash:credential, ignored", path,
-				lineno);
+			log_msg(LOG_WARN, "sts_identity_ignored",
+				"%s:%u: not user:hash:credential[:object-id], ignored", path, lineno);
 		explicit_bzero(line, sizeof line);
 	}
 	fclose(f);
@@ -132,11 +148,12 @@ static void ids_refresh(const char *path)
 	ids_stat = st;
 }
 
-/* Check user/password; on success copy the credential name. The hash is
- * copied out so crypt(3), which is slow on purpose, runs without the lock. */
-static bool check_password(const char *path, const char *user, const char *password, char *cred, size_t cap)
+/* Check user/password; on success copy the credential name and object id
+ * (oid: STS_OID_MAX bytes, "" for none). The hash is copied out so
+ * crypt(3), which is slow on purpose, runs without the lock. */
+static bool check_password(const char *path, const char *user, const char *password, char *cred, size_t cap, char *oid)
 {
-	char hash[256], name[STS_CRED_MAX] = "";
+	char hash[256], name[STS_CRED_MAX] = "", id[STS_OID_MAX] = "";
 	bool known = false, ok = false;
 	struct crypt_data *cd = calloc(1, sizeof *cd);
 	if (!cd)
@@ -146,13 +163,14 @@ static bool check_password(const char *path, const char *user, const char *passw
 	for (size_t i = 0; i < n_ids && !known; i++)
 		if (strcasecmp(ids[i].user, user) == 0)
 			known = snprintf(hash, sizeof hash, "%s", ids[i].hash) < (int)sizeof hash &&
-				snprintf(name, sizeof name, "%s", ids[i].cred) < (int)sizeof name;
+				snprintf(name, sizeof name, "%s", ids[i].cred) < (int)sizeof name &&
+				snprintf(id, sizeof id, "%s", ids[i].oid ? ids[i].oid : "") < (int)sizeof id;
 	pthread_mutex_unlock(&lock);
 	if (!known)
 		snprintf(hash, sizeof hash, "%s", dummy_hash); /* unknown users cost one crypt too */
 	const char *got = crypt_r(password, hash, cd);
 	if (known && got && got[0] != '*' && strlen(got) == strlen(hash) && CRYPTO_memcmp(got, hash, strlen(hash)) == 0)
-		ok = snprintf(cred, cap, "%s", name) < (int)cap;
+		ok = snprintf(cred, cap, "%s", name) < (int)cap && snprintf(oid, STS_OID_MAX, "%s", id) < STS_OID_MAX;
 	explicit_bzero(hash, sizeof hash);
 	wipe_free(cd, sizeof *cd);
 	return ok;
@@ -171,7 +189,7 @@ static bool random_hex(char out[HANDLE_LEN + 1])
 	return true;
 }
 
-static bool issue_handle(const char *cred, bool adfs, long long now, char out[HANDLE_LEN + 1])
+static bool issue_handle(const char *cred, const char *oid, bool adfs, long long now, char out[HANDLE_LEN + 1])
 {
 	if (!random_hex(out))
 		return false;
@@ -188,13 +206,14 @@ static bool issue_handle(const char *cred, bool adfs, long long now, char out[HA
 	}
 	memcpy(slot->id, out, HANDLE_LEN + 1);
 	snprintf(slot->cred, sizeof slot->cred, "%s", cred);
+	snprintf(slot->oid, sizeof slot->oid, "%s", oid);
 	slot->adfs = adfs;
 	slot->expires = now + STS_HANDLE_TTL_S;
 	pthread_mutex_unlock(&lock);
 	return true;
 }
 
-static bool lookup_handle(const char *id, bool adfs, long long now, char *cred, size_t cap)
+static bool lookup_handle(const char *id, bool adfs, long long now, char *cred, size_t cap, char *oid)
 {
 	bool ok = false;
 	if (strlen(id) != HANDLE_LEN)
@@ -203,7 +222,8 @@ static bool lookup_handle(const char *id, bool adfs, long long now, char *cred, 
 	for (size_t i = 0; i < MAX_HANDLES && !ok; i++) {
 		const struct handle *h = &handles[i];
 		if (h->id[0] && h->adfs == adfs && h->expires > now && CRYPTO_memcmp(h->id, id, HANDLE_LEN) == 0)
-			ok = snprintf(cred, cap, "%s", h->cred) < (int)cap;
+			ok = snprintf(cred, cap, "%s", h->cred) < (int)cap &&
+			     snprintf(oid, STS_OID_MAX, "%s", h->oid) < STS_OID_MAX;
 	}
 	pthread_mutex_unlock(&lock);
 	return ok;
@@ -211,7 +231,13 @@ static bool lookup_handle(const char *id, bool adfs, long long now, char *cred, 
 
 bool sts_handle_valid(const char *handle, long long now, char *cred, size_t cap)
 {
-	return handle && lookup_handle(handle, false, now, cred, cap);
+	char oid[STS_OID_MAX];
+	return sts_handle_identity(handle, now, cred, cap, oid);
+}
+
+bool sts_handle_identity(const char *handle, long long now, char *cred, size_t cap, char oid[STS_OID_MAX])
+{
+	return handle && lookup_handle(handle, false, now, cred, cap, oid);
 }
 
 void sts_reset(void)
@@ -434,20 +460,20 @@ static int adfs_reply(const struct soap_rst_info *rst, const char *user, const c
 
 /* Sign in from the RST's UsernameToken, or (RST2 only) an ADFS assertion. */
 static bool sign_in(const char *identities, const struct soap_rst_info *rst, bool adfs, long long now, char *cred,
-		    size_t cap)
+		    size_t cap, char *oid)
 {
 	if (!adfs && rst->assertion_id[0] == '_')
-		return lookup_handle(rst->assertion_id + 1, true, now, cred, cap);
+		return lookup_handle(rst->assertion_id + 1, true, now, cred, cap, oid);
 	if (!rst->username[0])
 		return false;
-	return check_password(identities, rst->username, rst->password, cred, cap);
+	return check_password(identities, rst->username, rst->password, cred, cap, oid);
 }
 
 static int trust_answer(const char *identities, bool adfs, const char *body, size_t n, long long now,
 			struct sts_reply *out)
 {
 	struct soap_rst_info rst;
-	char cred[STS_CRED_MAX], handle[HANDLE_LEN + 1];
+	char cred[STS_CRED_MAX], handle[HANDLE_LEN + 1], oid[STS_OID_MAX] = "";
 	int ret = -1;
 	int pr = soap_parse_rst(body ? body : "", n, &rst);
 	if (soap_err_internal(pr))
@@ -456,14 +482,14 @@ static int trust_answer(const char *identities, bool adfs, const char *body, siz
 		ret = bad_request_fault(soap_strerror(pr), out);
 		goto done;
 	}
-	if (!sign_in(identities, &rst, adfs, now, cred, sizeof cred)) {
+	if (!sign_in(identities, &rst, adfs, now, cred, sizeof cred, oid)) {
 		log_msg(LOG_WARN, "sts_sign_in_failed", "legacy sign-in refused (%s)",
 			rst.username[0] || rst.assertion_id[0] ? "wrong user, password or assertion"
 							       : "no credentials");
 		ret = auth_fault(adfs, rst.message_id, out);
 		goto done;
 	}
-	if (!issue_handle(cred, adfs, now, handle))
+	if (!issue_handle(cred, oid, adfs, now, handle))
 		goto done;
 	ret = adfs ? adfs_reply(&rst, rst.username, handle, now, out) : rst2_reply(&rst, handle, now, out);
 	log_msg(LOG_INFO, "sts_sign_in", "legacy sign-in for credential %s", cred);

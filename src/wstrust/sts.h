@@ -15,6 +15,7 @@
 
 #define STS_HANDLE_TTL_S 3600 /* lifetime of an issued handle */
 #define STS_CRED_MAX     128
+#define STS_OID_MAX      40 /* an Entra object id (GUID) and its NUL */
 
 /* A locally built answer; body is malloc'd (caller frees). */
 struct sts_reply {
@@ -41,6 +42,13 @@ int sts_answer(const char *identities, const char *path, size_t len, const char 
  * name to cred (cap bytes).
  */
 bool sts_handle_valid(const char *handle, long long now, char *cred, size_t cap);
+
+/*
+ * Same, and the object id of the identity's user ("" when its line in the
+ * identities file has none): the SOAP bridge sends it as CallerObjectId,
+ * so records the legacy client creates keep their real owner.
+ */
+bool sts_handle_identity(const char *handle, long long now, char *cred, size_t cap, char oid[STS_OID_MAX]);
 
 /* Forget every handle (tests, shutdown). */
 void sts_reset(void);

@@ -24,14 +24,6 @@ def teardown_module():
 
 
 
-def rss_kib(field):
-    with open("/proc/%d/status" % PX.pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s" % field)
-
-
 def test_upload_content_length():
     for n in SIZES:
         r = PX.request("POST", "/dataverse/_test/upload", [("Content-Type", "application/octet-stream"),
@@ -81,11 +73,11 @@ def test_small_bodies_sent_from_memory():
 
 def test_memory_stays_bounded():
     """64 MiB each way must not grow the proxy's peak RSS by more than a few MiB."""
-    before = rss_kib("VmHWM")
+    before = PX.status_kib("VmHWM")
     r = PX.request("GET", "/dataverse/_test/bytes?n=%d" % (64 << 20), hash_body=True)
     eq(r.body_sha256, pattern_sha256(64 << 20), "download")
     r = PX.request("POST", "/dataverse/_test/upload", None, pattern_gen(64 << 20), chunked=True)
     eq(r.json()["sha256"], pattern_sha256(64 << 20), "upload")
-    grown = rss_kib("VmHWM") - before
+    grown = PX.status_kib("VmHWM") - before
     limit = 48 * 1024 if harness.os.environ.get("S2S_SANITIZED") else 8 * 1024
     assert grown < limit, "peak RSS grew by %d KiB" % grown

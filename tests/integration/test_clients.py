@@ -5,14 +5,14 @@ http module, the curl CLI, Python's urllib, http.client and requests, and the
 exact bytes .NET HttpClient and Windows PowerShell 5.1's Invoke-RestMethod
 send (no .NET here: replayed over a raw socket, waiting for 100 Continue as
 they do). Every case asserts the status and payload the simulated Dataverse
-produced, fetched from the simulator directly for comparison, and that the
+produced, fetched from the simulator directly for comparison (its absolute
+URLs as the proxy rewrites them: rewrite_urls = auto), and that the
 upstream saw the proxy's token, never the caller's.
 
 One simulator and one proxy (plain HTTP on 127.0.0.1, default_routes) for
 the module. dynamics-web-api is installed once into tests/.work (kept across
-runs); without npm or the registry its tests are skipped. The simulator has
-no $batch endpoint: the library's multipart $batch POST is still sent, and
-must reach the upstream intact and bring back the simulator's 404 error as is.
+runs); without npm or the registry its tests are skipped. The library's
+$batch names the proxy's URL in its parts: the upstream must see its own.
 
 The last test is a finding: Node (fetch, and dynamics-web-api for an
 alternate key) sends '{', '}', '|', '^' and '`' unencoded in the target,
@@ -80,12 +80,16 @@ _sim_token = None
 
 def sim_direct(method, target, headers=None, body=None):
     """The same request straight to the simulated Dataverse (TLS, own token)
-    -> harness.Resp: what the simulator produces for it."""
+    -> harness.Resp: what the simulator produces for it, with its absolute
+    URLs in JSON string values as the proxy rewrites them (rewrite_urls =
+    auto: the base the client used)."""
     global _sim_token
     if _sim_token is None:
         _sim_token = SIM.access_token(DATAVERSE_URL)
     hs = [("Authorization", "Bearer " + _sim_token), ("Accept", "application/json")] + list(headers or [])
-    return SIM.request(DV_HOST, method, target, hs, body)
+    r = SIM.request(DV_HOST, method, target, hs, body)
+    r.body = r.body.replace(b'"' + DATAVERSE_URL.encode(), b'"' + base_url().encode())
+    return r
 
 
 def sim_json(target):
@@ -206,6 +210,7 @@ def test_dynamics_web_api_crud_whoami_and_batch():
     got = node_script("dynamics_web_api.mjs", entry, base_url() + "/", odata_filter)
     recs = upstream_since(m)
     assert_proxy_token(recs, "dynamics-web-api")
+    want_rows_all = sim_json(API + "/accounts?$select=name")  # what the batch's GET saw (it ran last)
 
     eq(got["whoami"], {"value": as_library_sees(want_whoami)}, "callFunction('WhoAmI')")
     eq(got["retrieveMultiple"], {"value": {
@@ -221,7 +226,7 @@ def test_dynamics_web_api_crud_whoami_and_batch():
     eq(sorted(created), sorted(["name", "revenue", "accountid", "createdon", "@odata.context", "oDataContext"]),
        "fields of the created account")
     eq((created["name"], created["revenue"]), ('Contoso "Quoted" & Sons', 12.5), "created account's name, revenue")
-    eq(created["@odata.context"], DATAVERSE_URL + API + "/$metadata#accounts/$entity", "@odata.context")
+    eq(created["@odata.context"], base_url() + API + "/$metadata#accounts/$entity", "@odata.context (rewritten)")
     # retrieve by id gives back exactly what create returned (the simulator's stored record)
     eq(got["retrieve"], {"value": created}, "retrieve of the created account")
     eq(got["update"], {"value": True}, "update")
@@ -234,9 +239,12 @@ def test_dynamics_web_api_crud_whoami_and_batch():
     plain = got["createPlain"].get("value")
     stored = sim_json(API + "/accounts(%s)" % plain)
     eq((stored["accountid"], stored["name"]), (plain, "Plain Create Ltd"), "simulator's record of the plain create")
-    # $batch: the simulator has none; the 404 it produces must come back intact
-    eq(got["batch"], {"error": {"status": 404, "code": "0x8006088a",
-                                "message": "Resource not found for the segment '$batch'."}}, "executeBatch")
+    # $batch: the library writes absolute URLs of the proxy into the parts; the
+    # upstream must see its own, and the answers' links come back as the proxy's
+    eq(got["batch"], {"value": [as_library_sees(want_whoami),
+                                dict(as_library_sees(dict(want_rows_all, value=[
+                                    {k: iso_ms(v) if k == "createdon" else v for k, v in r.items()}
+                                    for r in want_rows_all["value"]])))]}, "executeBatch")
     eq(got["tokenCalls"], 10, "onTokenRefresh calls (one per request)")
 
     acc = API + "/accounts(%s)" % aid
@@ -250,8 +258,11 @@ def test_dynamics_web_api_crud_whoami_and_batch():
         ("GET", acc + "?$select=name", 200),
         ("DELETE", acc, 204),
         ("GET", acc, 404),
-        ("POST", API + "/$batch", 404),
+        ("POST", API + "/$batch", 200),
     ], "what the upstream received (method, target, status)")
+    eq(recs[9]["batch_parts"], [["GET", DATAVERSE_URL + API + "/WhoAmI()"],
+                                ["GET", DATAVERSE_URL + API + "/accounts?$select=name"]],
+       "the batch's request lines as the upstream received them (public URL mapped back)")
     eq(header_of(recs[2], "Prefer"), "return=representation", "Prefer on create")
     eq(header_of(recs[5], "If-Match"), "*", "If-Match on update")
     ctype = header_of(recs[9], "Content-Type")
@@ -400,8 +411,10 @@ def test_curl_get_and_head():
     # -I writes the header block to the output: nothing may follow it
     eq(body.count(b"\r\n\r\n"), 1, "curl -I output is the header block only: %r" % body)
     assert body.endswith(b"\r\n\r\n"), body
+    # the route rewrites JSON answers (rewrite_urls = auto): a GET goes out chunked, its
+    # length unknown until the end, so the HEAD names none either
     eq((hget(hs, "Content-Type"), hget(hs, "Content-Length")),
-       (want.header("Content-Type"), str(len(want.body))), "HEAD Content-Type and Content-Length")
+       (want.header("Content-Type"), None), "HEAD Content-Type and Content-Length")
     assert "HEAD /dataverse%s/WhoAmI HTTP/1.1" % API in sent_lines(v), sent_lines(v)
     assert_proxy_token(upstream_since(m), "curl GET/HEAD")
     eq(shape(upstream_since(m)), [("GET", API + "/WhoAmI", 200), ("HEAD", API + "/WhoAmI", 200)], "upstream")
@@ -649,8 +662,8 @@ def test_dotnet_httpclient_post_with_expect_continue():
     rec = json.loads(got[1][2])
     eq(rec, sim_json(API + "/accounts(%s)" % rec["accountid"]), ".NET POST body = the simulator's record")
     eq((rec["name"], rec["telephone1"]), ("Dotnet HttpClient Corp", "+1 425 555 0100"), "created fields")
-    eq(resp_header(got[1][1], "OData-EntityId"), DATAVERSE_URL + API + "/accounts(%s)" % rec["accountid"],
-       "OData-EntityId")
+    eq(resp_header(got[1][1], "OData-EntityId"), base_url() + API + "/accounts(%s)" % rec["accountid"],
+       "OData-EntityId (rewritten to the proxy's URL)")
     recs = upstream_since(m)
     eq(shape(recs), [("POST", API + "/accounts", 201)], "upstream")
     eq(header_of(recs[0], "traceparent"), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "traceparent")

@@ -54,14 +54,6 @@ def teardown_module():
             x.stop()
 
 
-def rss(px):
-    with open("/proc/%d/status" % px.pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def settled_rss(px):
     """RSS once the workers have given freed memory back (they do when idle
     for 2 s after work: a memory_returned event after the last request line)
@@ -71,10 +63,10 @@ def settled_rss(px):
         last = {n: i for i, n in enumerate(names) if n in ("request", "memory_returned")}
         return last.get("memory_returned", -1) > last.get("request", -1)
     harness.wait_for("memory_returned after the last request", trimmed, timeout=30, every=0.1)
-    last = [rss(px), 0]
+    last = [px.status_kib("VmRSS"), 0]
 
     def steady():
-        now = rss(px)
+        now = px.status_kib("VmRSS")
         last[1] = last[1] + 1 if now == last[0] else 0
         last[0] = now
         return last[1] >= 3

@@ -134,11 +134,14 @@ def test_metrics_names_types_and_values_move():
         types, s0 = scrape(px)
         want_types = {
             "s2s_proxy_info": "gauge", "s2s_requests_total": "counter", "s2s_request_bytes_total": "counter",
-            "s2s_response_bytes_total": "counter", "s2s_upstream_duration_seconds": "histogram",
+            "s2s_response_bytes_total": "counter", "s2s_rewritten_responses_total": "counter",
+            "s2s_upstream_duration_seconds": "histogram",
             "s2s_requests_in_flight": "gauge", "s2s_token_requests_total": "counter",
             "s2s_token_fetch_duration_seconds": "histogram", "s2s_token_valid": "gauge",
             "s2s_token_expires_in_seconds": "gauge", "s2s_credential_secret_expires_in_seconds": "gauge",
             "s2s_credential_certificate_expires_in_seconds": "gauge",
+            "s2s_caller_requests_total": "counter", "s2s_caller_series_dropped_total": "counter",
+            "s2s_protocol_requests_total": "counter",
         }
         want_types.update({k: "counter" for k in ("s2s_throttled_total", "s2s_throttle_held_total",  # gates
                                                   "s2s_throttle_held_seconds_total", "s2s_throttle_retries_total",

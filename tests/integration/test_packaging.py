@@ -459,7 +459,7 @@ def test_make_install_into_destdir_and_unit_verifies():
 
 def config_keys():
     src = read("src", "config", "config_keys.c")
-    return sorted(set(re.findall(r'\{(?:PROXY|CRED|ROUTE)\("([a-z_0-9]+)"', src)))
+    return sorted(set(re.findall(r'\{(?:PROXY|CRED|ROUTE|CALLER)\("([a-z_0-9]+)"', src)))
 
 
 def test_man_page_documents_every_key_and_option():

@@ -368,6 +368,111 @@ def test_bc_and_fo_api():
     eq(b["value"][0]["dataAreaId"], "usmf", "row")
 
 
+def page_through(host, target, tok, size):
+    """Follow @odata.nextLink from target with Prefer: odata.maxpagesize=size
+    -> (rows, [links followed])."""
+    rows, links = [], []
+    hs = tok + [("Prefer", "odata.maxpagesize=%d" % size)]
+    while True:
+        r = SIM.request(host, "GET", target, hs)
+        eq(r.status, 200, "page %s" % target)
+        eq(r.header("Preference-Applied"), "odata.maxpagesize=%d" % size, "Preference-Applied")
+        b = r.json()
+        rows += b["value"]
+        nxt = b.get("@odata.nextLink")
+        if not nxt:
+            return rows, links
+        assert nxt.startswith("https://%s/" % host), nxt
+        links.append(nxt)
+        target = nxt[len("https://" + host):]
+
+
+def test_paging_and_creates_absolute_links():
+    """Dataverse accounts, BC customers and F&O Customers page with absolute
+    @odata.nextLink under Prefer: odata.maxpagesize; creates answer absolute
+    OData-EntityId (and Location on BC and F&O)."""
+    dv = bearer(SIM.access_token(DATAVERSE_URL))
+    for i in range(8):
+        r = SIM.request(DV, "POST", "/api/data/v9.2/accounts", dv + [("Content-Type", "application/json")],
+                        json.dumps({"name": "Paged %d" % i}).encode())
+        eq(r.status, 204, "create")
+        assert re.match(r"^https://%s/api/data/v9\.2/accounts\(%s\)$" % (re.escape(DV), GUID),
+                        r.header("OData-EntityId")), r.header("OData-EntityId")
+    whole = SIM.request(DV, "GET", "/api/data/v9.2/accounts?$select=name", dv).json()
+    assert "@odata.nextLink" not in whole
+    rows, links = page_through(DV, "/api/data/v9.2/accounts?$select=name", dv, 3)
+    eq([r["accountid"] for r in rows], [r["accountid"] for r in whole["value"]], "paged rows")
+    eq(len(links), (len(rows) + 2) // 3 - 1, "pages")
+    assert all("$select=name" in x for x in links), links
+    bc = bearer(SIM.access_token(BC_URL))
+    cid = SIM.request(BC, "GET", "/v2.0/production/api/v2.0/companies", bc).json()["value"][0]["id"]
+    coll = "/v2.0/production/api/v2.0/companies(%s)/customers" % cid
+    fo = bearer(SIM.access_token(FO_URL))
+    for host, tok, target, body, n in ((BC, bc, coll, {"displayName": "New %d"}, 3),
+                                       (FO, fo, "/data/Customers", {"Name": "New %d"}, 3)):
+        for i in range(n):
+            r = SIM.request(host, "POST", target, tok + [("Content-Type", "application/json")],
+                            json.dumps({k: v % i for k, v in body.items()}).encode())
+            eq(r.status, 201, "create at %s" % host)
+            loc = r.header("Location")
+            assert loc.startswith("https://%s%s(" % (host, target)), loc
+            eq(r.header("OData-EntityId"), loc, "entity id")
+        rows, links = page_through(host, target, tok, 2)
+        eq(len(rows), 2 + n, "rows at %s" % host)
+        eq(len(links), 2, "links at %s" % host)
+
+
+def test_dataverse_batch_with_changeset():
+    """$batch: a GET part and a changeset of two creates (the second by its
+    Content-ID reference), answered as Dataverse does; an absolute URL of
+    another host is refused in its part; a body without the boundary is 400."""
+    dv = bearer(SIM.access_token(DATAVERSE_URL))
+    root = "https://%s/api/data/v9.2/" % DV
+    body = ("--batch_x\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+            "GET %saccounts?$select=name HTTP/1.1\r\nAccept: application/json\r\n\r\n"
+            "--batch_x\r\nContent-Type: multipart/mixed; boundary=changeset_y\r\n\r\n"
+            "--changeset_y\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+            "Content-ID: 1\r\n\r\nPOST %saccounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"
+            "{\"name\":\"In batch\"}\r\n"
+            "--changeset_y\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+            "Content-ID: 2\r\n\r\nPATCH $1 HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"
+            "{\"name\":\"In batch, renamed\"}\r\n"
+            "--changeset_y--\r\n"
+            "--batch_x\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+            "GET https://elsewhere.example/api/data/v9.2/accounts HTTP/1.1\r\n\r\n"
+            "--batch_x--\r\n" % (root, root))
+    r = SIM.request(DV, "POST", "/api/data/v9.2/$batch", dv + [("Content-Type", "multipart/mixed;boundary=batch_x")],
+                    body.encode())
+    eq(r.status, 200, "batch")
+    m = re.match(r"^multipart/mixed; boundary=(batchresponse_%s)$" % GUID, r.header("Content-Type"))
+    assert m, r.header("Content-Type")
+    text = r.body.decode()
+    eq(text.count("HTTP/1.1 200 OK"), 1, "GET part")
+    eq(text.count("HTTP/1.1 204 No Content"), 2, "changeset parts")
+    eq(text.count("HTTP/1.1 400 Bad Request"), 1, "foreign host part")
+    ids = re.findall(r"OData-EntityId: (\S+)", text)
+    eq(len(ids), 2, "entity ids")
+    assert ids[0] == ids[1] and ids[0].startswith(root + "accounts("), ids
+    assert text.endswith("--%s--\r\n" % m.group(1)), text[-80:]
+    rec = [x for x in SIM.requests() if x["target"] == "/api/data/v9.2/$batch"][-1]
+    eq(rec["batch_parts"], [["GET", root + "accounts?$select=name"], ["POST", root + "accounts"], ["PATCH", "$1"],
+                            ["GET", "https://elsewhere.example/api/data/v9.2/accounts"]], "parts seen")
+    r = SIM.request(DV, "POST", "/api/data/v9.2/$batch", dv + [("Content-Type", "multipart/mixed;boundary=zz")],
+                    body.encode())
+    eq(r.status, 400, "boundary not in the body")
+
+
+def test_odata_test_endpoints():
+    tok = bearer(SIM.access_token(DATAVERSE_URL))
+    r = SIM.request(DV, "GET", "/_test/odata?escaped=1", tok)
+    assert b"https:\\/\\/" + DV.encode() in r.body, r.body[:100]
+    eq(json.loads(r.body)["value"][0]["root"], "https://" + DV, "escaped JSON parses")
+    r = SIM.request(DV, "GET", "/_test/odata?gzip=1", tok + [("Accept-Encoding", "gzip")])
+    eq(r.header("Content-Encoding"), "gzip", "gzip")
+    r = SIM.request(DV, "GET", "/_test/bigjson?n=2", tok)
+    eq(len(json.loads(r.body)["value"]), 2000, "records")
+
+
 def test_upstream_errors_per_app():
     SIM.add_apps([{"tenant_id": TENANT_ID, "tenant_domains": [TENANT_DOMAIN], "client_id": "no-app-user",
                    "secret": "s", "upstream_errors": {"dataverse": "not_member", "bc": "invalid_credentials",

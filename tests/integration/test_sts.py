@@ -209,3 +209,19 @@ def test_identities_file_read_again_when_changed():
     status, _, text = CLIENT.organization(ORG_HOST, "Execute", WHOAMI, tok["token_xml"], "urn:uuid:carol")
     eq(status, 200, "carol's Execute: " + text)
     assert carol_pw not in PX.log_text()
+
+
+def test_identity_with_object_id_acts_for_that_user():
+    """user:hash:credential:object-id: the bridge sends CallerObjectId, so the
+    records a legacy client creates keep their real owner; an identity
+    without one (alice) sends none."""
+    oid = "7a1e0c3d-2b4f-4c5d-8e9f-0a1b2c3d4e5f"
+    dave_pw = "dave-p4ss"
+    with open(W.path("identities"), "a") as f:
+        f.write("dave@contoso.com:%s:contoso:%s\n" % (crypt_hash(dave_pw), oid))
+    for user, pw, want in (("dave@contoso.com", dave_pw, [oid]), (ALICE, ALICE_PW, [])):
+        tok = sign_in(user, pw)
+        status, _, text = CLIENT.organization(ORG_HOST, "Execute", WHOAMI, tok["token_xml"], "urn:uuid:oid")
+        eq(status, 200, "Execute: " + text)
+        up = web_requests()[-1]
+        eq([v for k, v in up["headers"] if k.lower() == "callerobjectid"], want, "CallerObjectId for " + user)

@@ -6,6 +6,7 @@ throttled_upstream when their wait budget runs out)."""
 
 import concurrent.futures
 import json
+import re
 import signal
 import socket
 import time
@@ -306,14 +307,16 @@ def test_check_shows_the_budget_headers():
     out, err = p.communicate(timeout=60)
     lines = out.decode().splitlines()
     eq(p.returncode, 0, "exit status (%r)" % err[-500:])
-    eq([l for l in lines if l.startswith("route dataverse: budget")],
-       ["route dataverse: budget burst-remaining=5999 time-remaining=1,200,000.00"], "budget line")
+    budget = [l for l in lines if l.startswith("route dataverse: budget")]
+    assert len(budget) == 1 and re.match(r"^route dataverse: budget burst-remaining=\d+ "
+                                         r"time-remaining=1,200,000\.00$", budget[0]), lines
     eq([l for l in lines if l.startswith("route bc: budget")], [], "BC sends no budget headers")
     p = harness.spawn([harness.proxy_bin(), "check", "--json", "-c", PX.ini_path], stdout=harness.subprocess.PIPE,
                       stderr=harness.subprocess.PIPE, stdin=harness.subprocess.DEVNULL)
     out, _ = p.communicate(timeout=60)
     r = [x for x in json.loads(out)["routes"] if x["route"] == "dataverse"][0]
-    eq((r["ratelimit_burst_remaining"], r["ratelimit_time_remaining"]), ("5999", "1,200,000.00"), "json")
+    assert r["ratelimit_burst_remaining"].isdigit(), r
+    eq(r["ratelimit_time_remaining"], "1,200,000.00", "json")
 
 
 def test_execution_time_limit():

@@ -149,3 +149,24 @@ def test_client_certificate_required():
         eq(status, 200, "with a client certificate from tls_client_ca")
     finally:
         px.stop()
+
+
+def test_caller_recognised_by_client_certificate_subject():
+    """[caller:NAME] tls_client_subject: the certificate's subject DN (after
+    tls_client_ca verified it) names the caller; another subject is no caller."""
+    other = issue("client-other", ["other-client"], client=True)
+    text = proxy_ini(SIM, work=W, extra_proxy=tls_extra(client_ca=True))
+    text = text.replace("[route:dataverse]\n", "[route:dataverse]\ncallers = pos-terminal\n")
+    text += "\n[caller:pos-terminal]\ntls_client_subject = CN=integration-client\n"
+    px = Proxy(W, text, name="mtls-caller").start()
+    try:
+        status, body, _ = https_get(px.port, "contoso.crm4.dynamics.com", "/dataverse/_test/echo",
+                                    client_cert=CERTS["client"])
+        eq(status, 200, "the caller's certificate")
+        e = px.wait_event(lambda e: e.get("event") == "request" and e.get("status") == 200, 10)
+        eq(e["caller"], "pos-terminal", "caller in the log line")
+        status, body, _ = https_get(px.port, "contoso.crm4.dynamics.com", "/dataverse/_test/echo", client_cert=other)
+        eq(status, 403, "another certificate from the same CA")
+        eq(json.loads(body)["code"], "caller_forbidden", "code")
+    finally:
+        px.stop()

@@ -731,6 +731,15 @@ class Proxy:
                                      % (timeout, _tail(self.log_path)))
             time.sleep(0.05)
 
+    def status_kib(self, field="VmRSS"):
+        """A memory figure of the running proxy from /proc/PID/status, in KiB
+        (VmRSS now, VmHWM the peak)."""
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise AssertionError("no %s in /proc/%d/status" % (field, self.pid))
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 

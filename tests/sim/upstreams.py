@@ -22,6 +22,7 @@ earlier are answered like a token of the wrong audience (401 per service).
 /_test/* endpoints exist on every upstream host (see _test_* below).
 """
 
+import gzip
 import hashlib
 import json
 import re
@@ -32,6 +33,7 @@ import urllib.parse
 from common import (PATTERN_PERIOD, TokenError, guid, iso_stamp, jdump, jwt_verify, log,
                     pattern_chunks, pattern_sha256, stable_guid)
 from httpcore import AbortConnection, HTTPError
+import odata
 import orgsvc
 
 DV_HOST_RE = re.compile(r"^([a-z0-9-]+)(\.api)?\.(crm\d*)\.dynamics\.com$")
@@ -39,6 +41,7 @@ FO_HOST_RE = re.compile(r"^[a-z0-9-]+(\.sandbox)?\.operations\.dynamics\.com$")
 BC_HOST = "api.businesscentral.dynamics.com"
 SS_HOST = "securityservice.operations365.dynamics.com"
 ODATA_JSON = "application/json; odata.metadata=minimal"
+BC_JSON = "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8"
 DEFAULT_TENANT = "00000000-0000-0000-0000-00000000c0de"
 
 DV_ERRORS = {
@@ -50,6 +53,15 @@ DV_ERRORS = {
                   "OTC=1 for entity 'account'. context.Caller={userid}"),
     "throttle": (429, "0x80072322", "Number of requests exceeded the limit of 6000 over time window of 300 seconds."),
 }
+
+
+def big_json_block(host):
+    """1000 records of /_test/bigjson, each ending in ','."""
+    return b"".join(b'{"@odata.id":"https://%s/api/data/v9.2/accounts(%08d-0000-4000-8000-000000000000)",'
+                    b'"@odata.etag":"W/\\"%d\\"","name":"Account %d"},' % (host.encode(), i, i, i)
+                    for i in range(1000))
+# Impersonation (CallerObjectId): this Entra object id is a user without a licence.
+UNLICENSED_USER = "0bad0bad-0000-4000-8000-000000000403"
 
 
 def host_kind(host):
@@ -84,6 +96,8 @@ class Upstreams:
         self.sim = sim
         self.lock = threading.RLock()
         self.accounts = {}  # host -> {id: record}
+        self.collections = {}  # (kind, ...) -> [record]: BC customers, F&O Customers
+        self.dv_budget = {}  # (host, appid) -> requests: service protection counts per (application) user
 
     # entry --------------------------------------------------------------------
 
@@ -131,6 +145,8 @@ class Upstreams:
         finally:
             rec["status"] = req.status
             rec["soap_headers"] = getattr(req, "soap_headers", None)  # orgsvc.py: header blocks received
+            rec["batch_parts"] = getattr(req, "batch_parts", None)  # odata.py: a $batch's request lines
+            rec["batch_sha256"] = getattr(req, "batch_sha256", None)  # and its body's digest
             with st.lock:
                 st.requests.append(rec)
                 if req.target in st.in_flight:  # a reset meanwhile empties the list
@@ -225,15 +241,16 @@ class Upstreams:
 
     # Dataverse ------------------------------------------------------------------
 
-    def dv_headers(self):
+    def dv_headers(self, req=None):
+        left = getattr(req, "budget_left", 5999)
         return [("Content-Type", ODATA_JSON), ("OData-Version", "4.0"), ("REQ_ID", guid()),
                 ("x-ms-service-request-id", guid()), ("Cache-Control", "no-cache"),
-                ("x-ms-ratelimit-burst-remaining-xrm-requests", "5999"),
+                ("x-ms-ratelimit-burst-remaining-xrm-requests", str(left)),
                 ("x-ms-ratelimit-time-remaining-xrm-requests", "1,200,000.00"),
                 ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")]
 
     def dv_error(self, req, status, code, msg):
-        req.send(status, self.dv_headers(), jdump({"error": {"code": code, "message": msg}}))
+        req.send(status, self.dv_headers(req), jdump({"error": {"code": code, "message": msg}}))
 
     def _accounts(self, host):
         with self.lock:
@@ -256,12 +273,22 @@ class Upstreams:
         ver, rest = m.group(1), (m.group(2) or "/")
         base = "https://%s/api/data/%s/" % (req.host, ver)
         appid = claims.get("appid") or claims.get("azp")
+        with self.lock:
+            used = self.dv_budget[(req.host, appid)] = self.dv_budget.get((req.host, appid), 0) + 1
+        req.budget_left = 6000 - used  # dv_headers: each application user has its own budget
+        caller = (req.header("callerobjectid") or "").lower()
+        if caller == UNLICENSED_USER:  # Dataverse's answer to acting for a user without a licence
+            return self.dv_error(req, 403, "0x80072036", "The user with SystemUserId=%s in OrganizationContext=%s "
+                                 "is not licensed, and its user accessmode is not set to non-interactive."
+                                 % (stable_guid("user", req.host, caller), stable_guid("org", req.host)))
         if rest in ("/WhoAmI", "/WhoAmI()") and req.method in ("GET", "HEAD"):
-            return req.send(200, self.dv_headers(), jdump({
+            return req.send(200, self.dv_headers(req), jdump({
                 "@odata.context": base + "$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
                 "BusinessUnitId": stable_guid("bu", req.host),
                 "UserId": stable_guid("user", req.host, appid),
                 "OrganizationId": stable_guid("org", req.host)}))
+        if rest == "/$batch" and req.method == "POST":
+            return self.dv_batch(req, base, claims)
         if rest == "/" and req.method in ("GET", "HEAD"):
             return req.send(200, self.dv_headers(), jdump({"@odata.context": base + "$metadata", "value": [
                 {"name": "accounts", "kind": "EntitySet", "url": "accounts"},
@@ -272,8 +299,11 @@ class Upstreams:
                 with self.lock:
                     rows = [dict(r, **{"@odata.etag": 'W/"%d"' % (1000 + i)})
                             for i, r in enumerate(accounts.values())]
-                return req.send(200, self.dv_headers(), jdump({"@odata.context": base + "$metadata#accounts",
-                                                               "value": rows}))
+                rows, next_link, applied = odata.page(req, rows, base + "accounts")
+                doc = {"@odata.context": base + "$metadata#accounts", "value": rows}
+                if next_link:
+                    doc["@odata.nextLink"] = next_link
+                return req.send(200, self.dv_headers() + applied, jdump(doc))
             if req.method == "POST":
                 try:
                     rec = json.loads(req.body.read_all(16 << 20) or b"null")
@@ -287,6 +317,10 @@ class Upstreams:
                                          "InnerException : %s" % e)
                 aid = guid()
                 rec = dict(rec, accountid=aid, createdon=iso_stamp())
+                if caller:  # impersonated: the user creates and owns it, on behalf of the application user
+                    owner = stable_guid("user", req.host, caller)
+                    rec.update({"_createdby_value": owner, "_ownerid_value": owner,
+                                "_createdonbehalfby_value": stable_guid("user", req.host, appid)})
                 with self.lock:
                     accounts[aid] = rec
                 entity = "%saccounts(%s)" % (base, aid)
@@ -308,6 +342,18 @@ class Upstreams:
             return self.dv_account_write(req, base, m2.group(1).lower())
         seg = rest.strip("/").split("/")[0].split("(")[0]
         return self.dv_error(req, 404, "0x8006088a", "Resource not found for the segment '%s'." % seg)
+
+    def dv_batch(self, req, base, claims):
+        """$batch: each part runs through dataverse() as its own request;
+        the parts' (method, URL) as received go to the request's record."""
+        seen = []
+        try:
+            ctype, body = odata.run_batch(req, base, lambda sub: self.dataverse(sub, claims), seen)
+        except (odata.BatchError, UnicodeDecodeError, KeyError) as e:
+            return self.dv_error(req, 400, "0x80048d19", "The batch request is malformed: %s" % e)
+        finally:
+            req.batch_parts = seen
+        return req.send(200, [("Content-Type", ctype), ("OData-Version", "4.0"), ("REQ_ID", guid())], body)
 
     def dv_account_write(self, req, base, aid):
         """PATCH (update; an update with If-Match: * of a missing row is 404,
@@ -362,6 +408,13 @@ class Upstreams:
                                   ("OData-Version", "4.0"), ("request-id", guid()),
                                   ("ms-correlation-x", guid())],
                             jdump({"@odata.context": prefix + "$metadata#companies", "value": [company]}))
+        m = re.match(r"^/v2\.0/(?:([^/]+)/)?([^/]+)/api/v2\.0/companies\(([0-9a-fA-F-]{36})\)/customers$", path)
+        if m:
+            env = m.group(2)
+            prefix = "https://%s/v2.0/%s%s/api/v2.0/" % (BC_HOST, m.group(1) + "/" if m.group(1) else "", env)
+            coll = "%scompanies(%s)/customers" % (prefix, m.group(3).lower())
+            return self.collection(req, ("bc", env, m.group(3).lower()), coll, prefix + "$metadata#companies(%s)/"
+                                   "customers" % m.group(3).lower(), "id", BC_JSON, self.bc_seed)
         req.send_json(404, {"error": {"code": "BadRequest_NotFound",
                                       "message": "No HTTP resource was found that matches the request URI "
                                                  "'https://%s%s'.  CorrelationId:  %s." % (BC_HOST, req.target,
@@ -391,14 +444,62 @@ class Upstreams:
             return req.send(200, [("Content-Type", ODATA_JSON), ("OData-Version", "4.0")], jdump(
                 {"@odata.context": base + "$metadata",
                  "value": [{"name": "Customers", "kind": "EntitySet", "url": "Customers"}]}))
-        if path == "/data/Customers" and req.method in ("GET", "HEAD"):
-            rows = [{"@odata.etag": 'W/"JzEsNTYzNzE0NDU3Nic="', "dataAreaId": "usmf", "CustomerAccount": acc,
-                     "Name": name, "CustomerGroupId": "30", "SalesCurrencyCode": "USD"}
-                    for acc, name in (("US-001", "Contoso Retail San Diego"), ("US-002", "Contoso Retail Los Angeles"))]
-            return req.send(200, [("Content-Type", ODATA_JSON), ("OData-Version", "4.0")],
-                            jdump({"@odata.context": base + "$metadata#Customers", "value": rows}))
+        if path == "/data/Customers":
+            return self.collection(req, ("fo", req.host), base + "Customers", base + "$metadata#Customers",
+                                   "CustomerAccount", ODATA_JSON, self.fo_seed)
         req.send_json(404, {"Message": "No HTTP resource was found that matches the request URI 'https://%s%s'."
                                        % (req.host, req.target)})
+
+    # collections shared by BC and F&O (paging, creates) -----------------------------------
+
+    def bc_seed(self):
+        return [{"id": stable_guid("bc-customer", i), "number": "C%05d" % (10000 + i), "displayName": name,
+                 "type": "Company", "blocked": "_x0020_"}
+                for i, name in enumerate(("Adatum Corporation", "Trey Research"))]
+
+    def fo_seed(self):
+        return [{"dataAreaId": "usmf", "CustomerAccount": acc, "Name": name, "CustomerGroupId": "30",
+                 "SalesCurrencyCode": "USD"}
+                for acc, name in (("US-001", "Contoso Retail San Diego"), ("US-002", "Contoso Retail Los Angeles"))]
+
+    def collection(self, req, key, coll_url, context, key_field, ctype, seed):
+        """GET pages (odata.page) with an @odata.etag per row; POST creates a
+        row and answers 201 with it and an absolute Location (and
+        OData-EntityId), as BC and F&O do."""
+        with self.lock:
+            store = self.collections.setdefault(key, seed())
+            if req.method in ("GET", "HEAD"):
+                rows = [dict({"@odata.etag": 'W/"JzEsNTYzNzE0NDU3Nic="'}, **r)
+                        for r in store]
+        if req.method in ("GET", "HEAD"):
+            rows, next_link, applied = odata.page(req, rows, coll_url)
+            doc = {"@odata.context": context, "value": rows}
+            if next_link:
+                doc["@odata.nextLink"] = next_link
+            return req.send(200, [("Content-Type", ctype), ("OData-Version", "4.0")] + applied, jdump(doc))
+        if req.method != "POST":
+            return req.send_json(405, {"error": {"code": "BadRequest_MethodNotFound",
+                                                 "message": "'%s' is not allowed" % req.method}})
+        try:
+            rec = json.loads(req.body.read_all(16 << 20) or b"null")
+            if not isinstance(rec, dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            return req.send_json(400, {"error": {"code": "BadRequest", "message": "Invalid JSON: %s" % e}})
+        with self.lock:
+            rec = dict(rec)
+            if key_field == "id":
+                rec["id"] = guid()
+                kv = rec["id"]
+            else:
+                rec.setdefault(key_field, "US-%03d" % (len(store) + 1))
+                rec.setdefault("dataAreaId", "usmf")
+                kv = "dataAreaId='%s',%s='%s'" % (rec["dataAreaId"], key_field, rec[key_field])
+            store.append(rec)
+        loc = "%s(%s)" % (coll_url, kv)
+        body = dict({"@odata.context": context + "/$entity", "@odata.etag": 'W/"JzE5OzEn"'}, **rec)
+        return req.send(201, [("Content-Type", ctype), ("OData-Version", "4.0"), ("Location", loc),
+                              ("OData-EntityId", loc)], jdump(body))
 
     # /_test endpoints -------------------------------------------------------------------
 
@@ -424,6 +525,51 @@ class Upstreams:
         req.send_json(200, {"method": req.method, "target": req.target,
                             "headers": [[k, v] for k, v in req.headers], "body_len": n, "body_sha256": sha,
                             "body_chunked": req.body.mode == "chunked"})
+
+    def odata_doc(self, req):
+        """The JSON document of /_test/odata: links of every kind the services
+        send, on this host, plus strings that only look alike."""
+        h = "https://" + req.host
+        return {"@odata.context": h + "/api/data/v9.2/$metadata#accounts",
+                "@odata.nextLink": h + "/api/data/v9.2/accounts?$skiptoken=%3Ccookie%20pagenumber=%222%22/%3E",
+                "@odata.deltaLink": h + "/api/data/v9.2/accounts?$deltatoken=919042%2108%2f22%2f2017",
+                "@Microsoft.Dynamics.CRM.fetchxmlpagingcookie": h + "/api/data/v9.2/x",
+                "value": [{"@odata.id": h + "/api/data/v9.2/accounts(1)", "@odata.editLink": h + "/a(1)",
+                           "@odata.readLink": h + "/a(1)", "root": h, "query": h + "?x=1",
+                           "other": "https://" + req.host + ".evil.example/x", "text": "see " + h + "/x",
+                           "relative": "accounts(1)", h: "a key is not a value"}]}
+
+    def _test_odata(self, req, kind):
+        """odata_doc as JSON; escaped=1 writes every '/' as '\\/' (as .NET
+        and PHP encoders may); gzip=1 compresses when the request accepts it."""
+        body = jdump(self.odata_doc(req))
+        if req.query.get("escaped") == "1":
+            body = body.replace(b"/", b"\\/")
+        hs = [("Content-Type", ODATA_JSON), ("OData-Version", "4.0"),
+              ("Location", "https://%s/api/data/v9.2/accounts(1)" % req.host),
+              ("Content-Location", "https://%s/api/data/v9.2/accounts" % req.host),
+              ("OData-EntityId", "https://%s/api/data/v9.2/accounts(1)" % req.host),
+              ("Link", '<https://%s/api/data/v9.2/accounts?p=2>; rel="next", <https://other.example/x>; rel="x"'
+               % req.host)]
+        if req.query.get("gzip") == "1" and "gzip" in (req.header("accept-encoding") or ""):
+            body = gzip.compress(body)
+            hs.append(("Content-Encoding", "gzip"))
+        if req.query.get("type"):
+            hs[0] = ("Content-Type", req.query["type"])
+        req.send(200, hs, body)
+
+    def _test_bigjson(self, req, kind):
+        """A JSON collection of `n` blocks of 1000 records each holding
+        absolute links, sent chunked as it is made (no length)."""
+        n = req.qint("n", 1, 0, 1 << 20)
+        block = big_json_block(req.host)
+        req.start_chunked(200, [("Content-Type", ODATA_JSON), ("OData-Version", "4.0")])
+        if req.method != "HEAD":
+            req.write_chunk(b'{"value":[')
+            for i in range(n):
+                req.write_chunk(block if i + 1 < n else block[:-1])
+            req.write_chunk(b"]}")
+        req.end_chunked()
 
     def _test_upload(self, req, kind):
         if req.method not in ("POST", "PUT"):

@@ -696,12 +696,15 @@ static void test_sections(void)
 	clear_env();
 	CHECK(load("[proxy]\n[foo]\nx = 1\n[proxy]\nlisten = 1\n" CRED("a", GUID1) CRED("a", GUID2) ROUTE(
 		  "x", "/", "https://org.crm.dynamics.com") "[route:bad name]\n[route:]\n[proxy:x]\n") == NULL);
-	CHECK_STR(errs, "t.ini:2: [foo] unknown section (expected [proxy], [credential:NAME] or [route:NAME])\n"
-			"t.ini:4: [proxy] duplicate section (first on line 1)\n"
-			"t.ini:10: [credential:a] duplicate section (first on line 6)\n"
-			"t.ini:17: [route:bad name] bad name: use 1 to 64 letters, digits, '_', '.' or '-'\n"
-			"t.ini:18: [route:] bad name: use 1 to 64 letters, digits, '_', '.' or '-'\n"
-			"t.ini:19: [proxy:x] unknown section (expected [proxy], [credential:NAME] or [route:NAME])\n");
+	CHECK_STR(
+	    errs,
+	    "t.ini:2: [foo] unknown section (expected [proxy], [credential:NAME], [route:NAME] or [caller:NAME])\n"
+	    "t.ini:4: [proxy] duplicate section (first on line 1)\n"
+	    "t.ini:10: [credential:a] duplicate section (first on line 6)\n"
+	    "t.ini:17: [route:bad name] bad name: use 1 to 64 letters, digits, '_', '.' or '-'\n"
+	    "t.ini:18: [route:] bad name: use 1 to 64 letters, digits, '_', '.' or '-'\n"
+	    "t.ini:19: [proxy:x] unknown section (expected [proxy], [credential:NAME], [route:NAME] or "
+	    "[caller:NAME])\n");
 }
 
 static void test_duplicate_routes(void)
@@ -948,6 +951,46 @@ static void test_loopback_http_upstream(void)
 	config_free(cfg);
 }
 
+/* rewrite_urls, public_url (normalised: lowercase origin, no trailing
+ * slash) and trusted_proxies; their refusals. */
+static void test_rewrite_keys(void)
+{
+	clear_env();
+	struct config *cfg = load(
+	    "[proxy]\ntrusted_proxies = 10.0.0.0/8, fd00::/8\ntrusted_proxies = 192.0.2.1\n" CRED("a", GUID1)
+		ROUTE("d", "/d/", "https://org.crm.dynamics.com")
+		    ROUTE("o", "/o/", "https://org.crm.dynamics.com") "rewrite_urls = off\n" ROUTE(
+			"p", "/p/", "https://org.crm.dynamics.com") "public_url = HTTPS://Api.Example.com:443/CRM/\n");
+	CHECK_STR(errs, "");
+	CHECK_INT(cfg->proxy.trusted_proxies.n, 3);
+	CHECK_INT(cfg->routes[0].rewrite_urls, 0);
+	CHECK(cfg->routes[0].public_url == NULL);
+	CHECK_INT(cfg->routes[1].rewrite_urls, 1);
+	CHECK_STR(cfg->routes[2].public_url, "https://api.example.com/CRM");
+	config_free(cfg);
+	static const struct {
+		const char *ini, *want;
+	} bad[] = {
+	    {CRED("a", GUID1) ROUTE("x", "/", "https://org.crm.dynamics.com") "rewrite_urls = on\n",
+	     "t.ini:8: [route:x] rewrite_urls: must be one of: auto, off\n"},
+	    {CRED("a", GUID1) ROUTE("x", "/", "https://org.crm.dynamics.com") "public_url = api.example.com\n",
+	     "t.ini:8: [route:x] public_url: must be an https:// URL\n"},
+	    {CRED("a", GUID1) ROUTE("x", "/", "https://org.crm.dynamics.com") "public_url = https://a.example/x?y=1\n",
+	     "t.ini:8: [route:x] public_url: must not have a query or fragment\n"},
+	    {CRED("a", GUID1) ROUTE("x", "/", "https://org.crm.dynamics.com") "public_url = https://a.example/x\"y\n",
+	     "t.ini:8: [route:x] public_url: must be an http:// or https:// URL with a plain path\n"},
+	    {"[proxy]\ntrusted_proxies = lb.internal\n" CRED("a", GUID1)
+		 ROUTE("x", "/", "https://org.crm.dynamics.com"),
+	     "t.ini:2: [proxy] trusted_proxies: 'lb.internal' is not an address or network (CIDR, e.g. 10.0.0.0/8 or "
+	     "fd00::/8)\n"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cfg = load(bad[i].ini);
+		CHECK(cfg == NULL);
+		CHECK_STR(errs, bad[i].want);
+	}
+}
+
 /* ---- inih edge cases ---- */
 
 static void test_ini_lexing(void)
@@ -1186,6 +1229,7 @@ int main(void)
 	RUN(test_secret_sources);
 	RUN(test_unused_credential_and_fo_warnings);
 	RUN(test_loopback_http_upstream);
+	RUN(test_rewrite_keys);
 	RUN(test_ini_lexing);
 	RUN(test_ini_bad_lines);
 	RUN(test_ini_nul_byte);

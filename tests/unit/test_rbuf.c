@@ -198,6 +198,32 @@ static void test_large_ring_wraps_and_frees(void)
 	rbuf_data_free(NULL, CAP);
 }
 
+/* peek shows the first contiguous run, skip drops from the front; a wrap
+ * shows as two runs. */
+static void test_peek_and_skip(void)
+{
+	struct rbuf rb;
+	const char *at;
+	char out[8];
+	CHECK(rbuf_init(&rb, 8) == 0);
+	CHECK_INT(rbuf_peek(&rb, &at), 0);
+	CHECK(at == NULL);
+	rbuf_write(&rb, "abcdef", 6);
+	rbuf_skip(&rb, 4);
+	rbuf_write(&rb, "ghijk", 5); /* "ef" + "ghijk", wrapping after "efgh" */
+	CHECK_INT(rbuf_peek(&rb, &at), 4);
+	CHECK(memcmp(at, "efgh", 4) == 0);
+	rbuf_skip(&rb, 4);
+	CHECK_INT(rbuf_peek(&rb, &at), 3);
+	CHECK(memcmp(at, "ijk", 3) == 0);
+	rbuf_skip(&rb, 100); /* capped at what is stored */
+	CHECK_INT(rbuf_len(&rb), 0);
+	rbuf_write(&rb, "xy", 2); /* empty again: restarts at 0 */
+	CHECK_INT(rbuf_peek(&rb, &at), 2);
+	CHECK_INT(rbuf_read(&rb, out, sizeof out), 2);
+	rbuf_free(&rb);
+}
+
 int main(void)
 {
 	RUN(test_init_and_empty);
@@ -209,5 +235,6 @@ int main(void)
 	RUN(test_free_is_idempotent);
 	RUN(test_random_against_model);
 	RUN(test_large_ring_wraps_and_frees);
+	RUN(test_peek_and_skip);
 	return T_DONE();
 }

@@ -1,0 +1,318 @@
+/*
+ * caller.c - recognise the caller of a request ([caller:NAME] sections).
+ *
+ * Pure over its inputs but for the verification cache and the failure
+ * budget, which are process-wide (every worker shares them) under one
+ * mutex held for table look-ups only, never across crypt(3).
+ */
+#include "proxy/caller.h"
+
+#include <crypt.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/core_names.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util/cidr.h"
+#include "util/log.h"
+#include "util/wipe.h"
+
+#define CACHE_SLOTS  512
+#define OK_TTL_MS    (10 * 60 * 1000)
+#define BAD_TTL_MS   (30 * 1000)
+#define FAIL_BUCKETS 128
+
+/* A remembered verification: the HMAC of (caller, hash, user, password). */
+struct vslot {
+	unsigned char mac[SHA256_DIGEST_LENGTH];
+	long long until_ms; /* 0 = free */
+	bool ok;
+};
+
+/* Failed crypts per caller (by a hash of its name), in the current window. */
+struct fbucket {
+	long long window_start_ms;
+	unsigned n;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static unsigned char hmac_key[32];
+static bool hmac_key_ok;
+static EVP_MAC *hmac; /* fetched once: thread-safe to make contexts from */
+static struct vslot cache[CACHE_SLOTS];
+static struct fbucket fails[FAIL_BUCKETS];
+static struct fbucket fails_all; /* every caller's together */
+
+static void init_key(void)
+{
+	hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	hmac_key_ok = hmac && RAND_bytes(hmac_key, sizeof hmac_key) == 1;
+}
+
+/* ---- Basic ------------------------------------------------------------------- */
+
+static int b64val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Strict RFC 4648 base64 (padding optional) of n chars into out (cap bytes); length or -1. */
+static long b64_decode(const char *s, size_t n, unsigned char *out, size_t cap)
+{
+	size_t o = 0, pad = 0;
+	unsigned acc = 0, bits = 0;
+
+	while (n > 0 && s[n - 1] == '=' && pad < 2) {
+		n--;
+		pad++;
+	}
+	if (n == 0 || (pad && (n + pad) % 4 != 0) || n % 4 == 1)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		int v = b64val((unsigned char)s[i]);
+		if (v < 0)
+			return -1;
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (o == cap)
+				return -1;
+			out[o++] = (unsigned char)(acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	return acc == 0 ? (long)o : -1; /* leftover bits must be zero (canonical) */
+}
+
+int caller_basic_parse(const char *header, char user[CALLER_BASIC_MAX], char pass[CALLER_BASIC_MAX])
+{
+	unsigned char buf[2 * CALLER_BASIC_MAX];
+	long n;
+	int rc = -1;
+
+	user[0] = pass[0] = '\0';
+	if (!header || strncasecmp(header, "Basic", 5) != 0 || (header[5] != ' ' && header[5] != '\t'))
+		return -1;
+	const char *t = header + 5 + strspn(header + 5, " \t");
+	size_t tl = strcspn(t, " \t");
+	if (t[tl + strspn(t + tl, " \t")] != '\0' || tl > 4 * sizeof buf / 3)
+		return -1;
+	n = b64_decode(t, tl, buf, sizeof buf);
+	if (n < 0)
+		goto done;
+	const unsigned char *colon = memchr(buf, ':', (size_t)n);
+	size_t ul = colon ? (size_t)(colon - buf) : 0, pl = colon ? (size_t)n - ul - 1 : 0;
+	if (!colon || ul == 0 || ul >= CALLER_BASIC_MAX || pl >= CALLER_BASIC_MAX)
+		goto done;
+	for (long i = 0; i < n; i++)
+		if (buf[i] < 0x20 || buf[i] == 0x7f)
+			goto done; /* NUL would cut the value; control bytes are no user or key */
+	memcpy(user, buf, ul);
+	user[ul] = '\0';
+	memcpy(pass, colon + 1, pl);
+	pass[pl] = '\0';
+	rc = 0;
+done:
+	explicit_bzero(buf, sizeof buf);
+	return rc;
+}
+
+/* ---- verification --------------------------------------------------------------- */
+
+static bool mac_of(const struct caller_cfg *c, const char *user, const char *pass,
+		   unsigned char mac[SHA256_DIGEST_LENGTH])
+{
+	bool ok = false;
+	EVP_MAC_CTX *ctx = NULL;
+	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+			       OSSL_PARAM_END};
+	size_t out = 0;
+
+	pthread_once(&once, init_key);
+	if (!hmac_key_ok || !(ctx = EVP_MAC_CTX_new(hmac)) || EVP_MAC_init(ctx, hmac_key, sizeof hmac_key, params) != 1)
+		goto done;
+	const char *parts[] = {c->name, c->basic_password_hash, user, pass};
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+		if (EVP_MAC_update(ctx, (const unsigned char *)parts[i], strlen(parts[i]) + 1) != 1)
+			goto done;
+	ok = EVP_MAC_final(ctx, mac, &out, SHA256_DIGEST_LENGTH) == 1 && out == SHA256_DIGEST_LENGTH;
+done:
+	EVP_MAC_CTX_free(ctx);
+	return ok;
+}
+
+static size_t fail_bucket(const char *name)
+{
+	unsigned h = 2166136261u; /* FNV-1a: spreads configured names, nothing secret */
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h % FAIL_BUCKETS;
+}
+
+/* Start a new failure window when the last one is over. Under lock. */
+static void window(struct fbucket *b, long long now)
+{
+	if (now - b->window_start_ms >= CALLER_FAIL_WINDOW_MS) {
+		b->window_start_ms = now;
+		b->n = 0;
+	}
+}
+
+/* 1 known good, 0 known bad, -1 unknown. Under lock. */
+static int cache_get(const unsigned char mac[SHA256_DIGEST_LENGTH], long long now)
+{
+	const struct vslot *s = &cache[(mac[0] | (unsigned)mac[1] << 8) % CACHE_SLOTS];
+	if (s->until_ms <= now || CRYPTO_memcmp(s->mac, mac, SHA256_DIGEST_LENGTH) != 0)
+		return -1;
+	return s->ok ? 1 : 0;
+}
+
+static void cache_put(const unsigned char mac[SHA256_DIGEST_LENGTH], bool ok, long long now)
+{
+	struct vslot *s = &cache[(mac[0] | (unsigned)mac[1] << 8) % CACHE_SLOTS];
+	memcpy(s->mac, mac, SHA256_DIGEST_LENGTH);
+	s->ok = ok;
+	s->until_ms = now + (ok ? OK_TTL_MS : BAD_TTL_MS);
+}
+
+/* crypt_r and a constant-time compare of the result with the hash. */
+static bool crypt_ok(const char *pass, const char *hash)
+{
+	struct crypt_data *cd = calloc(1, sizeof *cd);
+	bool ok = false;
+	if (!cd)
+		return false;
+	const char *got = crypt_r(pass, hash, cd);
+	size_t hl = strlen(hash);
+	ok = got && got[0] != '*' && strlen(got) == hl && CRYPTO_memcmp(got, hash, hl) == 0;
+	wipe_free(cd, sizeof *cd);
+	return ok;
+}
+
+/* Does (user, pass) sign in as c? Caches and budgets as caller.h says. */
+static bool password_ok(const struct caller_cfg *c, const char *user, const char *pass, long long now, const char **why)
+{
+	unsigned char mac[SHA256_DIGEST_LENGTH];
+	int known;
+
+	*why = "the Basic password does not match";
+	if (!mac_of(c, user, pass, mac))
+		return false;
+	pthread_mutex_lock(&lock);
+	known = cache_get(mac, now);
+	struct fbucket *fb = &fails[fail_bucket(c->name)];
+	window(fb, now);
+	window(&fails_all, now);
+	bool budget = fb->n < CALLER_FAIL_BURST && fails_all.n < CALLER_FAIL_GLOBAL;
+	pthread_mutex_unlock(&lock);
+	if (known >= 0)
+		return known == 1;
+	if (!budget) {
+		*why = "too many wrong Basic passwords for this caller: try again in a few seconds";
+		return false;
+	}
+	bool ok = crypt_ok(pass, c->basic_password_hash);
+	pthread_mutex_lock(&lock);
+	cache_put(mac, ok, now);
+	if (!ok) {
+		fb->n++;
+		fails_all.n++;
+	}
+	pthread_mutex_unlock(&lock);
+	explicit_bzero(mac, sizeof mac);
+	return ok;
+}
+
+void caller_cache_reset(void)
+{
+	pthread_mutex_lock(&lock);
+	memset(cache, 0, sizeof cache);
+	memset(fails, 0, sizeof fails);
+	memset(&fails_all, 0, sizeof fails_all);
+	pthread_mutex_unlock(&lock);
+}
+
+/* ---- recognition ---------------------------------------------------------------- */
+
+static bool key_equal(const char *got, const char *want)
+{
+	unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *)got, strlen(got), a);
+	SHA256((const unsigned char *)want, strlen(want), b);
+	return CRYPTO_memcmp(a, b, sizeof a) == 0;
+}
+
+/* Every recognition key c sets matches (the password last: it is the costly one). */
+static bool matches(const struct caller_cfg *c, const struct caller_input *in, const char *user, const char *pass,
+		    bool basic, const char **why)
+{
+	if (c->allow_from.n && (!in->peer || !cidr_list_match(&c->allow_from, in->peer)))
+		return false;
+	if (c->tls_client_subject && (!in->tls_subject || strcmp(c->tls_client_subject, in->tls_subject) != 0))
+		return false;
+	if (c->inbound_key && (!in->key || !key_equal(in->key, c->inbound_key)))
+		return false;
+	if (!c->basic_user)
+		return true;
+	if (!basic || strcmp(user, c->basic_user) != 0)
+		return false;
+	return password_ok(c, user, pass, in->now_ms, why);
+}
+
+enum caller_verdict caller_recognise(const struct config *cfg, const struct route_cfg *route,
+				     const struct caller_input *in, const struct caller_cfg **out, const char **why)
+{
+	char user[CALLER_BASIC_MAX], pass[CALLER_BASIC_MAX];
+	bool basic = caller_basic_parse(in->authorization, user, pass) == 0, wants_basic = false;
+	size_t n = route && route->n_callers ? route->n_callers : cfg->n_callers;
+	enum caller_verdict v;
+
+	*out = NULL;
+	*why = in->authorization && !basic && strncasecmp(in->authorization, "Basic", 5) == 0
+		   ? "the Authorization: Basic header is malformed"
+		   : "no caller of this route matches the request";
+	for (size_t i = 0; i < n; i++) {
+		const struct caller_cfg *c = &cfg->callers[route && route->n_callers ? route->callers[i] : i];
+		wants_basic |= c->basic_user != NULL;
+		if (matches(c, in, user, pass, basic, why)) {
+			*out = c;
+			v = CALLER_OK;
+			goto done;
+		}
+	}
+	if (!route || !route->n_callers)
+		v = CALLER_ANONYMOUS;
+	else
+		v = wants_basic ? CALLER_UNAUTHORIZED : CALLER_FORBIDDEN;
+done:
+	explicit_bzero(user, sizeof user);
+	explicit_bzero(pass, sizeof pass);
+	return v;
+}
+
+const struct route_cfg *caller_route(const struct config *cfg, const struct caller_cfg *c,
+				     const struct route_cfg *route)
+{
+	uintptr_t p = (uintptr_t)route, base = (uintptr_t)cfg->routes;
+	if (!c || !route || !c->routes || p < base || p >= base + cfg->n_routes * sizeof *route)
+		return route;
+	return &c->routes[(p - base) / sizeof *route];
+}

@@ -112,8 +112,11 @@ int bridge_begin(struct request *rq)
 		}
 		br->in_cap = br->in_max + 1;
 	}
+	static const struct bridge_ops ops = {bridge_upstream_url, bridge_forward_header, bridge_header_lines,
+					      bridge_on_read,      bridge_on_seek,        bridge_on_write,
+					      bridge_free};
 	rq->bx = br;
-	rq->bx_free = bridge_free; /* request_unref frees it */
+	rq->bx_ops = &ops; /* relay.c calls these; request_unref frees through them */
 	if (rq->cl.body_len >= 0 && (uint64_t)rq->cl.body_len > br->in_max)
 		refuse_too_large(rq); /* known from Content-Length: refused before reading */
 	return 0;

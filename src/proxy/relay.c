@@ -15,7 +15,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "proxy/bridge.h"
 #include "util/log.h"
 #include "util/slist.h"
 #include "proxy/request.h"
@@ -35,7 +34,7 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 {
 	struct request *rq = ud;
 	if (rq->bx) /* a bridged SOAP body, sent from memory */
-		return bridge_on_read(rq, buf, size * nitems);
+		return rq->bx_ops->on_read(rq, buf, size * nitems);
 	if (rq->replay.feed) { /* a replay after a 401: the kept copy, all there */
 		size_t left = rq->replay.len - rq->replay.pos, k = size * nitems < left ? size * nitems : left;
 		memcpy(buf, rq->replay.body + rq->replay.pos, k);
@@ -62,7 +61,7 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 {
 	struct request *rq = ud;
 	if (rq->bx && origin == SEEK_SET && offset == 0)
-		return bridge_on_seek(rq);
+		return rq->bx_ops->on_seek(rq);
 	if (origin == SEEK_SET && offset == 0 && rq->us.body_sent == 0)
 		return CURL_SEEKFUNC_OK;
 	if (origin == SEEK_SET && offset == 0 && rq->replay.feed) { /* the kept copy can be rewound */
@@ -100,7 +99,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
 	if (rq->cl.gone)
 		return 0; /* ends the transfer with CURLE_WRITE_ERROR */
 	if (rq->bx)       /* collected whole, converted at the end */
-		return bridge_on_write(rq, data, n);
+		return rq->bx_ops->on_write(rq, data, n);
 	if (rbuf_space(&rq->resp.down) < n) {
 		rq->us.pause_bits |= CURLPAUSE_RECV;
 		return CURL_WRITEFUNC_PAUSE; /* curl keeps the bytes and re-delivers them */
@@ -280,7 +279,7 @@ static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, co
 	(void)kind;
 	if (!value || !hdr_request_forwardable(name, b->rq->cl.conn_tokens))
 		return MHD_YES;
-	if (b->rq->bx && !bridge_forward_header(name))
+	if (b->rq->bx && !b->rq->bx_ops->forward_header(name))
 		return MHD_YES; /* the bridge sets these for the converted body */
 	if (strcasecmp(name, b->rq->cfg->proxy.inbound_key_header) == 0)
 		return MHD_YES; /* the caller's key for this proxy never goes upstream */
@@ -301,7 +300,7 @@ static struct curl_slist *build_headers(struct request *rq, const char *auth_hea
 		add_header(&b, line);
 		rq->caller.impersonate = true;
 	}
-	for (const char *const *l = bridge_header_lines(rq); l && *l; l++)
+	for (const char *const *l = rq->bx ? rq->bx_ops->header_lines(rq) : NULL; l && *l; l++)
 		add_header(&b, *l);
 	snprintf(line, sizeof line, "X-Forwarded-For: %s", rq->client_ip);
 	add_header(&b, line);
@@ -430,7 +429,8 @@ size_t relay_ring_bytes(const struct config *cfg)
 int relay_start(struct request *rq, const char *auth_header)
 {
 	char url[URL_MAX];
-	if ((rq->bx ? bridge_upstream_url(rq, url, sizeof url) : route_upstream_url(&rq->match, url, sizeof url)) < 0) {
+	if ((rq->bx ? rq->bx_ops->upstream_url(rq, url, sizeof url) : route_upstream_url(&rq->match, url, sizeof url)) <
+	    0) {
 		request_set_local(rq, 414, "uri_too_long", "Request-target too long",
 				  "the upstream URL would exceed the limit");
 		return -1;

@@ -55,8 +55,8 @@ void request_unref(struct request *rq)
 	pool_ring_put(&rq->w->pool, &rq->resp.down);
 	free(rq->resp.rh_buf);
 	free(rq->resp.rh);
-	if (rq->bx && rq->bx_free)
-		rq->bx_free(rq->bx);
+	if (rq->bx && rq->bx_ops)
+		rq->bx_ops->free(rq->bx);
 	free(rq->rw); /* transparent routes' state: one block (rewrite.c) */
 	tok_info_unref(rq->diag.tok);
 	free(rq->target);

@@ -42,6 +42,7 @@
 
 struct worker;
 struct bridge;
+struct request;
 struct worker_gen;
 struct throttle_rq;
 struct rewrite;
@@ -174,6 +175,18 @@ struct rq_diag {
 	const char *title, *remediation; /* with code, static strings */
 };
 
+/* What the transfer (relay.c) and the request's end (request.c) ask of a
+ * buffered exchange; bridge.c provides it with rq->bx. */
+struct bridge_ops {
+	long (*upstream_url)(const struct request *rq, char *out, size_t cap); /* Organization.svc/web?.. */
+	bool (*forward_header)(const char *name);                              /* client header goes upstream? */
+	const char *const *(*header_lines)(const struct request *rq);          /* extra lines, NULL-terminated */
+	size_t (*on_read)(struct request *rq, char *buf, size_t max);          /* curl's read callback */
+	int (*on_seek)(struct request *rq);                                    /* curl's seek to 0 */
+	size_t (*on_write)(struct request *rq, const char *data, size_t n);    /* curl's write callback */
+	void (*free)(struct bridge *br);                                       /* NULL-safe */
+};
+
 struct request {
 	unsigned magic;
 	int refs;
@@ -216,10 +229,11 @@ struct request {
 	struct rq_caller caller;
 
 	/* The WS-Trust bridge's exchange (bridge.c): a buffered exchange; NULL =
-	 * streamed. bridge.c sets both; request_unref frees it through bx_free,
-	 * so this module needs nothing of the bridge's. */
+	 * streamed. bridge.c sets both; relay.c drives the transfer and
+	 * request_unref frees the exchange through bx_ops, so neither includes
+	 * the bridge (it sits above them: internals.md, module map). */
 	struct bridge *bx;
-	void (*bx_free)(struct bridge *br);
+	const struct bridge_ops *bx_ops;
 
 	/* Its place at its identity's gate (throttle.c), NULL until admitted. */
 	struct throttle_rq *thr;

@@ -112,6 +112,27 @@ class Upstreams:
                "aud": claims.get("aud") if claims else None,
                "appid": claims.get("appid") if claims else None, "auth": reason or "ok", "status": None,
                "peer": "%s:%d" % tuple(req.h.client_address[:2])}
+        verdict, done = None, []
+
+        def finish():
+            """Ends the request's execution and records it: called just before
+            its answer goes out (httpcore's before_send), so a client holding
+            the answer finds it in /_sim/requests; else when the handler ends."""
+            if done:
+                return
+            done.append(True)
+            if verdict:
+                self.sim.limits.leave(kind, appid, req.host, verdict[1])
+            rec["status"] = req.status
+            rec["soap_headers"] = getattr(req, "soap_headers", None)  # orgsvc.py: header blocks received
+            rec["batch_parts"] = getattr(req, "batch_parts", None)  # odata.py: a $batch's request lines
+            rec["batch_sha256"] = getattr(req, "batch_sha256", None)  # and its body's digest
+            with st.lock:
+                st.requests.append(rec)
+                if req.target in st.in_flight:  # a reset meanwhile empties the list
+                    st.in_flight.remove(req.target)
+        req.before_send = finish
+        appid = None
         try:
             if reason:
                 with st.lock:
@@ -125,32 +146,16 @@ class Upstreams:
             verdict = self.sim.limits.enter(kind, appid, req.host, req.target)
             if verdict and verdict[0] != "go":
                 rec["throttled"] = verdict[0]
-                return self.sim.limits.answer(self, req, kind, *verdict)
-            left = []
-
-            def leave():
-                if verdict and not left:
-                    left.append(True)
-                    self.sim.limits.leave(kind, appid, req.host, verdict[1])
-            req.before_send = leave
-            try:
-                if req.path.startswith("/_test/"):
-                    return self.test_endpoint(req, kind)
-                return getattr(self, kind)(req, claims)
-            finally:
-                leave()
+                v, verdict = verdict, None  # refused: it never entered, so it does not leave
+                return self.sim.limits.answer(self, req, kind, *v)
+            if req.path.startswith("/_test/"):
+                return self.test_endpoint(req, kind)
+            return getattr(self, kind)(req, claims)
         except HTTPError as e:
             req.status = req.status or e.status
             raise
         finally:
-            rec["status"] = req.status
-            rec["soap_headers"] = getattr(req, "soap_headers", None)  # orgsvc.py: header blocks received
-            rec["batch_parts"] = getattr(req, "batch_parts", None)  # odata.py: a $batch's request lines
-            rec["batch_sha256"] = getattr(req, "batch_sha256", None)  # and its body's digest
-            with st.lock:
-                st.requests.append(rec)
-                if req.target in st.in_flight:  # a reset meanwhile empties the list
-                    st.in_flight.remove(req.target)
+            finish()
             log("%s %s %s%s -> %s%s" % (kind, req.method, req.host, req.target[:120], req.status,
                                           "" if not reason else " (%s)" % reason))
 

@@ -44,97 +44,6 @@
 
 /* ---- messages ---- */
 
-__attribute__((format(printf, 3, 4))) static void load_error(struct load *ld, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	ld->n_errors++;
-	if (!ld->errors)
-		return;
-	fprintf(ld->errors, "%s:%d: ", ld->file, line);
-	va_start(ap, fmt);
-	vfprintf(ld->errors, fmt, ap);
-	va_end(ap);
-	fputc('\n', ld->errors);
-}
-
-/* "FILE:LINE: [title] key: msg", or "FILE:LINE: [title] msg" without key. */
-__attribute__((format(printf, 5, 6))) static void sec_error(struct load *ld, int line, const struct section *s,
-							    const char *key, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	load_error(ld, line, "[%s] %s%s%s", s->title, key ? key : "", key ? ": " : "", msg);
-}
-
-void config_warn_at(struct load *ld, const char *event, int line, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	log_msg(LOG_WARN, event, "%s:%d: %s", ld->file, line, msg);
-}
-
-static void oom(struct load *ld)
-{
-	if (!ld->oom)
-		load_error(ld, 0, "out of memory");
-	ld->oom = true;
-}
-
-void config_sec_error(struct load *ld, int line, const struct section *s, const char *key, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	sec_error(ld, line, s, key, "%s", msg);
-}
-
-static int find_row(enum sec_kind kind, const char *key)
-{
-	for (size_t i = 0; i < config_n_key_rows; i++)
-		if (config_key_rows[i].kind == kind && strcmp(config_key_rows[i].key, key) == 0)
-			return (int)i;
-	return -1;
-}
-
-struct section *config_find_section(struct load *ld, enum sec_kind kind, const char *name)
-{
-	for (size_t i = 0; i < ld->n_secs; i++)
-		if (ld->secs[i]->kind == kind && strcmp(ld->secs[i]->name, name) == 0)
-			return ld->secs[i];
-	return NULL;
-}
-
-static bool seen(const struct section *s, const char *key)
-{
-	int i = find_row(s->kind, key);
-
-	return i >= 0 && s->seen[i];
-}
-
-static int seen_line(const struct section *s, const char *key)
-{
-	int i = find_row(s->kind, key);
-
-	return i >= 0 && s->seen[i] ? s->key_line[i] : 0;
-}
-
-int config_seen_line(const struct section *s, const char *key)
-{
-	return seen_line(s, key);
-}
-
 static int run_parser(struct load *ld, struct section *s, size_t row, const char *value, int line, char *msg, size_t n)
 {
 	struct pv pv = {.ld = ld, .sec = s, .row = &config_key_rows[row], .line = line};
@@ -150,7 +59,7 @@ static int run_parser(struct load *ld, struct section *s, size_t row, const char
 /* Set `key` of section s from the file (label NULL) or the environment. */
 static void set_key(struct load *ld, struct section *s, const char *key, const char *value, int line, const char *label)
 {
-	int i = find_row(s->kind, key);
+	int i = config_find_row(s->kind, key);
 	char msg[MSG_MAX];
 
 	label = label ? label : key;
@@ -159,24 +68,24 @@ static void set_key(struct load *ld, struct section *s, const char *key, const c
 		return;
 	}
 	if (!*key) {
-		load_error(ld, line, "[%s] missing key name before '='", s->title);
+		config_load_error(ld, line, "[%s] missing key name before '='", s->title);
 		return;
 	}
 	if (i < 0) {
-		sec_error(ld, line, s, label, "unknown key");
+		config_sec_error(ld, line, s, label, "unknown key");
 		return;
 	}
 	if (s->seen[i] && !config_key_rows[i].repeat) {
-		sec_error(ld, line, s, label, "duplicate key (first set on line %d)", s->key_line[i]);
+		config_sec_error(ld, line, s, label, "duplicate key (first set on line %d)", s->key_line[i]);
 		return;
 	}
 	if (!s->seen[i])
 		s->key_line[i] = line;
 	s->seen[i] = true;
 	if (!*value)
-		sec_error(ld, line, s, label, "empty value (remove the line to get the default)");
+		config_sec_error(ld, line, s, label, "empty value (remove the line to get the default)");
 	else if (run_parser(ld, s, (size_t)i, value, line, msg, sizeof msg) < 0)
-		sec_error(ld, line, s, label, "%s", msg);
+		config_sec_error(ld, line, s, label, "%s", msg);
 }
 
 /* ---- sections ---- */
@@ -236,14 +145,6 @@ static void proxy_cfg_free(struct proxy_cfg *p)
 	memset(p, 0, sizeof *p);
 }
 
-static void token_source_free(struct token_source_cfg *t)
-{
-	free(t->resource);
-	free(t->scope);
-	free(t->token_endpoint);
-	memset(t, 0, sizeof *t);
-}
-
 static void section_free(struct section *s)
 {
 	if (!s)
@@ -280,16 +181,16 @@ static struct section *new_section(struct load *ld, enum sec_kind kind, const ch
 	char **name;
 
 	if (*count == max) {
-		load_error(ld, line, "[%s] too many %s sections (at most %zu)", title,
-			   cred     ? "credential"
-			   : caller ? "caller"
-				    : "route",
-			   max);
+		config_load_error(ld, line, "[%s] too many %s sections (at most %zu)", title,
+				  cred     ? "credential"
+				  : caller ? "caller"
+					   : "route",
+				  max);
 		free(s);
 		return NULL;
 	}
 	if (!s || !(s->title = strdup(title)) || !(s->obj = calloc(1, size))) {
-		oom(ld);
+		config_oom(ld);
 		section_free(s);
 		return NULL;
 	}
@@ -301,7 +202,7 @@ static struct section *new_section(struct load *ld, enum sec_kind kind, const ch
 	       : caller ? &((struct caller_sec *)s->obj)->c.name
 			: &((struct route_sec *)s->obj)->r.name;
 	if (!(*name = strdup(s->name)))
-		oom(ld);
+		config_oom(ld);
 	if (cred)
 		((struct credential_cfg *)s->obj)->line = line;
 	else if (caller)
@@ -333,22 +234,22 @@ static void open_section(struct load *ld, const char *title)
 		    kinds[k].named == (colon != NULL))
 			break;
 	if (k == ARRAY_LEN(kinds)) {
-		load_error(ld, ld->lineno,
-			   "[%s] unknown section (expected [proxy], [credential:NAME], [route:NAME] or [caller:NAME])",
-			   title);
+		config_load_error(
+		    ld, ld->lineno,
+		    "[%s] unknown section (expected [proxy], [credential:NAME], [route:NAME] or [caller:NAME])", title);
 		return;
 	}
 	kind = kinds[k].kind;
 	if (kind != SEC_PROXY &&
 	    (!*name || strlen(name) > MAX_NAME ||
 	     strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(name))) {
-		load_error(ld, ld->lineno, "[%s] bad name: use 1 to %d letters, digits, '_', '.' or '-'", title,
-			   MAX_NAME);
+		config_load_error(ld, ld->lineno, "[%s] bad name: use 1 to %d letters, digits, '_', '.' or '-'", title,
+				  MAX_NAME);
 		return;
 	}
 	old = config_find_section(ld, kind, name);
 	if (old && (kind != SEC_PROXY || old->line)) {
-		load_error(ld, ld->lineno, "[%s] duplicate section (first on line %d)", title, old->line);
+		config_load_error(ld, ld->lineno, "[%s] duplicate section (first on line %d)", title, old->line);
 		return;
 	}
 	if (kind == SEC_PROXY)
@@ -365,12 +266,12 @@ static void section_line(struct load *ld, char *s)
 	ld->cur = NULL;
 	ld->skip = true;
 	if (!close) {
-		load_error(ld, ld->lineno, "section header without ']'");
+		config_load_error(ld, ld->lineno, "section header without ']'");
 		return;
 	}
 	t = close + 1 + strspn(close + 1, " \t");
 	if (*t && *t != ';' && *t != '#') {
-		load_error(ld, ld->lineno, "unexpected text after ']'");
+		config_load_error(ld, ld->lineno, "unexpected text after ']'");
 		return;
 	}
 	*close = '\0';
@@ -385,7 +286,7 @@ static void section_line(struct load *ld, char *s)
 static void check_unhandled(struct load *ld)
 {
 	if (ld->expect_key && ld->handled != ld->expect_key)
-		load_error(ld, ld->expect_key, "syntax error: expected 'key = value' or '[section]'");
+		config_load_error(ld, ld->expect_key, "syntax error: expected 'key = value' or '[section]'");
 	ld->expect_key = 0;
 }
 
@@ -402,10 +303,10 @@ static void classify_line(struct load *ld, char *buf, size_t len, size_t kept, b
 	if (*s == ';' || *s == '#' || (*s == '\0' && !nul && len == kept)) {
 		buf[0] = '\0';
 	} else if (len > kept) {
-		load_error(ld, ld->lineno, "line too long (%zu characters, at most %d)", len, num - 2);
+		config_load_error(ld, ld->lineno, "line too long (%zu characters, at most %d)", len, num - 2);
 		buf[0] = '\0';
 	} else if (nul) {
-		load_error(ld, ld->lineno, "line contains a NUL byte");
+		config_load_error(ld, ld->lineno, "line contains a NUL byte");
 		buf[0] = '\0';
 	} else if (*s == '[') {
 		section_line(ld, s);
@@ -439,7 +340,7 @@ static char *read_line(char *buf, int num, void *stream)
 	}
 	if (c == EOF && len == 0) {
 		if (ferror(ld->in))
-			load_error(ld, ld->lineno, "read error");
+			config_load_error(ld, ld->lineno, "read error");
 		explicit_bzero(buf, (size_t)num); /* inih's line buffer held the secrets */
 		return NULL;
 	}
@@ -465,7 +366,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
 	if (ld->skip)
 		return 1;
 	if (!ld->cur)
-		load_error(ld, ld->lineno, "%s: key outside of any section", name);
+		config_load_error(ld, ld->lineno, "%s: key outside of any section", name);
 	else
 		set_key(ld, ld->cur, name, value, ld->lineno, NULL);
 	return 1;
@@ -475,8 +376,9 @@ static int on_key(void *user, const char *section, const char *name, const char 
 
 static bool has_secret(const struct section *s)
 {
-	return seen(s, "client_secret_file") || seen(s, "client_secret_env") || seen(s, "client_secret") ||
-	       seen(s, "certificate_file") || seen(s, "pfx_file") || seen(s, "federated_token_file");
+	return config_seen(s, "client_secret_file") || config_seen(s, "client_secret_env") ||
+	       config_seen(s, "client_secret") || config_seen(s, "certificate_file") || config_seen(s, "pfx_file") ||
+	       config_seen(s, "federated_token_file");
 }
 
 /*
@@ -517,7 +419,7 @@ static void apply_env(struct load *ld)
 	for (size_t i = 0; i < ARRAY_LEN(env); i++) {
 		const char *v = getenv(env[i].var);
 		bool is_secret = i >= 3; /* the proof of identity: one kind only */
-		if (!v || !*v || (is_secret ? has_secret(s) : seen(s, env[i].key)))
+		if (!v || !*v || (is_secret ? has_secret(s) : config_seen(s, env[i].key)))
 			continue;
 		set_key(ld, s, env[i].key, strcmp(env[i].key, "client_secret_env") == 0 ? env[i].var : v, s->line,
 			env[i].label);
@@ -527,7 +429,7 @@ static void apply_env(struct load *ld)
 /* A managed identity has neither tenant nor client_id of its own. */
 static bool mi_needs_no(const struct section *s, const char *key)
 {
-	return s->kind == SEC_CREDENTIAL && seen(s, "managed_identity") &&
+	return s->kind == SEC_CREDENTIAL && config_seen(s, "managed_identity") &&
 	       (strcmp(key, "tenant") == 0 || strcmp(key, "client_id") == 0);
 }
 
@@ -540,10 +442,10 @@ static void finish_section(struct load *ld, struct section *s)
 		if (config_key_rows[i].kind != s->kind || s->seen[i])
 			continue;
 		if (config_key_rows[i].required && !mi_needs_no(s, config_key_rows[i].key))
-			sec_error(ld, s->line, s, config_key_rows[i].key, "required key missing");
+			config_sec_error(ld, s->line, s, config_key_rows[i].key, "required key missing");
 		else if (config_key_rows[i].def &&
 			 run_parser(ld, s, i, config_key_rows[i].def, s->line, msg, sizeof msg) < 0)
-			sec_error(ld, s->line, s, config_key_rows[i].key, "default: %s", msg);
+			config_sec_error(ld, s->line, s, config_key_rows[i].key, "default: %s", msg);
 	}
 }
 
@@ -564,8 +466,8 @@ static void check_proof(struct load *ld, struct section *s)
 	int n = 0, first = 0, last = 0;
 
 	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
-		int line = seen_line(s, keys[i].key);
-		if (!seen(s, keys[i].key))
+		int line = config_seen_line(s, keys[i].key);
+		if (!config_seen(s, keys[i].key))
 			continue;
 		c->kind = keys[i].kind;
 		if (n++ == 0 || line < first)
@@ -573,28 +475,30 @@ static void check_proof(struct load *ld, struct section *s)
 		last = line > last ? line : last;
 	}
 	if (n == 0)
-		sec_error(ld, s->line, s, NULL,
-			  "needs one of client_secret_file, client_secret_env, client_secret, certificate_file, "
-			  "pfx_file, federated_token_file or managed_identity");
+		config_sec_error(ld, s->line, s, NULL,
+				 "needs one of client_secret_file, client_secret_env, client_secret, certificate_file, "
+				 "pfx_file, federated_token_file or managed_identity");
 	else if (n > 1)
-		sec_error(
+		config_sec_error(
 		    ld, last, s, NULL,
 		    "only one of client_secret_file, client_secret_env, client_secret, certificate_file, pfx_file, "
 		    "federated_token_file and managed_identity may be set (also line %d)",
 		    first);
-	if (c->kind != CRED_CERTIFICATE && (seen(s, "private_key_file") || seen(s, "private_key_password_file") ||
-					    seen(s, "send_x5c") || seen(s, "assertion_alg")))
-		sec_error(ld, s->line, s, NULL,
-			  "private_key_file, private_key_password_file, send_x5c and assertion_alg need "
-			  "certificate_file or pfx_file");
-	if (c->kind != CRED_MANAGED_IDENTITY && seen(s, "managed_identity_endpoint"))
-		sec_error(ld, seen_line(s, "managed_identity_endpoint"), s, "managed_identity_endpoint",
-			  "needs managed_identity");
-	if (seen(s, "pfx_file") && seen(s, "private_key_file"))
-		sec_error(ld, seen_line(s, "private_key_file"), s, "private_key_file",
-			  "not with pfx_file (the key is inside the PKCS#12 file)");
-	if (c->kind != CRED_SECRET && c->auth_method == AUTH_BASIC && seen(s, "auth_method"))
-		sec_error(ld, seen_line(s, "auth_method"), s, "auth_method", "basic needs a client secret");
+	if (c->kind != CRED_CERTIFICATE &&
+	    (config_seen(s, "private_key_file") || config_seen(s, "private_key_password_file") ||
+	     config_seen(s, "send_x5c") || config_seen(s, "assertion_alg")))
+		config_sec_error(ld, s->line, s, NULL,
+				 "private_key_file, private_key_password_file, send_x5c and assertion_alg need "
+				 "certificate_file or pfx_file");
+	if (c->kind != CRED_MANAGED_IDENTITY && config_seen(s, "managed_identity_endpoint"))
+		config_sec_error(ld, config_seen_line(s, "managed_identity_endpoint"), s, "managed_identity_endpoint",
+				 "needs managed_identity");
+	if (config_seen(s, "pfx_file") && config_seen(s, "private_key_file"))
+		config_sec_error(ld, config_seen_line(s, "private_key_file"), s, "private_key_file",
+				 "not with pfx_file (the key is inside the PKCS#12 file)");
+	if (c->kind != CRED_SECRET && c->auth_method == AUTH_BASIC && config_seen(s, "auth_method"))
+		config_sec_error(ld, config_seen_line(s, "auth_method"), s, "auth_method",
+				 "basic needs a client secret");
 }
 
 /*
@@ -611,7 +515,7 @@ static void check_managed_identity(struct load *ld, struct section *s)
 	c->mi_app_service = ep && *ep && hdr && *hdr;
 	/* tenant and client_id, if any (AZURE_* variables), are not used. */
 	if (!c->managed_identity_endpoint && !(c->managed_identity_endpoint = strdup(c->mi_app_service ? ep : imds)))
-		oom(ld);
+		config_oom(ld);
 }
 
 static void check_credential(struct load *ld, struct section *s)
@@ -629,8 +533,8 @@ static void check_credential(struct load *ld, struct section *s)
 		if (o->kind == SEC_CREDENTIAL && oc->tenant && oc->client_id && oc->authority &&
 		    strcmp(oc->tenant, c->tenant) == 0 && strcmp(oc->client_id, c->client_id) == 0 &&
 		    strcmp(oc->authority, c->authority) == 0)
-			sec_error(ld, s->line, s, NULL, "same authority, tenant and client_id as [%s] on line %d",
-				  o->title, o->line);
+			config_sec_error(ld, s->line, s, NULL,
+					 "same authority, tenant and client_id as [%s] on line %d", o->title, o->line);
 	}
 }
 
@@ -642,11 +546,11 @@ static struct section *route_credential(struct load *ld, struct section *s)
 	if (rs->credential) {
 		struct section *c = config_find_section(ld, SEC_CREDENTIAL, rs->credential);
 		if (!c)
-			sec_error(ld, seen_line(s, "credential"), s, "credential", "no [credential:%s] section",
-				  rs->credential);
+			config_sec_error(ld, config_seen_line(s, "credential"), s, "credential",
+					 "no [credential:%s] section", rs->credential);
 		return c;
 	}
-	if (seen(s, "credential"))
+	if (config_seen(s, "credential"))
 		return NULL;
 	for (size_t i = 0; i < ld->n_secs; i++)
 		if (ld->secs[i]->kind == SEC_CREDENTIAL)
@@ -654,12 +558,13 @@ static struct section *route_credential(struct load *ld, struct section *s)
 	if (ld->n_creds == 1)
 		return only;
 	if (ld->n_creds == 0)
-		sec_error(ld, s->line, s, "credential",
-			  "required key missing: no [credential:NAME] section and no AZURE_TENANT_ID, AZURE_CLIENT_ID "
-			  "and AZURE_CLIENT_SECRET in the environment");
+		config_sec_error(
+		    ld, s->line, s, "credential",
+		    "required key missing: no [credential:NAME] section and no AZURE_TENANT_ID, AZURE_CLIENT_ID "
+		    "and AZURE_CLIENT_SECRET in the environment");
 	else
-		sec_error(ld, s->line, s, "credential", "required key missing (there are %zu credentials)",
-			  ld->n_creds);
+		config_sec_error(ld, s->line, s, "credential", "required key missing (there are %zu credentials)",
+				 ld->n_creds);
 	return NULL;
 }
 
@@ -687,7 +592,7 @@ static void warn_fo_audience(struct load *ld, struct section *s)
 		upper |= isupper((unsigned char)*p) != 0;
 	if (fo && (upper || rs->audience_url[strlen(rs->audience_url) - 1] == '/'))
 		config_warn_at(
-		    ld, "config_fo_audience", seen_line(s, "audience"),
+		    ld, "config_fo_audience", config_seen_line(s, "audience"),
 		    "[%s] audience %s: Finance and Operations rejects a token whose aud has a trailing slash or "
 		    "uppercase letters (AADSTS65001 / 401); write the environment URL in lowercase without '/' at "
 		    "the end",
@@ -701,9 +606,9 @@ static char *route_resource(struct load *ld, struct section *s)
 	const struct url *up = &rs->r.upstream;
 	size_t i;
 
-	if (seen(s, "audience") && !rs->audience_ok)
+	if (config_seen(s, "audience") && !rs->audience_ok)
 		return NULL;
-	if (!seen(s, "audience")) {
+	if (!config_seen(s, "audience")) {
 		if (!up->host)
 			return NULL;
 		for (i = 0; i < config_n_audience_rules && !config_glob_match(config_audience_rules[i].glob, up->host);
@@ -714,10 +619,11 @@ static char *route_resource(struct load *ld, struct section *s)
 			return strndup(rs->scope, strlen(rs->scope) - strlen(DEFAULT_SUFFIX));
 		}
 		if (i == config_n_audience_rules) {
-			sec_error(ld, s->line, s, "audience",
-				  "required key missing: cannot infer it from upstream host %s (set dataverse, bc, fo, "
-				  "securityservice or an https:// URL)",
-				  up->host);
+			config_sec_error(
+			    ld, s->line, s, "audience",
+			    "required key missing: cannot infer it from upstream host %s (set dataverse, bc, fo, "
+			    "securityservice or an https:// URL)",
+			    up->host);
 			return NULL;
 		}
 		rs->r.audience_kind = config_audience_rules[i].kind;
@@ -731,49 +637,6 @@ static char *route_resource(struct load *ld, struct section *s)
 	if (config_audiences[i].resource)
 		return strdup(config_audiences[i].resource);
 	return up->origin ? strdup(up->origin) : NULL;
-}
-
-size_t config_token_source(struct load *ld, const struct section *cs, const char *scope, const char *resource)
-{
-	const struct credential_cfg *c = cs->obj;
-	bool v2 = c->token_version == TOKEN_V2;
-	struct token_source_cfg t = {.credential = cs->index, .resource = strdup(resource)};
-	size_t i;
-
-	if (!t.resource)
-		goto nomem;
-	if (v2 && scope)
-		t.scope = strdup(scope);
-	else if (v2 && asprintf(&t.scope, "%s" DEFAULT_SUFFIX, resource) < 0)
-		t.scope = NULL;
-	if (v2 && !t.scope)
-		goto nomem;
-	for (i = 0; i < ld->n_ts; i++)
-		if (ld->ts[i].credential == cs->index &&
-		    strcmp(v2 ? ld->ts[i].scope : ld->ts[i].resource, v2 ? t.scope : t.resource) == 0)
-			break;
-	if (i == ld->n_ts && i == MAX_SOURCES) {
-		token_source_free(&t);
-		load_error(ld, cs->line, "[%s] too many token sources (at most %d)", cs->title, MAX_SOURCES);
-		return SIZE_MAX;
-	}
-	if (i == ld->n_ts) {
-		if (c->kind == CRED_MANAGED_IDENTITY)
-			t.token_endpoint = strdup(c->managed_identity_endpoint);
-		else if (asprintf(&t.token_endpoint, "%s/%s/oauth2/%stoken", c->authority, c->tenant,
-				  v2 ? "v2.0/" : "") < 0)
-			t.token_endpoint = NULL;
-		if (!t.token_endpoint)
-			goto nomem;
-		ld->ts[ld->n_ts++] = t;
-	} else {
-		token_source_free(&t);
-	}
-	return i;
-nomem:
-	token_source_free(&t);
-	oom(ld);
-	return SIZE_MAX;
 }
 
 /* The route's token source, for (credential, scope or resource); takes resource. */
@@ -790,15 +653,15 @@ static void route_throttle(struct load *ld, struct section *s)
 {
 	struct throttle_cfg *t = &((struct route_sec *)s->obj)->r.throttle;
 	const struct throttle_cfg *d = &ld->proxy.throttle;
-	if (!seen(s, "throttle_queue"))
+	if (!config_seen(s, "throttle_queue"))
 		t->queue = d->queue;
-	if (!seen(s, "throttle_wait"))
+	if (!config_seen(s, "throttle_wait"))
 		t->wait_ms = d->wait_ms;
-	if (!seen(s, "throttle_max_wait"))
+	if (!config_seen(s, "throttle_max_wait"))
 		t->max_wait_ms = d->max_wait_ms;
-	if (!seen(s, "throttle_retries"))
+	if (!config_seen(s, "throttle_retries"))
 		t->retries = d->retries;
-	if (!seen(s, "max_concurrent"))
+	if (!config_seen(s, "max_concurrent"))
 		t->max_concurrent = d->max_concurrent;
 	if (t->max_concurrent < 0)
 		t->max_concurrent = ((struct route_sec *)s->obj)->r.audience_kind == AUD_DATAVERSE ? 52 : 0;
@@ -816,15 +679,16 @@ static void check_route(struct load *ld, struct section *s)
 		rs->r.credential = cs->index;
 	}
 	if (rs->scope && c && c->token_version == TOKEN_V1)
-		sec_error(ld, seen_line(s, "scope"), s, "scope",
-			  "only for token_version = v2 ([%s] uses v1, which sends the audience as 'resource')",
-			  cs->title);
+		config_sec_error(ld, config_seen_line(s, "scope"), s, "scope",
+				 "only for token_version = v2 ([%s] uses v1, which sends the audience as 'resource')",
+				 cs->title);
 	resource = route_resource(ld, s);
 	route_throttle(ld, s);
 	if (!resource || !c || ((!c->tenant || !c->authority) && c->kind != CRED_MANAGED_IDENTITY) || ld->n_errors) {
 		free(resource);
 		if (ld->n_errors == 0)
-			oom(ld); /* every other way here reported an error: never build a route without a source */
+			config_oom(
+			    ld); /* every other way here reported an error: never build a route without a source */
 		return;
 	}
 	add_token_source(ld, s, cs, resource);
@@ -843,9 +707,9 @@ static void check_duplicate_routes(struct load *ld)
 			    (a->r.match_host && b->r.match_host ? strcmp(a->r.match_host, b->r.match_host) != 0
 								: a->r.match_host != b->r.match_host))
 				continue;
-			sec_error(ld, ld->secs[j]->line, ld->secs[j], NULL,
-				  "same match_host and match_path as [%s] on line %d", ld->secs[i]->title,
-				  ld->secs[i]->line);
+			config_sec_error(ld, ld->secs[j]->line, ld->secs[j], NULL,
+					 "same match_host and match_path as [%s] on line %d", ld->secs[i]->title,
+					 ld->secs[i]->line);
 		}
 	}
 }
@@ -862,7 +726,7 @@ static void check_xml(struct load *ld)
 						  : s->kind == SEC_PROXY && ld->proxy.sts_facade;
 		const char *key = s->kind == SEC_ROUTE ? "soap_bridge" : "sts_facade";
 		if (wants && !xmlapi_load(&why))
-			sec_error(ld, seen_line(s, key), s, key, "needs libxml2: %s", why);
+			config_sec_error(ld, config_seen_line(s, key), s, key, "needs libxml2: %s", why);
 	}
 }
 
@@ -879,7 +743,7 @@ static void validate(struct load *ld)
 		if (ld->secs[i]->kind == SEC_ROUTE)
 			check_route(ld, ld->secs[i]);
 	if (ld->n_routes == 0)
-		load_error(ld, 0, "no [route:...] section");
+		config_load_error(ld, 0, "no [route:...] section");
 	config_callers_validate(ld);
 	check_xml(ld);
 	for (size_t i = 0; i < ld->n_secs; i++)
@@ -899,7 +763,7 @@ static struct config *build(struct load *ld)
 	    !(cfg->routes = calloc(ld->n_routes + 1, sizeof(*cfg->routes))) ||
 	    !(cfg->token_sources = calloc(ld->n_ts + 1, sizeof(*cfg->token_sources)))) {
 		config_free(cfg);
-		oom(ld);
+		config_oom(ld);
 		return NULL;
 	}
 	cfg->proxy = ld->proxy;
@@ -922,7 +786,7 @@ static struct config *build(struct load *ld)
 	ld->n_ts = 0;
 	if (config_callers_build(ld, cfg) < 0) {
 		config_free(cfg);
-		oom(ld);
+		config_oom(ld);
 		return NULL;
 	}
 	return cfg;
@@ -933,7 +797,7 @@ static void load_cleanup(struct load *ld)
 	for (size_t i = 0; i < ld->n_secs; i++)
 		section_free(ld->secs[i]);
 	for (size_t i = 0; i < ld->n_ts; i++)
-		token_source_free(&ld->ts[i]);
+		config_token_source_free(&ld->ts[i]);
 	proxy_cfg_free(&ld->proxy);
 }
 
@@ -973,9 +837,9 @@ struct config *config_load_stream(FILE *in, const char *name, FILE *errors)
 	rc = ini_parse_stream(read_line, ld, on_key, ld);
 	check_unhandled(ld);
 	if (rc < 0)
-		oom(ld);
+		config_oom(ld);
 	else if (rc > 0 && ld->n_errors == 0)
-		load_error(ld, rc, "syntax error");
+		config_load_error(ld, rc, "syntax error");
 	validate(ld);
 	warn_file_mode(ld);
 	if (ld->n_errors == 0)
@@ -1016,7 +880,7 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; cfg->routes && i < cfg->n_routes; i++)
 		route_cfg_free(&cfg->routes[i]);
 	for (size_t i = 0; cfg->token_sources && i < cfg->n_token_sources; i++)
-		token_source_free(&cfg->token_sources[i]);
+		config_token_source_free(&cfg->token_sources[i]);
 	config_callers_free(cfg);
 	proxy_cfg_free(&cfg->proxy);
 	free(cfg->credentials);

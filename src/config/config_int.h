@@ -122,6 +122,16 @@ extern const struct audience_rule config_audience_rules[];
 extern const size_t config_n_audience_rules;
 
 /* config.c, for config_caller.c */
+/* config_load.c: errors naming file:line (counted; printed when ld->errors is set). */
+void config_load_error(struct load *ld, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Out of memory, reported once per load. */
+void config_oom(struct load *ld);
+/* The key table row of key in sections of this kind, -1 if none. */
+int config_find_row(enum sec_kind kind, const char *key);
+/* Was key set in s? */
+bool config_seen(const struct section *s, const char *key);
+/* Free a token source's strings and zero it. NULL members are fine. */
+void config_token_source_free(struct token_source_cfg *t);
 struct section *config_find_section(struct load *ld, enum sec_kind kind, const char *name);
 int config_seen_line(const struct section *s, const char *key);
 void config_sec_error(struct load *ld, int line, const struct section *s, const char *key, const char *fmt, ...)

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/b64.h"
 #include "util/cidr.h"
 #include "util/log.h"
 #include "util/wipe.h"
@@ -58,50 +59,6 @@ static void init_key(void)
 
 /* ---- Basic ------------------------------------------------------------------- */
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Strict RFC 4648 base64 (padding optional) of n chars into out (cap bytes); length or -1. */
-static long b64_decode(const char *s, size_t n, unsigned char *out, size_t cap)
-{
-	size_t o = 0, pad = 0;
-	unsigned acc = 0, bits = 0;
-
-	while (n > 0 && s[n - 1] == '=' && pad < 2) {
-		n--;
-		pad++;
-	}
-	if (n == 0 || (pad && (n + pad) % 4 != 0) || n % 4 == 1)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		int v = b64val((unsigned char)s[i]);
-		if (v < 0)
-			return -1;
-		acc = (acc << 6) | (unsigned)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (o == cap)
-				return -1;
-			out[o++] = (unsigned char)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	return acc == 0 ? (long)o : -1; /* leftover bits must be zero (canonical) */
-}
-
 int caller_basic_parse(const char *header, char user[CALLER_BASIC_MAX], char pass[CALLER_BASIC_MAX])
 {
 	unsigned char buf[2 * CALLER_BASIC_MAX];
@@ -115,7 +72,7 @@ int caller_basic_parse(const char *header, char user[CALLER_BASIC_MAX], char pas
 	size_t tl = strcspn(t, " \t");
 	if (t[tl + strspn(t + tl, " \t")] != '\0' || tl > 4 * sizeof buf / 3)
 		return -1;
-	n = b64_decode(t, tl, buf, sizeof buf);
+	n = b64_decode(t, tl, buf, sizeof buf, B64_STRICT);
 	if (n < 0)
 		goto done;
 	const unsigned char *colon = memchr(buf, ':', (size_t)n);

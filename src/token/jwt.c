@@ -14,57 +14,14 @@
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
 
+#include "util/b64.h"
+
 #define JWT_PAYLOAD_MAX (64 * 1024) /* longer payloads are not decoded */
 
-static int b64url_val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-/*
- * RFC 4648 section 5. Padding is optional but, when present, must complete
- * the last quantum; '+' and '/' (the standard alphabet) are rejected.
- */
+/* RFC 4648 section 5 (util/b64.c); '+' and '/' (the standard alphabet) are rejected. */
 long jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap)
 {
-	size_t data = len, i, o = 0, pad = 0;
-	unsigned acc = 0;
-	int bits = 0;
-
-	if (in == NULL || (out == NULL && cap > 0))
-		return -1;
-	while (data > 0 && in[data - 1] == '=' && pad < 2) {
-		data--;
-		pad++;
-	}
-	if ((pad > 0 && len % 4 != 0) || data % 4 == 1)
-		return -1;
-	if (data / 4 * 3 + (data % 4 ? data % 4 - 1 : 0) > cap)
-		return -1;
-	for (i = 0; i < data; i++) {
-		int v = b64url_val((unsigned char)in[i]);
-
-		if (v < 0)
-			return -1;
-		acc = (acc << 6) | (unsigned)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (unsigned char)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	return (long)o;
+	return b64_decode(in, len, out, cap, B64_URL);
 }
 
 /* Copy a string claim (cleaned of control bytes) into dst. */

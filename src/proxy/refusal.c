@@ -88,7 +88,7 @@ void refusal_diagnose(struct request *rq)
 /* Growth is geometric; giving up (too large, out of memory) only means no replay. */
 void refusal_keep_body(struct request *rq, const char *data, size_t n)
 {
-	size_t max = rq->cfg->proxy.replay_max_body, cap = rq->replay.body ? rq->replay.len : 0;
+	size_t max = rq->cfg->proxy.replay_max_body, cap = rq->replay.cap;
 	if (rq->replay.skip || n == 0)
 		return;
 	/* a 429 was not executed, so any method may be resent after it (throttle.c) */
@@ -97,21 +97,25 @@ void refusal_keep_body(struct request *rq, const char *data, size_t n)
 		rq->replay.skip = true;
 		goto drop;
 	}
-	for (cap = cap < 4096 ? 4096 : cap; cap < rq->replay.len + n; cap *= 2)
-		;
-	char *nb = realloc(rq->replay.body, cap < max ? cap : max);
-	if (!nb) {
-		rq->replay.skip = true;
-		goto drop;
+	if (rq->replay.len + n > cap) { /* grow by doubling: a realloc per chunk would copy O(n^2) */
+		for (cap = cap < 4096 ? 4096 : cap; cap < rq->replay.len + n; cap *= 2)
+			;
+		cap = cap < max ? cap : max;
+		char *nb = realloc(rq->replay.body, cap);
+		if (!nb) {
+			rq->replay.skip = true;
+			goto drop;
+		}
+		rq->replay.body = nb;
+		rq->replay.cap = cap;
 	}
-	rq->replay.body = nb;
 	memcpy(rq->replay.body + rq->replay.len, data, n);
 	rq->replay.len += n;
 	return;
 drop:
 	wipe_free(rq->replay.body, rq->replay.len);
 	rq->replay.body = NULL;
-	rq->replay.len = 0;
+	rq->replay.len = rq->replay.cap = 0;
 }
 
 bool refusal_body_held(const struct request *rq)

@@ -156,6 +156,7 @@ struct rq_response {
 struct rq_replay {
 	char *body; /* owned copy of the request body, NULL when none is kept */
 	size_t len; /* bytes kept */
+	size_t cap; /* bytes allocated (geometric growth up to replay_max_body) */
 	size_t pos; /* bytes handed to curl during the replay */
 	bool skip;  /* body not kept: method not idempotent, or larger than replay_max_body */
 	bool feed;  /* the replayed transfer reads body, not the up ring */

@@ -312,6 +312,10 @@ def test_runtime_holds_no_compiler_headers_or_secrets():
         docs = [f for d, _, fs in os.walk(os.path.join(root, "usr", "share", "doc")) for f in fs
                 if f != "copyright" and not os.path.islink(os.path.join(d, f))]
         eq(docs, [], "documentation besides copyright files")
+        for name, src in (("s2s-proxy", "LICENSE"), ("libmicrohttpd", "third_party/libmicrohttpd/COPYING")):
+            with open(os.path.join(root, "usr", "share", "doc", name, "copyright"), "rb") as got, \
+                    open(os.path.join(REPO, src), "rb") as want:
+                eq(got.read() == want.read(), True, "%s's licence in the image" % name)
         for d in ("usr/share/man", "usr/share/info", "var/lib/apt/lists"):
             left = [f for _, _, fs in os.walk(os.path.join(root, d)) for f in fs if f != "lock"]
             eq(left, [], d)

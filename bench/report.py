@@ -58,10 +58,11 @@ def write(res, path):
                  "HAProxy and Caddy. The feature rows are routes of the same s2s-proxy process: `s2s-plain` a route "
                  "with `rewrite_urls = off`; `s2s-gate` the same with a throttle gate open (`max_concurrent` set, "
                  "never full); `s2s-caller` the same admitting one `[caller:NAME]` by its `inbound_key_file` key; "
-                 "`s2s-rewrite` the same with `rewrite_urls = auto` (and `public_url`) on `JSON 64 KiB`, a page "
+                 "(without the key it is answered %s); `s2s-rewrite` the same with `rewrite_urls = auto` (and `public_url`) on `JSON 64 KiB`, a page "
                  "naming the upstream's origin %s times (all rewritten: %s). x nginx = req/s over nginx's in "
                  "the same load and connections. p50/p99/p99.9 from wrk's histogram.\n"
-                 % (res.get("page64k_urls", "-"), res.get("page64k_rewritten", "-")))
+                 % (res.get("caller_without_key", "-"), res.get("page64k_urls", "-"),
+                    res.get("page64k_rewritten", "-")))
         L.append("| load | conns | target | req/s | x nginx | p50 ms | p99 ms | p99.9 ms | CPU s/10k | peak RSS MiB "
                  "| upstream saw | upstream conns | errors |")
         L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -32,7 +32,7 @@ LIB_SRC  := $(filter-out src/main.c,$(SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
-.PHONY: image pkgcheck distclean all asan test test-unit test-faults test-integration demo deps deps-build clean format format-check fuzz fuzz-build help install bench
+.PHONY: image pkgcheck distclean all asan test test-unit test-faults test-integration demo deps deps-build clean format format-check fuzz fuzz-build help install bench bench-urlrw
 
 all: build/s2s-proxy
 
@@ -90,6 +90,12 @@ asan: build/asan/s2s-proxy
 # The libraries' own cost per request, without s2s-proxy (bench/floor.c; make bench).
 build/bench-floor: bench/floor.c $(MHD_STAMP) | build/obj
 	$(CC) $(BASE_CFLAGS) $(OPT_release) $< $(LIBS) -o $@
+
+# The URL rewriter's speed in MB/s (bench/urlrw_speed.c; not part of make test).
+build/bench-urlrw-speed: bench/urlrw_speed.c build/libs2s.a
+	$(CC) $(BASE_CFLAGS) $(OPT_release) $< build/libs2s.a $(LIBS) -o $@
+bench-urlrw: build/bench-urlrw-speed
+	@build/bench-urlrw-speed
 
 UNIT_BINS      := $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
 UNIT_BINS_ASAN := $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))

@@ -28,12 +28,14 @@ def write(res, path):
     L.append("## Machine\n")
     L.append("- CPU: %s, %s cores; RAM %s MiB; %s; kernel %s" % (m["cpu"], m["cores"], m["mem_mib"], m["os"],
                                                                m["kernel"]))
-    L.append("- %s; %s; %s (commit %s)" % (m["nginx"], m["wrk"], m["s2s"], m["commit"]))
+    L.append("- %s; %s; %s; %s; %s (commit %s)" % (m["nginx"], m.get("haproxy", "-"), m.get("caddy", "-"), m["wrk"],
+                                                  m["s2s"], m["commit"]))
     L.append("- Load average before / after: %s / %s. Everything (wrk, the upstream nginx, the proxy under test, "
              "and other users' builds and tests) shares these cores, so absolute numbers are noisy; compare "
              "columns of one run, not runs of different days." % (m["load_before"], m.get("load_after", "?")))
-    L.append("- Both proxies: %d workers (nginx `worker_processes`, s2s-proxy `workers`); the upstream nginx also "
-             "%d workers. wrk: 1 thread at 1 connection, else 2." % (p["workers"], p["workers"]))
+    L.append("- Every proxy: %d workers (nginx `worker_processes`, HAProxy `nbthread`, Caddy `GOMAXPROCS`, s2s-proxy "
+             "`workers`); the upstream nginx also %d workers, plain HTTP on loopback. wrk: 1 thread at 1 "
+             "connection, else 2." % (p["workers"], p["workers"]))
     for note in res.get("notes", []):  # parts re-run separately and merged in (see docs/performance.md)
         L.append("- %s" % note)
     if p.get("s2s_env") or p.get("s2s_log_level", "info") != "info":
@@ -52,35 +54,57 @@ def write(res, path):
                  "completed (both proxies really forward; every forwarded request carried a JWT); `upstream conns` "
                  "= distinct upstream connections per run (median; for `direct`: wrk's). Ratios = s2s-proxy / "
                  "nginx (throughput: higher is better; latency, CPU and RSS: lower is better).\n")
-        L.append("| load | conns | target | req/s | p50 ms | p99 ms | CPU s/10k | peak RSS MiB | upstream saw | "
-                 "upstream conns | errors |")
-        L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("`haproxy`, `caddy` = the same as `nginx` (keep-alive upstream, the static `Authorization` header) in "
+                 "HAProxy and Caddy. The feature rows are routes of the same s2s-proxy process: `s2s-plain` a route "
+                 "with `rewrite_urls = off`; `s2s-gate` the same with a throttle gate open (`max_concurrent` set, "
+                 "never full); `s2s-caller` the same admitting one `[caller:NAME]` by its `inbound_key_file` key; "
+                 "(without the key it is answered %s); `s2s-rewrite` the same with `rewrite_urls = auto` (and `public_url`) on `JSON 64 KiB`, a page "
+                 "naming the upstream's origin %s times (all rewritten: %s). x nginx = req/s over nginx's in "
+                 "the same load and connections. p50/p99/p99.9 from wrk's histogram.\n"
+                 % (res.get("caller_without_key", "-"), res.get("page64k_urls", "-"),
+                    res.get("page64k_rewritten", "-")))
+        L.append("| load | conns | target | req/s | x nginx | p50 ms | p99 ms | p99.9 ms | CPU s/10k | peak RSS MiB "
+                 "| upstream saw | upstream conns | errors |")
+        L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         kinds = []
         for k in cells:
             kind = k.split("|")[0]
             if kind not in kinds:
                 kinds.append(kind)
         conns = sorted({int(k.split("|")[1]) for k in cells})
-        ratios, floors = [], []
+        ratios, floors, features = [], [], []
+        names = ("direct", "nginx", "haproxy", "caddy", "floor", "s2s-proxy", "s2s-plain", "s2s-gate", "s2s-caller",
+                 "s2s-rewrite")
         for kind in kinds:
             for c in conns:
                 row = {}
-                for name in ("direct", "nginx", "floor", "s2s-proxy"):
+                rs = cells.get("%s|%d|nginx" % (kind, c))
+                if rs:  # the ratio column needs nginx's first
+                    row["nginx"] = {"rps": med([r["rps"] for r in rs])}
+                for name in names:
                     rs = cells.get("%s|%d|%s" % (kind, c, name))
                     if not rs:
                         continue
-                    agg = {k: med([r[k] for r in rs]) for k in ("rps", "p50", "p99", "cpu_per_10k",
-                                                                "rss_peak_kib")}
+                    agg = {k: med([r.get(k) for r in rs]) for k in ("rps", "p50", "p99", "p999", "cpu_per_10k",
+                                                                    "rss_peak_kib")}
                     agg["up"] = sum(r["upstream_requests"] for r in rs)
                     agg["conns"] = med([r.get("upstream_conns") for r in rs])
                     agg["wrk"] = sum(r["requests"] for r in rs)
                     agg["err"] = sum(r["non2xx"] + r["sock_err"] for r in rs)
                     row[name] = agg
-                    L.append("| %s | %d | %s | %s | %s | %s | %s | %s | %d of %d | %s | %d |"
-                             % (kind, c, name, f(agg["rps"]), f(agg["p50"], "%.3f"), f(agg["p99"], "%.3f"),
+                    ngx = row.get("nginx")
+                    L.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %d of %d | %s | %d |"
+                             % (kind, c, name, f(agg["rps"]), f(ratio(agg["rps"], ngx and ngx["rps"]), "%.2f"),
+                                f(agg["p50"], "%.3f"), f(agg["p99"], "%.3f"), f(agg["p999"], "%.3f"),
                                 f(agg["cpu_per_10k"], "%.3f"), f(agg["rss_peak_kib"] and agg["rss_peak_kib"] / 1024,
                                                                  "%.1f"), agg["up"], agg["wrk"], f(agg["conns"]), agg["err"]))
                 s, n, fl = row.get("s2s-proxy"), row.get("nginx"), row.get("floor")
+                plain = row.get("s2s-plain")
+                for feat in ("s2s-gate", "s2s-caller", "s2s-rewrite"):
+                    if plain and row.get(feat):
+                        x = row[feat]
+                        features.append((kind, c, feat, ratio(x["rps"], plain["rps"]),
+                                         ratio(x["cpu_per_10k"], plain["cpu_per_10k"]), ratio(x["p99"], plain["p99"])))
                 if s and n:
                     ratios.append((kind, c, ratio(s["rps"], n["rps"]), ratio(s["p99"], n["p99"]),
                                    ratio(s["cpu_per_10k"], n["cpu_per_10k"]),
@@ -97,6 +121,13 @@ def write(res, path):
             L.append("| %s | %d | %s | %s | %s | %s |" % (kind, c, f(a, "%.2f"), f(b, "%.2f"), f(cc, "%.2f"),
                                                          f(d, "%.2f")))
         L.append("")
+        if features:
+            L.append("### Features against the plain route (target: at most 10 % cost)\n")
+            L.append("| load | conns | route | throughput / plain | CPU per request / plain | p99 / plain |")
+            L.append("|---|---:|---|---:|---:|---:|")
+            for kind, c, feat, a, b, cc in features:
+                L.append("| %s | %d | %s | %s | %s | %s |" % (kind, c, feat, f(a, "%.2f"), f(b, "%.2f"), f(cc, "%.2f")))
+            L.append("")
         if floors:
             L.append("### What the libraries cost alone (`floor`)\n")
             L.append("`floor` = `build/bench-floor proxy` (bench/floor.c): libmicrohttpd and libcurl driven exactly as "

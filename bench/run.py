@@ -8,6 +8,8 @@ Started by scripts/bench.sh (which installs nginx-light and wrk). Starts:
             upload sink (/upload, body read completely before the answer);
   reference nginx proxy_pass to the upstream, keep-alive pool, static
             Authorization header, same worker count as s2s-proxy;
+  peers     HAProxy (nbthread = workers) and Caddy (GOMAXPROCS = workers),
+            each injecting the same static bearer header;
   s2s-proxy with a token from the simulated Entra (tests/sim/mscloud.py);
   floor     build/bench-floor proxy (bench/floor.c): the thinnest proxy that
             libmicrohttpd and libcurl allow, driven as s2s-proxy drives them,
@@ -25,6 +27,13 @@ Parameters (environment):
   BENCH_BIG_MIB       size of the streamed upload/download (default 1024)
   BENCH_PARTS         which parts to run: "table big soak cold" (default all)
   BENCH_OUT           results file (default bench/results.md)
+  BENCH_TARGETS       which targets (default "direct nginx haproxy caddy floor s2s-proxy
+                      s2s-plain s2s-rewrite s2s-gate s2s-caller")
+  BENCH_KINDS         which loads (default "get post json64k")
+The feature rows: s2s-plain is a route with rewrite_urls = off; s2s-rewrite
+the same with rewrite_urls = auto on a 64 KiB JSON page of absolute upstream
+URLs; s2s-gate the plain route with a throttle gate open (max_concurrent);
+s2s-caller the plain route admitting one [caller:NAME] by its inbound key.
 Every load loop is bounded: wrk runs for a fixed time, the soak for its
 duration, big transfers have a timeout. Only 127.0.0.1 is used.
 """
@@ -57,14 +66,22 @@ SOAK_CONNS = int(ENV.get("BENCH_SOAK_CONNS", "16"))
 SOAK_DELAY_MS = int(ENV.get("BENCH_SOAK_DELAY_MS", "5"))
 BIG_MIB = int(ENV.get("BENCH_BIG_MIB", "1024"))
 PARTS = ENV.get("BENCH_PARTS", "table big soak cold").split()
-TARGETS = ENV.get("BENCH_TARGETS", "direct nginx floor s2s-proxy").split()
-KINDS = ENV.get("BENCH_KINDS", "get post").split()
+TARGETS = ENV.get("BENCH_TARGETS", "direct nginx haproxy caddy floor s2s-proxy s2s-plain s2s-rewrite s2s-gate "
+                  "s2s-caller").split()
+KINDS = ENV.get("BENCH_KINDS", "get post json64k").split()
+# the routes of the feature rows (one s2s-proxy process): path prefix -> extra route keys
+FEATURE_ROUTES = {"s2s-plain": ("/plain", {"rewrite_urls": "off"}),
+                  "s2s-rewrite": ("/rw", {"rewrite_urls": "auto"}),
+                  "s2s-gate": ("/gate", {"rewrite_urls": "off", "max_concurrent": 4096}),
+                  "s2s-caller": ("/caller", {"rewrite_urls": "off", "callers": "bench-app"})}
+CALLER_KEY = "bench-caller-key-0123456789abcdef"
 # experiments: extra environment for s2s-proxy only (e.g. GLIBC_TUNABLES=...),
 # and its log level (info, the default, logs one line per request)
 S2S_ENV = dict(kv.split("=", 1) for kv in ENV.get("BENCH_S2S_ENV", "").split() if "=" in kv)
 S2S_LOG_LEVEL = ENV.get("BENCH_S2S_LOG_LEVEL", "info")
 OUT = ENV.get("BENCH_OUT", os.path.join(HERE, "results.md"))
 POST_BYTES = 64 * 1024
+PAGE_BYTES = 64 * 1024
 SMALL_JSON = ('{"@odata.context":"https://contoso.crm4.dynamics.com/api/data/v9.2/#accounts(name)",'
               '"value":[{"@odata.etag":"W/\\"1234567\\"","name":"Fourth Coffee",'
               '"accountid":"7d577253-3ef0-4a0a-bb7f-8335c2596e70"}]}')
@@ -256,12 +273,21 @@ def tail_auth_kinds(path, start_line):
 # ---------------------------------------------------------------------------
 # wrk
 
+# wrk's --latency prints p50 and p99 but not p99.9: every run uses a script
+# whose done() prints the three from the same histogram (microseconds)
+LAT_LUA = ('done = function(summary, latency, requests)\n'
+           '  io.write(string.format("LATENCY_US %d %d %d\\n", latency:percentile(50), latency:percentile(99), '
+           'latency:percentile(99.9)))\nend\n')
+
+
 def wrk_script(work):
     p = work.path("post64k.lua")
     with open(p, "w") as f:
         f.write('wrk.method = "POST"\n'
                 'wrk.body = string.rep("x", %d)\n'
-                'wrk.headers["Content-Type"] = "application/octet-stream"\n' % POST_BYTES)
+                'wrk.headers["Content-Type"] = "application/octet-stream"\n' % POST_BYTES + LAT_LUA)
+    with open(work.path("get.lua"), "w") as f:
+        f.write(LAT_LUA)
     d = work.path("soak.lua")
     with open(d, "w") as f:
         f.write("function delay() return %d end\n" % SOAK_DELAY_MS)
@@ -276,9 +302,11 @@ def parse_lat(s):
     return float(m.group(1)) * UNITS[m.group(2)] if m else None
 
 
-def run_wrk(url, conns, seconds, script=None):
+def run_wrk(url, conns, seconds, script=None, headers=()):
     threads = max(1, min(2, conns))
     cmd = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--latency", "--timeout", "10s"]
+    for h in headers:
+        cmd += ["-H", h]
     if script:
         cmd += ["-s", script]
     cmd.append(url)
@@ -291,6 +319,9 @@ def run_wrk(url, conns, seconds, script=None):
     for pct in ("50", "99"):
         m = re.search(r"^\s+%s%%\s+(\S+)" % pct, out, re.M)
         r["p" + pct] = parse_lat(m.group(1)) if m else None
+    m = re.search(r"^LATENCY_US (\d+) (\d+) (\d+)$", out, re.M)
+    if m:  # the script's exact percentiles replace the rounded --latency text
+        r["p50"], r["p99"], r["p999"] = (int(x) / 1000.0 for x in m.groups())
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     r["non2xx"] = int(m.group(1)) if m else 0
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -329,6 +360,8 @@ def machine_description():
     load = open("/proc/loadavg").read().split()[:3]
     return {"cpu": cpu, "cores": os.cpu_count(), "mem_mib": mem, "kernel": platform.release(), "os": osr,
             "nginx": ver(["/usr/sbin/nginx", "-v"]), "wrk": ver(["wrk", "-v"]),
+            "haproxy": ver(["haproxy", "-v"]).split(" 20")[0] if shutil.which("haproxy") else "-",
+            "caddy": "Caddy " + ver(["caddy", "version"]) if shutil.which("caddy") else "-",
             "s2s": ver([harness.proxy_bin(), "--version"]), "load_before": " ".join(load),
             "commit": ver(["git", "-C", REPO, "describe", "--always", "--dirty"])}
 
@@ -353,6 +386,7 @@ class Bench:
             "soak_s": SOAK_SECONDS, "soak_conns": SOAK_CONNS, "soak_delay_ms": SOAK_DELAY_MS, "big_mib": BIG_MIB,
             "s2s_env": S2S_ENV, "s2s_log_level": S2S_LOG_LEVEL}}
         self.post_lua, self.soak_lua = wrk_script(self.work)
+        self.get_lua = self.work.path("get.lua")
         self.big = self.work.path("big.bin")
         with open(self.big, "wb") as f:
             f.truncate(BIG_MIB << 20)  # sparse: reading it costs no disk
@@ -368,6 +402,8 @@ class Bench:
         client_body_buffer_size 128k;
         location = /small.json { default_type application/json; return 200 '%(json)s'; }
         location = /big { default_type application/octet-stream; alias %(big)s; }
+        # 64 KiB of Dataverse-like JSON naming the upstream's own origin (rewritten by s2s-rewrite)
+        location = /page64k.json { default_type application/json; alias %(page)s; }
         # the body is read completely (memory up to 128k, then a temp file)
         # before nginx forwards it to the sink: the answer follows the body
         location = /post { proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://sink; }
@@ -380,10 +416,100 @@ class Bench:
         location / { default_type application/json; return 200 '{"ok":true}'; }
     }
 """ % {"up": self.up_port, "sink": self.sink_port, "d": self.work.path("upstream"), "json": SMALL_JSON,
-       "big": self.big}
+       "big": self.big, "page": self.write_page()}
         conf, d = nginx_conf(self.work, "upstream", WORKERS, servers)
         self.up_log = os.path.join(d, "access.log")
         self.upstream = Nginx("upstream", conf, d).start([self.up_port, self.sink_port])
+
+    def write_page(self):
+        """A JSON page of about PAGE_BYTES whose records carry absolute URLs
+        of the upstream (as Dataverse answers name its own origin)."""
+        origin = "http://127.0.0.1:%d" % self.up_port
+        recs, size, i = [], 0, 0
+        while size < PAGE_BYTES - 600:
+            rec = ('{"@odata.etag":"W/\\"%d\\"","@odata.id":"%s/api/data/v9.2/accounts(%08x-3ef0-4a0a-bb7f-'
+                   '8335c2596e70)","name":"Fourth Coffee %d","revenue":%d.25,"statecode":0,'
+                   '"websiteurl":"https://www.fourthcoffee.example/","description":"Coffee roaster and retailer"}'
+                   % (i, origin, i, i, i * 1000))
+            recs.append(rec)
+            size += len(rec) + 1
+            i += 1
+        body = ('{"@odata.context":"%s/api/data/v9.2/$metadata#accounts","value":[%s],'
+                '"@odata.nextLink":"%s/api/data/v9.2/accounts?$skiptoken=%d"}' % (origin, ",".join(recs), origin, i))
+        path = self.work.write("page64k.json", body)
+        self.page_urls = body.count(origin)
+        return path
+
+    def start_haproxy(self, token):
+        """HAProxy, WORKERS threads, keep-alive to the upstream, the same bearer header."""
+        self.hap_port = free_port()
+        d = self.work.path("haproxy")
+        os.makedirs(d, exist_ok=True)
+        conf = """global
+    nbthread %(w)d
+    maxconn 4096
+    # the bearer header (a JWT of about 1 KiB) is added while a 64 KiB body
+    # may already fill the buffer: the default 1 KiB rewrite reserve is too small
+    tune.bufsize 32768
+    tune.maxrewrite 8192
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    timeout http-keep-alive 120s
+    option http-keep-alive
+frontend bench
+    bind 127.0.0.1:%(port)d
+    option forwardfor
+    http-request set-header Authorization "Bearer ${BENCH_TOKEN}"
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %%[req.hdr(host)]
+    default_backend up
+backend up
+    http-reuse always
+    server up 127.0.0.1:%(up)d
+""" % {"w": WORKERS, "port": self.hap_port, "up": self.up_port}
+        path = os.path.join(d, "haproxy.cfg")
+        with open(path, "w") as f:
+            f.write(conf)
+        self.haproxy = harness.spawn(["haproxy", "-db", "-f", path], stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(d, "stderr.log"), "ab"), stdin=subprocess.DEVNULL,
+                                     env=dict(os.environ, BENCH_TOKEN=token))
+        self.wait_port(self.haproxy, self.hap_port, "haproxy", os.path.join(d, "stderr.log"))
+
+    def start_caddy(self, token):
+        """Caddy reverse_proxy, GOMAXPROCS = WORKERS, the same bearer header
+        (Caddy adds X-Forwarded-For/-Proto/-Host itself)."""
+        self.caddy_port = free_port()
+        d = self.work.path("caddy")
+        os.makedirs(d, exist_ok=True)
+        conf = """{
+	admin off
+	auto_https off
+}
+http://127.0.0.1:%(port)d {
+	reverse_proxy 127.0.0.1:%(up)d {
+		header_up Authorization "Bearer {env.BENCH_TOKEN}"
+	}
+}
+""" % {"port": self.caddy_port, "up": self.up_port}
+        path = os.path.join(d, "Caddyfile")
+        with open(path, "w") as f:
+            f.write(conf)
+        env = dict(os.environ, BENCH_TOKEN=token, GOMAXPROCS=str(WORKERS), HOME=d,
+                   XDG_CONFIG_HOME=os.path.join(d, "config"), XDG_DATA_HOME=os.path.join(d, "data"))
+        self.caddy = harness.spawn(["caddy", "run", "--config", path, "--adapter", "caddyfile"],
+                                   stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "stderr.log"), "ab"),
+                                   stdin=subprocess.DEVNULL, env=env)
+        self.wait_port(self.caddy, self.caddy_port, "caddy", os.path.join(d, "stderr.log"))
+
+    def wait_port(self, proc, port, name, log):
+        deadline = time.time() + 15
+        while not port_open(port):
+            if time.time() > deadline or proc.poll() is not None:
+                raise SystemExit("bench: %s did not start:\n%s" % (name, harness._tail(log)))
+            time.sleep(0.02)
 
     def start_nginx_proxy(self, token):
         servers = """
@@ -424,11 +550,21 @@ class Bench:
             time.sleep(0.01)
 
     def s2s_ini(self, port, log_level="info"):
-        routes = {"bench": {"match_path": "/", "upstream": "http://127.0.0.1:%d" % self.up_port,
-                            "audience": AUDIENCE, "credential": "contoso"}}
-        return proxy_ini(self.sim, routes=routes, work=self.work,
-                         extra_proxy={"listen": "127.0.0.1:%d" % port, "workers": WORKERS, "log_level": log_level,
-                                      "max_connections": 4096})
+        up = "http://127.0.0.1:%d" % self.up_port
+        routes = {"bench": {"match_path": "/", "upstream": up, "audience": AUDIENCE, "credential": "contoso"}}
+        # the feature rows: the same upstream under a path prefix, one feature each
+        for name, (prefix, keys) in FEATURE_ROUTES.items():
+            route = {"match_path": prefix + "/", "strip_prefix": "true", "upstream": up, "audience": AUDIENCE,
+                     "credential": "contoso"}
+            route.update(keys)
+            if name == "s2s-rewrite":  # the upstream's host is ours (127.0.0.1): say what the client uses
+                route["public_url"] = "http://127.0.0.1:%d%s" % (port, prefix)
+            routes[name] = route
+        key = self.work.write("caller.key", CALLER_KEY + "\n", 0o600)
+        return (proxy_ini(self.sim, routes=routes, work=self.work,
+                          extra_proxy={"listen": "127.0.0.1:%d" % port, "workers": WORKERS,
+                                       "log_level": log_level, "max_connections": 4096})
+                + "\n[caller:bench-app]\ninbound_key_file = %s\n" % key)
 
     def start_s2s(self, name="s2s", log_level=None):
         port = free_port()
@@ -464,34 +600,85 @@ class Bench:
     def token_requests(self):
         return self.sim.stats().get("token_requests")
 
+    def preflight(self, targets, kinds):
+        """One request per cell before the load: a target that answers an
+        error is named here (with the start of its answer), and the rewriting
+        route must have rewritten every URL of the page."""
+        import http.client
+        for kind, (path, _, names) in kinds.items():
+            for name in names:
+                if name not in targets:
+                    continue
+                base, _, hdrs = targets[name]
+                host, _, prefix = base[len("http://"):].partition("/")
+                conn = http.client.HTTPConnection(host, timeout=10)
+                headers = dict(h.split(": ", 1) for h in hdrs)
+                body = None
+                if path == "/post":
+                    body = b"x" * POST_BYTES
+                    headers["Content-Type"] = "application/octet-stream"
+                conn.request("POST" if body else "GET", ("/" + prefix if prefix else "") + path, body, headers)
+                r = conn.getresponse()
+                data = r.read()
+                conn.close()
+                if r.status != 200:
+                    say("  preflight %s %s: %d %r" % (kind, name, r.status, data[:200]))
+                if name == "s2s-caller":  # the row measures the key check only if the route makes one
+                    conn = http.client.HTTPConnection(host, timeout=10)
+                    conn.request("GET", "/" + prefix + path)
+                    r2 = conn.getresponse()
+                    r2.read()
+                    conn.close()
+                    self.results["caller_without_key"] = r2.status
+                    say("  preflight: %s without its key: %d" % (name, r2.status))
+                if name == "s2s-rewrite":
+                    public = "http://%s/%s/" % (host, prefix)
+                    self.results["page64k_rewritten"] = data.count(public.encode())
+                    say("  preflight: %s rewrote %d of the page's %d URLs"
+                        % (name, self.results["page64k_rewritten"], self.page_urls))
+
     # -- part 1: the table
     def table(self):
-        targets = {"direct": ("http://127.0.0.1:%d" % self.up_port, self.upstream.pid),
-                   "nginx": ("http://127.0.0.1:%d" % self.ngx_port, self.nginx.pid),
-                   "s2s-proxy": ("http://127.0.0.1:%d" % self.s2s.port, self.s2s.pid)}
-        if getattr(self, "floor", None):  # the libraries alone (bench/floor.c), next to the two proxies
-            targets["floor"] = ("http://127.0.0.1:%d" % self.floor_port, self.floor.pid)
+        s2s = "http://127.0.0.1:%d" % self.s2s.port
+        # name -> (base URL, pid, request headers)
+        targets = {"direct": ("http://127.0.0.1:%d" % self.up_port, self.upstream.pid, ()),
+                   "nginx": ("http://127.0.0.1:%d" % self.ngx_port, self.nginx.pid, ()),
+                   "s2s-proxy": (s2s, self.s2s.pid, ())}
+        for name, port in (("haproxy", "hap_port"), ("caddy", "caddy_port")):
+            if getattr(self, name, None):
+                targets[name] = ("http://127.0.0.1:%d" % getattr(self, port), getattr(self, name).pid, ())
+        if getattr(self, "floor", None):  # the libraries alone (bench/floor.c), next to the proxies
+            targets["floor"] = ("http://127.0.0.1:%d" % self.floor_port, self.floor.pid, ())
+        for name, (prefix, _) in FEATURE_ROUTES.items():  # the same s2s-proxy process
+            hdrs = ("S2S-Proxy-Key: " + CALLER_KEY,) if name == "s2s-caller" else ()
+            targets[name] = (s2s + prefix, self.s2s.pid, hdrs)
         targets = {k: targets[k] for k in TARGETS if k in targets}
-        kinds = {"GET small": ("/small.json", None), "POST 64 KiB": ("/post", self.post_lua)}
-        kinds = {k: v for k, v in kinds.items() if k.split()[0].lower() in KINDS}
+        peers = ["direct", "nginx", "haproxy", "caddy", "floor", "s2s-proxy"]
+        # load -> (path, script, targets): the feature rows run where they compare with s2s-plain
+        kinds = {"GET small": ("/small.json", self.get_lua, peers + ["s2s-plain", "s2s-gate", "s2s-caller"]),
+                 "POST 64 KiB": ("/post", self.post_lua, peers),
+                 "JSON 64 KiB": ("/page64k.json", self.get_lua, ["direct", "nginx", "s2s-plain", "s2s-rewrite"])}
+        sel = {"get": "GET small", "post": "POST 64 KiB", "json64k": "JSON 64 KiB"}
+        kinds = {sel[k]: kinds[sel[k]] for k in KINDS if k in sel}
+        self.preflight(targets, kinds)
         cells = {}
         tok0 = self.token_requests()
         # warm up every target (connections to the upstream, caches)
-        for name, (base, pid) in targets.items():
-            run_wrk(base + "/small.json", 8, 1)
-        for kind, (path, script) in kinds.items():
+        for name, (base, pid, hdrs) in targets.items():
+            run_wrk(base + "/small.json", 8, 1, headers=hdrs)
+        for kind, (path, script, names) in kinds.items():
+            names = [n for n in targets if n in names]
             for c in CONNS:
                 for rep in range(REPEATS):
-                    order = list(targets)
-                    order = order[rep % len(order):] + order[:rep % len(order)]  # rotate: no variant always runs first
+                    order = names[rep % len(names):] + names[:rep % len(names)]  # rotate: no variant always runs first
                     for name in order:
-                        base, pid = targets[name]
+                        base, pid, hdrs = targets[name]
                         key = "%s|%d|%s" % (kind, c, name)
                         up0 = count_lines(self.up_log)
                         t0 = self.token_requests() if name == "s2s-proxy" else None
                         cpu0 = cpu_seconds(pid)
                         with RssSampler(pid) as rs:
-                            r = run_wrk(base + path, c, DURATION, script)
+                            r = run_wrk(base + path, c, DURATION, script, hdrs)
                         cpu = cpu_seconds(pid) - cpu0
                         time.sleep(0.3)  # let the upstream's access log catch up
                         up = count_lines(self.up_log) - up0
@@ -503,13 +690,14 @@ class Bench:
                                   "cpu_per_10k": cpu / r["requests"] * 10000 if r["requests"] else None})
                         r.pop("raw")
                         cells.setdefault(key, []).append(r)
-                        say("  %-12s c=%-4d %-10s rep %d: %9.0f req/s p50 %7.3f ms p99 %7.3f ms cpu/10k %.3f s "
+                        say("  %-12s c=%-4d %-11s rep %d: %9.0f req/s p50 %7.3f ms p99 %7.3f ms cpu/10k %.3f s "
                             "rss %6.1f MiB upstream saw %d on %d conns (wrk %d, non2xx %d, errors %d) auth %s"
                             % (kind, c, name, rep + 1, r["rps"], r["p50"] or -1, r["p99"] or -1,
                                r["cpu_per_10k"] or -1, rs.peak / 1024, up, up_conns, r["requests"], r["non2xx"],
                                r["sock_err"], kinds_seen) + (" token requests %d" % r["token_requests"]
                                                              if t0 is not None else ""))
         self.results["cells"] = cells
+        self.results["page64k_urls"] = getattr(self, "page_urls", None)
         self.results["hot_path_token_requests"] = self.token_requests() - tok0
 
     # -- part 2a: 1 GiB up and down
@@ -756,6 +944,10 @@ class Bench:
             self.start_upstream()
             token = self.sim.access_token(resource=AUDIENCE)
             self.start_nginx_proxy(token)
+            if "haproxy" in TARGETS:
+                self.start_haproxy(token)
+            if "caddy" in TARGETS:
+                self.start_caddy(token)
             if "floor" in TARGETS:
                 self.start_floor(token)
             self.s2s = self.start_s2s()
@@ -785,6 +977,15 @@ class Bench:
             for s in ("nginx", "upstream"):
                 if getattr(self, s, None):
                     getattr(self, s).stop()
+            for s in ("haproxy", "caddy"):
+                p = getattr(self, s, None)
+                if p and p.poll() is None:
+                    p.terminate()
+                    try:
+                        p.wait(10)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait()
             if getattr(self, "floor", None) and self.floor.poll() is None:
                 self.floor.terminate()
                 self.floor.wait(10)

@@ -1,8 +1,12 @@
 /*
  * urlrw.c - the streaming URL prefix rewriter (urlrw.h).
  *
- * One byte at a time through a small state machine; runs of bytes that can
- * neither end a string nor start a candidate are copied in bulk. The
+ * A small state machine, fed one byte at a time only where a byte can
+ * change its state: runs of bytes that can neither end a string nor start a
+ * candidate are found with memchr (the next quote or backslash in a JSON
+ * string; the next byte that could open a URL after a delimiter in TEXT)
+ * and copied with memcpy, and a candidate's matching bytes are taken into
+ * the carry in one go. The
  * candidate (the bytes matched of `from` so far, as received) sits in
  * rw->carry until it is settled: replaced by `to` once a boundary byte
  * follows it, or written out unchanged at the first mismatch.
@@ -247,7 +251,12 @@ static void feed(struct urlrw *rw, unsigned char c, struct sink *o)
  * its end): taken into the carry in one go. */
 static size_t match_run(struct urlrw *rw, const char *in, size_t n)
 {
-	size_t i = 0, m = rw->matched;
+	size_t i = 0, m = rw->matched, rest = rw->from_len - 1 - m;
+	/* most URLs are spelled as configured: compare the whole rest at once */
+	if (rest > 0 && n >= rest && memcmp(in, rw->from + m, rest) == 0 && !memchr(in, '\\', rest)) {
+		i = rest;
+		m += rest;
+	}
 	while (i < n && m + 1 < rw->from_len && in[i] != '\\' &&
 	       lower((unsigned char)in[i]) == lower((unsigned char)rw->from[m])) {
 		i++;
@@ -262,16 +271,127 @@ static size_t match_run(struct urlrw *rw, const char *in, size_t n)
 	return 0;
 }
 
-/* Bytes that, in S_IN, are copied without a state change. */
-static size_t plain_run(const struct urlrw *rw, const char *in, size_t n)
+/* The first of the bytes a, b and c in p[0..n), or NULL. memchr scans in
+ * words (or vectors), so a long run costs little; each later search stops
+ * where the earlier one found its byte. */
+static const char *first_of(const char *p, size_t n, char a, char b, char c)
+{
+	const char *r = memchr(p, a, n), *q;
+	size_t lim = r ? (size_t)(r - p) : n;
+	if (b != a && (q = memchr(p, b, lim)) != NULL) {
+		r = q;
+		lim = (size_t)(q - p);
+	}
+	if (c != a && c != b && (q = memchr(p, c, lim)) != NULL)
+		r = q;
+	return r;
+}
+
+/* Whether the 8 bytes in w hold the byte c: the classic zero-byte test on
+ * w ^ c..c, exact about whether (not where). */
+static bool has_byte(uint64_t w, unsigned char c)
+{
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	uint64_t x = w ^ (ones * c);
+	return ((x - ones) & ~x & highs) != 0;
+}
+
+/* JSON, in S_IN: the bytes before the next quote or backslash, which are
+ * copied without a state change. Eight bytes at a time (strings are mostly
+ * too short for a memchr call to pay), then byte by byte to the stop. */
+static size_t json_run(const char *in, size_t n)
 {
 	size_t i = 0;
-	if (rw->mode == URLRW_JSON) {
-		while (i < n && in[i] != '"' && in[i] != '\\')
-			i++;
-	} else {
-		while (i < n && !text_delim((unsigned char)in[i]))
-			i++;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, in + i, 8);
+		if (has_byte(w, '"') || has_byte(w, '\\'))
+			break;
+	}
+	while (i < n && in[i] != '"' && in[i] != '\\')
+		i++;
+	return i;
+}
+
+/*
+ * TEXT, in S_IN: the bytes that may be copied as scan() would write them,
+ * up to the first byte that could open a candidate: one that matches
+ * from[0] (or is a backslash, an escaped solidus) right after a delimiter.
+ * In S_IN the byte before in[0] is never a delimiter (scan() starts a
+ * candidate after one), so in[0] never opens one and the run is at least
+ * one byte. The caller sets the state the run's last byte leaves.
+ */
+static size_t text_run(const struct urlrw *rw, const char *in, size_t n)
+{
+	unsigned char f = lower((unsigned char)rw->from[0]);
+	char a = (char)f, b = (char)(f >= 'a' && f <= 'z' ? f - 32 : f);
+	size_t at = 1;
+	while (at < n) {
+		const char *p = first_of(in + at, n - at, a, b, '\\');
+		if (!p)
+			break;
+		size_t j = (size_t)(p - in);
+		if (text_delim((unsigned char)in[j - 1]))
+			return j;
+		at = j + 1;
+	}
+	return n;
+}
+
+/* Whether c can be the first byte of a candidate: from[0] in either case,
+ * or the backslash of an escaped solidus. */
+static bool opens(const struct urlrw *rw, unsigned char c)
+{
+	return c == '\\' || lower(c) == lower((unsigned char)rw->from[0]);
+}
+
+/*
+ * JSON: the states that copy their byte unchanged (S_OUT, S_IN, S_ESC) in
+ * one loop, with the state in hand and the output written in place (one
+ * byte out per byte in; lim is at most the room left). Returns the bytes
+ * taken; stops at a candidate whose first byte could match (or a later
+ * state), which feed() and match_run() take from there.
+ */
+static size_t json_run_all(struct urlrw *rw, const char *in, size_t lim, char *out)
+{
+	size_t i = 0;
+	while (i < lim) {
+		unsigned char c = (unsigned char)in[i];
+		switch (rw->st) {
+		case S_IN: {
+			size_t k = json_run(in + i, lim - i);
+			memcpy(out + i, in + i, k);
+			i += k;
+			if (i == lim)
+				return i;
+			c = (unsigned char)in[i];
+			out[i++] = (char)c;
+			rw->st = c == '"' ? S_OUT : S_ESC; /* the run stops at a quote or a backslash */
+			if (c == '"')
+				rw->want_key = false;
+			break;
+		}
+		case S_ESC:
+			out[i++] = (char)c;
+			rw->st = S_IN;
+			break;
+		case S_OUT:
+			out[i++] = (char)c;
+			if (c != '"')
+				json_structure(rw, c);
+			else if (rw->want_key)
+				rw->st = S_IN;
+			else
+				candidate_start(rw);
+			break;
+		case S_MATCH:
+			if (rw->matched > 0 || opens(rw, c))
+				return i;
+			rw->st = S_IN; /* failed on its first byte: the carry is empty */
+			break;
+		default:
+			return i;
+		}
 	}
 	return i;
 }
@@ -282,18 +402,32 @@ size_t urlrw_step(struct urlrw *rw, const char *in, size_t n, size_t *used, char
 	size_t i = 0;
 	drain(rw, &o);
 	while (i < n && rw->pend_len == 0 && o.len < o.cap) {
-		if (rw->st == S_IN) {
-			size_t k = plain_run(rw, in + i, n - i);
-			if (k > o.cap - o.len)
-				k = o.cap - o.len;
-			if (k > 0) {
-				memcpy(o.out + o.len, in + i, k);
-				o.len += k;
-				i += k;
+		size_t k, room = o.cap - o.len;
+		if (rw->mode == URLRW_JSON) {
+			k = json_run_all(rw, in + i, n - i < room ? n - i : room, o.out + o.len);
+			o.len += k;
+			i += k;
+			if (k > 0)
 				continue;
-			}
-		} else if (rw->st == S_MATCH) {
-			size_t k = match_run(rw, in + i, n - i);
+		} else {
+			/* a candidate failing on its first byte: S_IN does the same with it */
+			if (rw->st == S_MATCH && rw->matched == 0 && !opens(rw, (unsigned char)in[i]))
+				rw->st = S_IN;
+			if (rw->st != S_IN)
+				goto bytewise;
+			k = text_run(rw, in + i, n - i);
+			k = k < room ? k : room;
+			memcpy(o.out + o.len, in + i, k);
+			o.len += k;
+			i += k;
+			/* scan() would have started a candidate after a delimiter */
+			if (text_delim((unsigned char)in[i - 1]))
+				candidate_start(rw);
+			continue;
+		}
+	bytewise:
+		if (rw->st == S_MATCH) {
+			k = match_run(rw, in + i, n - i);
 			i += k;
 			if (k > 0)
 				continue;

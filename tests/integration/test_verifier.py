@@ -16,7 +16,7 @@ import harness
 from harness import Proxy, Sim, Work, eq, proxy_ini, wait_for
 
 W = SIM = PX = None
-ADMIN = None
+ADMIN = HASH = None
 BC_COMPANIES = "/bc/v2.0/production/api/v2.0/companies"
 OPEN = "/dataverse/_test/echo"
 PW = "slow-password-0123456789"
@@ -42,13 +42,13 @@ def basic(user, pw):
 
 
 def setup_module():
-    global W, SIM, PX, ADMIN
+    global W, SIM, PX, ADMIN, HASH
     W = Work("test_verifier")
     SIM = Sim(W).start()
     routes = harness.default_routes()
     routes["bc"] = dict(routes["bc"], callers="slow1, slow2, slow3, slow4, slow5, slow6")
     text = proxy_ini(SIM, work=W, routes=routes, extra_proxy={"admin_listen": "127.0.0.1:0", "workers": "1"})
-    h = slow_hash(PW)  # one hash, six callers: the caller's name is in the cache key
+    h = HASH = slow_hash(PW)  # one hash, six callers: the caller's name is in the cache key
     for n in range(1, 7):
         text += "\n[caller:slow%d]\nbasic_user = SLOW%d\nbasic_password_hash = %s\n" % (n, n, h)
     PX = Proxy(W, text, name="verifier").start()
@@ -147,3 +147,26 @@ def test_body_flows_while_the_check_is_pending():
         eq(r.status, 200, "%s status" % user)
         eq((r.json()["len"], r.json()["sha256"]), (n, hashlib.sha256(body).hexdigest()), "%s body upstream" % user)
         eq(len(waits(mark)), 1, "%s waited for its check" % user)
+
+
+def test_check_longer_than_the_wait_gets_503_and_its_result_is_kept():
+    """token_wait_timeout bounds the wait for a check too; the check goes on
+    and its result is cached for the client's retry."""
+    global ADMIN
+    routes = harness.default_routes()
+    routes["bc"] = dict(routes["bc"], callers="slow1")
+    text = proxy_ini(SIM, work=W, routes=routes, extra_proxy={"admin_listen": "127.0.0.1:0", "workers": "1",
+                                                               "token_wait_timeout": "1s"})
+    text += "\n[caller:slow1]\nbasic_user = SLOW1\nbasic_password_hash = %s\n" % HASH
+    px, admin = Proxy(W, text, name="verifier-wait").start(), ADMIN
+    try:
+        ADMIN = px.wait_event("admin_listening", 10)["port"]
+        hdrs = [("Authorization", basic("SLOW1", PW))]
+        r = px.request("GET", BC_COMPANIES, hdrs, timeout=60)
+        eq((r.status, r.json()["code"], r.header("Retry-After")), (503, "caller_verify_timeout", "1"), "answer")
+        wait_for("the check done", lambda: checks("ok") == 1, timeout=30)
+        eq(px.request("GET", BC_COMPANIES, hdrs, timeout=60).status, 200, "the retry")
+        eq(checks("ok"), 1, "checks")
+    finally:
+        ADMIN = admin
+        px.stop()

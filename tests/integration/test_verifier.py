@@ -91,6 +91,8 @@ def test_slow_check_does_not_stall_the_worker():
         eq(checks("ok"), ok0, "checks done while the 20 were answered")
         eq(slow.result().status, 200, "the Basic client, once checked")
     eq(checks("ok"), ok0 + 1, "checks")
+    wait_for("the Basic request logged",  # the line is written after the answer went out
+             lambda: [e for e in PX.events()[mark:] if e.get("event") == "request" and e.get("caller") == "slow1"])
     done = [e for e in PX.events()[mark:] if e.get("event") == "request"]
     eq([e.get("caller") for e in done], ["-"] * 20 + ["slow1"], "completion order")
 

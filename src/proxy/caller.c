@@ -1,9 +1,11 @@
 /*
  * caller.c - recognise the caller of a request ([caller:NAME] sections).
  *
- * Pure over its inputs but for the verification cache and the failure
- * budget, which are process-wide (every worker shares them) under one
- * mutex held for table look-ups only, never across crypt(3).
+ * Pure over its inputs but for the verification cache, the failure
+ * budget and the keys of queued checks, which are process-wide (every
+ * worker and the verifier thread share them) under one mutex held for
+ * table look-ups only, never across crypt(3), which runs on the verifier
+ * thread (util/verifier.c).
  */
 #include "proxy/caller.h"
 
@@ -18,12 +20,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "util/b64.h"
 #include "ops/metrics.h"
-#include "util/verifier.h"
+#include "util/b64.h"
 #include "util/cidr.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/verifier.h"
 #include "util/wipe.h"
 
 #define CACHE_SLOTS  512
@@ -51,9 +53,12 @@ static bool hmac_key_ok;
 static EVP_MAC *hmac; /* fetched once: thread-safe to make contexts from */
 static struct vslot cache[CACHE_SLOTS];
 static struct fbucket fails[FAIL_BUCKETS];
-static struct fbucket fails_all;                                         /* every caller's together */
-static unsigned char inflight[VERIFIER_QUEUE_MAX][SHA256_DIGEST_LENGTH]; /* keys of queued verifications */
+static struct fbucket fails_all; /* every caller's together */
+/* Keys of the checks queued on the verifier: one job per key, however many
+ * requests wait for it; verified() drops a key when its result is cached. */
+static unsigned char inflight[VERIFIER_QUEUE_MAX][SHA256_DIGEST_LENGTH];
 static size_t n_inflight;
+_Static_assert(VERIFIER_KEY_LEN == SHA256_DIGEST_LENGTH, "the verifier's key is the cache's HMAC");
 
 /* password_ok's answers (PW_QUEUE and PW_INLINE are its own steps). */
 enum pw { PW_BAD, PW_OK, PW_PENDING, PW_BUSY, PW_QUEUE, PW_INLINE };
@@ -178,7 +183,8 @@ static void inflight_drop(const unsigned char mac[SHA256_DIGEST_LENGTH])
 
 /* The verifier thread's answer for a job password_ok queued (tag: the
  * caller's failure bucket). The job had reserved a failure in both
- * budgets: a good password gives it back (within the same window). */
+ * budgets: a good password gives it back (to the current window, which
+ * may be a later one: at most one failure too few is counted). */
 static void verified(const unsigned char key[VERIFIER_KEY_LEN], unsigned tag, bool ok)
 {
 	long long now = clock_now_ms();

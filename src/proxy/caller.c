@@ -145,18 +145,42 @@ static void window(struct fbucket *b, long long now)
 	}
 }
 
+/* The two slots a key may use (a 2-way set): a wrong password then never
+ * pushes out a verified one that shares its first slot. */
+static struct vslot *set_of(const unsigned char mac[SHA256_DIGEST_LENGTH])
+{
+	return &cache[((mac[0] | (unsigned)mac[1] << 8) % CACHE_SLOTS) & ~1u];
+}
+
 /* 1 known good, 0 known bad, -1 unknown. Under lock. */
 static int cache_get(const unsigned char mac[SHA256_DIGEST_LENGTH], long long now)
 {
-	const struct vslot *s = &cache[(mac[0] | (unsigned)mac[1] << 8) % CACHE_SLOTS];
-	if (s->until_ms <= now || CRYPTO_memcmp(s->mac, mac, SHA256_DIGEST_LENGTH) != 0)
-		return -1;
-	return s->ok ? 1 : 0;
+	const struct vslot *set = set_of(mac);
+	for (int i = 0; i < 2; i++)
+		if (set[i].until_ms > now && CRYPTO_memcmp(set[i].mac, mac, SHA256_DIGEST_LENGTH) == 0)
+			return set[i].ok ? 1 : 0;
+	return -1;
 }
 
+/* Into the key's own slot, else a free or expired one, else a wrong
+ * password's, else the first; a wrong password never replaces a live
+ * verified one (it is then not remembered: its retry costs a check). */
 static void cache_put(const unsigned char mac[SHA256_DIGEST_LENGTH], bool ok, long long now)
 {
-	struct vslot *s = &cache[(mac[0] | (unsigned)mac[1] << 8) % CACHE_SLOTS];
+	struct vslot *set = set_of(mac), *s = NULL;
+	for (int i = 0; i < 2 && !s; i++)
+		if (set[i].until_ms > now && CRYPTO_memcmp(set[i].mac, mac, SHA256_DIGEST_LENGTH) == 0)
+			s = &set[i];
+	for (int i = 0; i < 2 && !s; i++)
+		if (set[i].until_ms <= now)
+			s = &set[i];
+	for (int i = 0; i < 2 && !s; i++)
+		if (!set[i].ok)
+			s = &set[i];
+	if (!s && !ok)
+		return;
+	if (!s)
+		s = &set[0];
 	memcpy(s->mac, mac, SHA256_DIGEST_LENGTH);
 	s->ok = ok;
 	s->until_ms = now + (ok ? OK_TTL_MS : BAD_TTL_MS);

@@ -38,6 +38,7 @@
 #include "tls/tlsin.h"
 #include "token/token.h"
 #include "proxy/gatereport.h"
+#include "util/verifier.h"
 #include "proxy/worker.h"
 
 #ifndef S2S_VERSION
@@ -71,6 +72,14 @@ static void on_token_change(void *arg)
 	(void)arg;
 	for (int i = 0; i < n_workers; i++)
 		worker_token_changed(&workers[i]);
+}
+
+/* Verifier -> every worker (called on the verifier thread). */
+static void on_verified(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < n_workers; i++)
+		worker_verify_done(&workers[i]);
 }
 
 /* Bind one listening socket with SO_REUSEPORT, so every worker can have its
@@ -254,8 +263,9 @@ static int run(const struct config *cfg)
 	metrics_set_extra(gatereport_metrics);
 	admin_set_gates(gatereport_readyz);
 	te = token_engine_new(cfg, on_token_change, NULL);
-	if (!te || metrics_init(cfg) < 0 || start_workers(cfg, te, &port) < 0 || token_engine_start(te) < 0 ||
-	    admin_start(cfg, te) < 0 || inventory_start(cfg->proxy.inventory_file) < 0)
+	if (!te || metrics_init(cfg) < 0 || verifier_start(on_verified, NULL) < 0 ||
+	    start_workers(cfg, te, &port) < 0 || token_engine_start(te) < 0 || admin_start(cfg, te) < 0 ||
+	    inventory_start(cfg->proxy.inventory_file) < 0)
 		goto out;
 	log_listening(cfg, port);
 	rl = reload_new(cfg, te, workers, n_workers, on_token_change);
@@ -264,7 +274,8 @@ static int run(const struct config *cfg)
 	serve_until_signal(cfg, &set, rl);
 	rc = 0;
 out:
-	admin_stop(); /* before the engine and metrics it reads */
+	admin_stop();    /* before the engine and metrics it reads */
+	verifier_stop(); /* before the workers it wakes; a request still waiting is cut with the rest */
 	for (int i = 0; i < n_workers; i++)
 		worker_request_stop(&workers[i], true);
 	for (int i = 0; i < n_workers; i++)

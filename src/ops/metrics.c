@@ -233,6 +233,15 @@ void metrics_rewritten(const struct route_cfg *route)
 		atomic_fetch_add_explicit(&m->routes[route_index(m->cfg, route)].rewritten, 1, memory_order_relaxed);
 }
 
+/* Process-wide, not per configuration: a reload keeps the counts. */
+static atomic_ullong verifications[METRICS_VERIFY_N];
+
+void metrics_caller_verification(enum metrics_verify r)
+{
+	if (r < METRICS_VERIFY_N)
+		atomic_fetch_add_explicit(&verifications[r], 1, memory_order_relaxed);
+}
+
 void metrics_token_result(const struct config *from, size_t idx, const struct token_failure *f, long long latency_ms)
 {
 	struct metrics *m = cur();
@@ -454,6 +463,12 @@ static void render_requests(struct sb *b, const struct metrics *m)
 	}
 	head(b, "s2s_requests_in_flight", "gauge", "Requests being served now.");
 	put(b, "s2s_requests_in_flight %lld\n", atomic_load_explicit(&m->inflight, memory_order_relaxed));
+	static const char *const vr[METRICS_VERIFY_N] = {"ok", "bad", "refused"};
+	head(b, "s2s_caller_verifications_total", "counter",
+	     "Basic password checks (crypt) by the verifier thread: ok, bad; refused: the queue was full.");
+	for (size_t i = 0; i < METRICS_VERIFY_N; i++)
+		put(b, "s2s_caller_verifications_total{result=\"%s\"} %llu\n", vr[i],
+		    atomic_load_explicit(&verifications[i], memory_order_relaxed));
 }
 
 /* credential="..",audience=".." of token source i. */

@@ -45,6 +45,9 @@ enum metrics_throttle_event { MT_THROTTLED = 0, MT_HELD, MT_RETRIED, MT_REFUSED,
 void metrics_throttle(const struct route_cfg *route, enum metrics_throttle_event ev, unsigned long long n);
 /* An answer of `route` had upstream URLs rewritten (rewrite.c). */
 void metrics_rewritten(const struct route_cfg *route);
+/* Basic password verifications (the verifier thread: ok, bad) and jobs refused with a full queue. */
+enum metrics_verify { METRICS_VERIFY_OK, METRICS_VERIFY_BAD, METRICS_VERIFY_REFUSED, METRICS_VERIFY_N };
+void metrics_caller_verification(enum metrics_verify r);
 
 /* A token request of source `idx` of configuration `from` ended: f NULL =
  * success, else the failure; latency_ms -1 when no request was sent. */

@@ -1,13 +1,14 @@
 /*
  * caller.c - recognise the caller of a request ([caller:NAME] sections).
  *
- * Pure over its inputs but for the verification cache and the failure
- * budget, which are process-wide (every worker shares them) under one
- * mutex held for table look-ups only, never across crypt(3).
+ * Pure over its inputs but for the verification cache, the failure
+ * budget and the keys of queued checks, which are process-wide (every
+ * worker and the verifier thread share them) under one mutex held for
+ * table look-ups only, never across crypt(3), which runs on the verifier
+ * thread (util/verifier.c).
  */
 #include "proxy/caller.h"
 
-#include <crypt.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
@@ -19,9 +20,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ops/metrics.h"
 #include "util/b64.h"
 #include "util/cidr.h"
+#include "util/clock.h"
 #include "util/log.h"
+#include "util/verifier.h"
 #include "util/wipe.h"
 
 #define CACHE_SLOTS  512
@@ -50,6 +54,14 @@ static EVP_MAC *hmac; /* fetched once: thread-safe to make contexts from */
 static struct vslot cache[CACHE_SLOTS];
 static struct fbucket fails[FAIL_BUCKETS];
 static struct fbucket fails_all; /* every caller's together */
+/* Keys of the checks queued on the verifier: one job per key, however many
+ * requests wait for it; verified() drops a key when its result is cached. */
+static unsigned char inflight[VERIFIER_QUEUE_MAX][SHA256_DIGEST_LENGTH];
+static size_t n_inflight;
+_Static_assert(VERIFIER_KEY_LEN == SHA256_DIGEST_LENGTH, "the verifier's key is the cache's HMAC");
+
+/* password_ok's answers (PW_QUEUE and PW_INLINE are its own steps). */
+enum pw { PW_BAD, PW_OK, PW_PENDING, PW_BUSY, PW_QUEUE, PW_INLINE };
 
 static void init_key(void)
 {
@@ -133,69 +145,150 @@ static void window(struct fbucket *b, long long now)
 	}
 }
 
+/* The two slots a key may use (a 2-way set): a wrong password then never
+ * pushes out a verified one that shares its first slot. */
+static struct vslot *set_of(const unsigned char mac[SHA256_DIGEST_LENGTH])
+{
+	return &cache[((mac[0] | (unsigned)mac[1] << 8) % CACHE_SLOTS) & ~1u];
+}
+
 /* 1 known good, 0 known bad, -1 unknown. Under lock. */
 static int cache_get(const unsigned char mac[SHA256_DIGEST_LENGTH], long long now)
 {
-	const struct vslot *s = &cache[(mac[0] | (unsigned)mac[1] << 8) % CACHE_SLOTS];
-	if (s->until_ms <= now || CRYPTO_memcmp(s->mac, mac, SHA256_DIGEST_LENGTH) != 0)
-		return -1;
-	return s->ok ? 1 : 0;
+	const struct vslot *set = set_of(mac);
+	for (int i = 0; i < 2; i++)
+		if (set[i].until_ms > now && CRYPTO_memcmp(set[i].mac, mac, SHA256_DIGEST_LENGTH) == 0)
+			return set[i].ok ? 1 : 0;
+	return -1;
 }
 
+/* Into the key's own slot, else a free or expired one, else a wrong
+ * password's, else the first; a wrong password never replaces a live
+ * verified one (it is then not remembered: its retry costs a check). */
 static void cache_put(const unsigned char mac[SHA256_DIGEST_LENGTH], bool ok, long long now)
 {
-	struct vslot *s = &cache[(mac[0] | (unsigned)mac[1] << 8) % CACHE_SLOTS];
+	struct vslot *set = set_of(mac), *s = NULL;
+	for (int i = 0; i < 2 && !s; i++)
+		if (set[i].until_ms > now && CRYPTO_memcmp(set[i].mac, mac, SHA256_DIGEST_LENGTH) == 0)
+			s = &set[i];
+	for (int i = 0; i < 2 && !s; i++)
+		if (set[i].until_ms <= now)
+			s = &set[i];
+	for (int i = 0; i < 2 && !s; i++)
+		if (!set[i].ok)
+			s = &set[i];
+	if (!s && !ok)
+		return;
+	if (!s)
+		s = &set[0];
 	memcpy(s->mac, mac, SHA256_DIGEST_LENGTH);
 	s->ok = ok;
 	s->until_ms = now + (ok ? OK_TTL_MS : BAD_TTL_MS);
 }
 
-/* crypt_r and a constant-time compare of the result with the hash. */
-static bool crypt_ok(const char *pass, const char *hash)
+/* In flight: the key of each verification queued (one job per key). Under lock. */
+static bool inflight_has(const unsigned char mac[SHA256_DIGEST_LENGTH])
 {
-	struct crypt_data *cd = calloc(1, sizeof *cd);
-	bool ok = false;
-	if (!cd)
-		return false;
-	const char *got = crypt_r(pass, hash, cd);
-	size_t hl = strlen(hash);
-	ok = got && got[0] != '*' && strlen(got) == hl && CRYPTO_memcmp(got, hash, hl) == 0;
-	wipe_free(cd, sizeof *cd);
-	return ok;
+	for (size_t i = 0; i < n_inflight; i++)
+		if (CRYPTO_memcmp(inflight[i], mac, SHA256_DIGEST_LENGTH) == 0)
+			return true;
+	return false;
 }
 
-/* Does (user, pass) sign in as c? Caches and budgets as caller.h says. */
-static bool password_ok(const struct caller_cfg *c, const char *user, const char *pass, long long now, const char **why)
+static void inflight_drop(const unsigned char mac[SHA256_DIGEST_LENGTH])
+{
+	for (size_t i = 0; i < n_inflight; i++)
+		if (CRYPTO_memcmp(inflight[i], mac, SHA256_DIGEST_LENGTH) == 0) {
+			memcpy(inflight[i], inflight[--n_inflight], SHA256_DIGEST_LENGTH);
+			explicit_bzero(inflight[n_inflight], SHA256_DIGEST_LENGTH);
+			return;
+		}
+}
+
+/* The verifier thread's answer for a job password_ok queued (tag: the
+ * caller's failure bucket). The job had reserved a failure in both
+ * budgets: a good password gives it back (to the current window, which
+ * may be a later one: at most one failure too few is counted). */
+static void verified(const unsigned char key[VERIFIER_KEY_LEN], unsigned tag, bool ok)
+{
+	long long now = clock_now_ms();
+	pthread_mutex_lock(&lock);
+	cache_put(key, ok, now);
+	inflight_drop(key);
+	struct fbucket *fb = &fails[tag % FAIL_BUCKETS];
+	if (ok && fb->n)
+		fb->n--;
+	if (ok && fails_all.n)
+		fails_all.n--;
+	pthread_mutex_unlock(&lock);
+	metrics_caller_verification(ok ? METRICS_VERIFY_OK : METRICS_VERIFY_BAD);
+}
+
+/*
+ * Does (user, pass) sign in as c? PW_OK or PW_BAD from the cache (or,
+ * with no verifier thread, from an inline crypt); else a job is queued
+ * (or already is) and PW_PENDING, or PW_BUSY when the queue is full.
+ * Budgets as caller.h says: a queued job counts as a failure until it
+ * proves good.
+ */
+static enum pw password_ok(const struct caller_cfg *c, const char *user, const char *pass, long long now,
+			   const char **why)
 {
 	unsigned char mac[SHA256_DIGEST_LENGTH];
+	enum pw r = PW_BAD;
 	int known;
 
 	*why = "the Basic password does not match";
 	if (!mac_of(c, user, pass, mac))
-		return false;
+		return PW_BAD;
+	size_t bucket = fail_bucket(c->name);
+	bool async = verifier_running();
 	pthread_mutex_lock(&lock);
 	known = cache_get(mac, now);
-	struct fbucket *fb = &fails[fail_bucket(c->name)];
+	struct fbucket *fb = &fails[bucket];
 	window(fb, now);
 	window(&fails_all, now);
 	bool budget = fb->n < CALLER_FAIL_BURST && fails_all.n < CALLER_FAIL_GLOBAL;
-	pthread_mutex_unlock(&lock);
-	if (known >= 0)
-		return known == 1;
-	if (!budget) {
+	if (known >= 0) {
+		r = known == 1 ? PW_OK : PW_BAD;
+	} else if (async && inflight_has(mac)) {
+		r = PW_PENDING; /* another request queued this very check: wait for it */
+	} else if (!budget) {
 		*why = "too many wrong Basic passwords for this caller: try again in a few seconds";
-		return false;
-	}
-	bool ok = crypt_ok(pass, c->basic_password_hash);
-	pthread_mutex_lock(&lock);
-	cache_put(mac, ok, now);
-	if (!ok) {
-		fb->n++;
+	} else if (async && n_inflight < VERIFIER_QUEUE_MAX) {
+		memcpy(inflight[n_inflight++], mac, SHA256_DIGEST_LENGTH);
+		fb->n++; /* reserved: verified() gives it back when the password is good */
 		fails_all.n++;
+		r = PW_QUEUE;
+	} else {
+		r = async ? PW_BUSY : PW_INLINE;
 	}
 	pthread_mutex_unlock(&lock);
+	if (r == PW_QUEUE) {
+		r = PW_PENDING;
+		if (verifier_submit(pass, c->basic_password_hash, mac, (unsigned)bucket, verified) < 0) {
+			pthread_mutex_lock(&lock);
+			inflight_drop(mac);
+			fb->n -= fb->n > 0;
+			fails_all.n -= fails_all.n > 0;
+			pthread_mutex_unlock(&lock);
+			r = PW_BUSY;
+		}
+	} else if (r == PW_INLINE) { /* no verifier thread: unit tests and fuzzing, never the daemon */
+		bool ok = verifier_crypt_ok(pass, c->basic_password_hash);
+		pthread_mutex_lock(&lock);
+		cache_put(mac, ok, now);
+		fb->n += !ok;
+		fails_all.n += !ok;
+		pthread_mutex_unlock(&lock);
+		r = ok ? PW_OK : PW_BAD;
+	}
+	if (r == PW_BUSY) {
+		*why = "too many Basic passwords are waiting to be checked: try again in a second";
+		metrics_caller_verification(METRICS_VERIFY_REFUSED);
+	}
 	explicit_bzero(mac, sizeof mac);
-	return ok;
+	return r;
 }
 
 void caller_cache_reset(void)
@@ -204,6 +297,7 @@ void caller_cache_reset(void)
 	memset(cache, 0, sizeof cache);
 	memset(fails, 0, sizeof fails);
 	memset(&fails_all, 0, sizeof fails_all);
+	/* inflight stays: its jobs are still queued, and verified() drops each */
 	pthread_mutex_unlock(&lock);
 }
 
@@ -218,19 +312,19 @@ static bool key_equal(const char *got, const char *want)
 }
 
 /* Every recognition key c sets matches (the password last: it is the costly one). */
-static bool matches(const struct caller_cfg *c, const struct caller_input *in, const char *user, const char *pass,
-		    bool basic, const char **why)
+static enum pw matches(const struct caller_cfg *c, const struct caller_input *in, const char *user, const char *pass,
+		       bool basic, const char **why)
 {
 	if (c->allow_from.n && (!in->peer || !cidr_list_match(&c->allow_from, in->peer)))
-		return false;
+		return PW_BAD;
 	if (c->tls_client_subject && (!in->tls_subject || strcmp(c->tls_client_subject, in->tls_subject) != 0))
-		return false;
+		return PW_BAD;
 	if (c->inbound_key && (!in->key || !key_equal(in->key, c->inbound_key)))
-		return false;
+		return PW_BAD;
 	if (!c->basic_user)
-		return true;
+		return PW_OK;
 	if (!basic || strcmp(user, c->basic_user) != 0)
-		return false;
+		return PW_BAD;
 	return password_ok(c, user, pass, in->now_ms, why);
 }
 
@@ -249,9 +343,11 @@ enum caller_verdict caller_recognise(const struct config *cfg, const struct rout
 	for (size_t i = 0; i < n; i++) {
 		const struct caller_cfg *c = &cfg->callers[route && route->n_callers ? route->callers[i] : i];
 		wants_basic |= c->basic_user != NULL;
-		if (matches(c, in, user, pass, basic, why)) {
+		enum pw m = matches(c, in, user, pass, basic, why);
+		if (m == PW_OK)
 			*out = c;
-			v = CALLER_OK;
+		if (m != PW_BAD) { /* a later caller is not looked at before this one's answer */
+			v = m == PW_OK ? CALLER_OK : m == PW_PENDING ? CALLER_PENDING : CALLER_BUSY;
 			goto done;
 		}
 	}

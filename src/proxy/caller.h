@@ -6,14 +6,17 @@
  * caller_basic_parse and caller_recognise are pure but for the cache of
  * password verifications (below); caller_admit applies them to a request.
  *
- * crypt(3) is slow on purpose, and it runs on the worker thread, so it is
- * bounded: a verified (caller, user, password) is remembered for 10
+ * crypt(3) is slow on purpose, so it never runs on a worker thread: on a
+ * cache miss caller_recognise queues the check on the verifier thread
+ * (verifier.h; one job per distinct key, however many requests wait for
+ * it) and answers CALLER_PENDING; the request waits parked and asks
+ * again when the verifier wakes the workers. Bounded: a verified (caller, user, password) is remembered for 10
  * minutes under an HMAC-SHA-256 with a random per-process key (never the
  * password itself); a wrong one for 30 s (a client retrying it costs no
- * second crypt); and each caller gets at most CALLER_FAIL_BURST failed
- * crypts per CALLER_FAIL_WINDOW_MS (all callers together
+ * second crypt); and each caller gets at most CALLER_FAIL_BURST queued
+ * checks not proven good per CALLER_FAIL_WINDOW_MS (all callers together
  * CALLER_FAIL_GLOBAL), after which further new passwords are refused
- * without a crypt until the window ends. Secrets are
+ * without a check until the window ends. Secrets are
  * compared in constant time and never logged.
  */
 #ifndef S2S_CALLER_H
@@ -37,6 +40,7 @@ struct rq_caller {
 	const struct caller_cfg *c; /* NULL: no caller matched (an open route) */
 	unsigned protos;            /* 1u << enum inventory_proto */
 	bool challenge;             /* a 401 answer carries the Basic challenge */
+	bool verifying;             /* parked until the verifier checked its password (proxy.c) */
 	char act_for[40];           /* Entra object id to send as CallerObjectId, "" = none (proxy.c, bridge.c) */
 	bool impersonate;           /* CallerObjectId was added upstream */
 };
@@ -46,6 +50,8 @@ enum caller_verdict {
 	CALLER_ANONYMOUS, /* none matched; the route is open */
 	CALLER_UNAUTHORIZED /* 401: the route admits a Basic caller; none matched */,
 	CALLER_FORBIDDEN, /* 403: none matched */
+	CALLER_PENDING,   /* a password is being verified (verifier.c): ask again once it is */
+	CALLER_BUSY,      /* 503: the verifier's queue is full */
 };
 
 /* What caller_recognise looks at; any pointer may be NULL. */

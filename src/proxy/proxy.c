@@ -42,6 +42,7 @@
 #include "proxy/request.h"
 #include "proxy/throttle.h"
 #include "proxy/rewrite.h"
+#include "util/verifier.h"
 #include "proxy/worker.h"
 
 #define DRAIN_MAX (8 * 1024 * 1024) /* body bytes read and discarded after a refusal */
@@ -315,9 +316,14 @@ static void log_limit(const struct request *rq, const char *limit, long long val
 	log_end(&l);
 }
 
+/* What recognition decided: go on, refused (rq->local set), or wait for
+ * the verifier thread (caller.c queued the password check). */
+enum recog { RECOG_REFUSED, RECOG_GO, RECOG_PENDING };
+
 /* [caller:NAME] (caller.c): who sent the request; it then uses the
- * caller's view of the route (credential, token source). */
-static bool recognise_caller(struct request *rq)
+ * caller's view of the route (credential, token source). Runs again, for
+ * a cache hit, when the verifier is done with the request's password. */
+static enum recog recognise_caller(struct request *rq)
 {
 	char subject[256];
 	const char *why = NULL, *imp[] = {"CallerObjectId", "MSCRMCallerID"};
@@ -326,7 +332,7 @@ static bool recognise_caller(struct request *rq)
 				    : r->audience_kind == AUD_BC || r->audience_kind == AUD_FO ? PROTO_ODATA_V4
 											       : PROTO_WEB_API);
 	if (!rq->cfg->n_callers)
-		return true;
+		return RECOG_GO;
 	struct caller_input in = {
 	    .authorization = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
 	    .key = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, rq->cfg->proxy.inbound_key_header),
@@ -335,6 +341,14 @@ static bool recognise_caller(struct request *rq)
 	    .now_ms = clock_now_ms(),
 	};
 	enum caller_verdict v = caller_recognise(rq->cfg, r, &in, &rq->caller.c, &why);
+	if (v == CALLER_PENDING)
+		return RECOG_PENDING;
+	if (v == CALLER_BUSY) {
+		request_set_local(rq, 503, "overloaded", "Too many passwords to check", why);
+		rq->local.retry_after_s = 1;
+		log_limit(rq, "caller_verifications", VERIFIER_QUEUE_MAX);
+		return RECOG_REFUSED;
+	}
 	if (v == CALLER_OK && rq->caller.c->basic_user)
 		rq->caller.protos |= 1u << PROTO_BASIC_IN;
 	for (size_t i = 0; v == CALLER_OK && i < 2; i++)
@@ -344,20 +358,20 @@ static bool recognise_caller(struct request *rq)
 					  "a caller may not choose whom it acts for (CallerObjectId, MSCRMCallerID): "
 					  "the proxy sets CallerObjectId from the caller's impersonate key");
 			log_denied(rq, "impersonation_refused");
-			return false;
+			return RECOG_REFUSED;
 		}
 	if (v == CALLER_OK && rq->caller.c->impersonate)
 		snprintf(rq->caller.act_for, sizeof rq->caller.act_for, "%s", rq->caller.c->impersonate);
 	if (v == CALLER_OK)
 		rq->route = caller_route(rq->cfg, rq->caller.c, r);
 	if (v == CALLER_OK || v == CALLER_ANONYMOUS)
-		return true;
+		return RECOG_GO;
 	rq->caller.challenge = v == CALLER_UNAUTHORIZED;
 	request_set_local(rq, rq->caller.challenge ? 401 : 403,
 			  rq->caller.challenge ? "caller_unauthorized" : "caller_forbidden",
 			  rq->caller.challenge ? "Unauthorized" : "Forbidden", why);
 	log_denied(rq, rq->local.code);
-	return false;
+	return RECOG_REFUSED;
 }
 
 /* The request body cap: the route's when it sets a lower one. 0 = none. */
@@ -468,15 +482,26 @@ static bool classify(struct request *rq, const char *method)
 		return false;
 	}
 	rq->route = rq->match.route;
-	if (!admitted(rq) || !recognise_caller(rq))
-		return false;
+	return admitted(rq); /* the caller next: recognised() */
+}
+
+/* Who sent the request, and what depends on it (the caller's view of the
+ * route, then its body cap): a step of its own after classify, because a
+ * password check may have to wait for the verifier thread. */
+static enum recog recognised(struct request *rq)
+{
+	if (!rq->route) /* the sign-in facade (bridge_sts_path) has no route */
+		return RECOG_GO;
+	enum recog g = recognise_caller(rq);
+	if (g != RECOG_GO)
+		return g;
 	uint64_t cap = body_cap(rq);
 	if (cap && rq->cl.body_len >= 0 && (uint64_t)rq->cl.body_len > cap) {
 		request_set_local(rq, 413, "body_too_large", "Request body too large", NULL);
 		log_limit(rq, "max_body_bytes", rq->cl.body_len);
-		return false;
+		return RECOG_REFUSED;
 	}
-	return true;
+	return RECOG_GO;
 }
 
 /* Claims and fingerprint of the token about to be sent, for diagnoses.
@@ -544,6 +569,41 @@ static void start_with_token(struct request *rq, long long now)
 	}
 }
 
+/*
+ * Set up the body's way in, then (start, and the body need not come whole
+ * first) look for the token. A request waiting for the verifier sets up
+ * the same, so its body flows into its ring meanwhile; verify_done starts it.
+ */
+static void begin(struct request *rq, long long now, bool start)
+{
+	if (bridge_begin(rq) < 0)
+		request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
+	else if (rq->bx)
+		rq->cl.up_eof = !rq->cl.has_body; /* bridged: token once the body is in (bridge_request_done) */
+	else if (rq->cl.has_body && pool_ring_get(&rq->w->pool, &rq->cl.up, relay_ring_bytes(rq->cfg)) < 0)
+		request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
+	else if (rq->cl.has_body && rq->cl.body_len >= 0 && (uint64_t)rq->cl.body_len <= rq->cl.up.cap)
+		rq->cl.start_deferred = true; /* whole body first: see proxy_on_request */
+	else if (start)
+		start_with_token(rq, now);
+}
+
+/* Wait on the worker's parked list, as for a first token, until the
+ * verifier wakes the workers (proxy_verify_event) or the deadline. */
+static void park_for_verifier(struct request *rq, long long now)
+{
+	struct log_line l;
+	log_begin(&l, LOG_INFO, "caller_check_wait"); /* which request waits; never what it sent */
+	log_str(&l, "request_id", rq->request_id);
+	log_str(&l, "client", rq->client_ip);
+	log_str(&l, "route", rq->route->name);
+	log_end(&l);
+	rq->caller.verifying = true;
+	rq->state = RQ_PARKED;
+	rq->park_deadline_ms = now + rq->cfg->proxy.token_wait_ms;
+	park_link(rq->w, rq);
+}
+
 static enum MHD_Result first_call(struct request *rq, const char *method)
 {
 	long long now = clock_now_ms();
@@ -555,16 +615,16 @@ static enum MHD_Result first_call(struct request *rq, const char *method)
 		rq->local.close = true;
 		log_limit(rq, "max_connections", conntrack_open());
 	} else if (classify(rq, method)) {
-		if (bridge_begin(rq) < 0)
-			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
-		else if (rq->bx)
-			rq->cl.up_eof = !rq->cl.has_body; /* bridged: token once the body is in (bridge_request_done) */
-		else if (rq->cl.has_body && pool_ring_get(&rq->w->pool, &rq->cl.up, relay_ring_bytes(rq->cfg)) < 0)
-			request_set_local(rq, 503, "overloaded", "Out of memory", NULL);
-		else if (rq->cl.has_body && rq->cl.body_len >= 0 && (uint64_t)rq->cl.body_len <= rq->cl.up.cap)
-			rq->cl.start_deferred = true; /* whole body first: see proxy_on_request */
-		else
-			start_with_token(rq, now);
+		enum recog g = recognised(rq);
+		if (g == RECOG_PENDING)
+			park_for_verifier(rq, now);
+		if (g != RECOG_REFUSED)
+			begin(rq, now, g == RECOG_GO);
+		if (rq->local.set && rq->caller.verifying) { /* out of memory: no longer waits */
+			park_unlink(rq->w, rq);
+			rq->caller.verifying = false;
+			rq->state = RQ_NEW;
+		}
 	}
 	if (rq->local.set && (rq->cl.has_body || rq->local.close)) {
 		/* Refuse now, body unread (or its framing unknowable), and close: the
@@ -634,11 +694,11 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const c
 	 * go instead of pausing and resuming per piece MHD delivers, each of
 	 * which cost a loop turn and epoll changes. Larger and chunked bodies
 	 * stream. */
-	if (rq->cl.start_deferred && !rq->local.set) {
+	if (rq->cl.start_deferred && !rq->local.set && !rq->caller.verifying) {
 		rq->cl.start_deferred = false;
 		start_with_token(rq, clock_now_ms());
 	}
-	if (rq->bx && bridge_request_done(rq))
+	if (rq->bx && !rq->caller.verifying && bridge_request_done(rq))
 		start_with_token(rq, clock_now_ms());
 	return advance(rq);
 }
@@ -755,11 +815,40 @@ void proxy_token_event(struct worker *w)
 	struct request *rq = LIST_FIRST(&w->parked), *next;
 	for (; rq; rq = next) {
 		next = LIST_NEXT(rq, park_link);
+		if (rq->caller.verifying)
+			continue; /* waits for the verifier, not a token */
 		start_with_token(rq, now);
 		if (rq->state != RQ_PARKED || rq->local.set) {
 			park_unlink(w, rq);
 			request_resume(rq);
 		}
+	}
+}
+
+/* The verifier may have checked rq's password: recognise it again (a
+ * cache hit now) and go on, or stay parked while its check is queued. */
+static void verify_done(struct request *rq, long long now)
+{
+	enum recog g = rq->local.set ? RECOG_REFUSED : recognised(rq);
+	if (g == RECOG_PENDING)
+		return;
+	park_unlink(rq->w, rq);
+	rq->caller.verifying = false;
+	rq->state = RQ_NEW;
+	rq->t_parked_ms = now - rq->park_deadline_ms + rq->cfg->proxy.token_wait_ms;
+	if (g == RECOG_GO && !rq->bx && !rq->cl.start_deferred) /* else the final call starts it */
+		start_with_token(rq, now);
+	request_resume(rq);
+}
+
+void proxy_verify_event(struct worker *w)
+{
+	long long now = clock_now_ms();
+	struct request *rq = LIST_FIRST(&w->parked), *next;
+	for (; rq; rq = next) {
+		next = LIST_NEXT(rq, park_link);
+		if (rq->caller.verifying)
+			verify_done(rq, now);
 	}
 }
 
@@ -780,8 +869,15 @@ void proxy_check_deadlines(struct worker *w, long long now_ms)
 			continue;
 		park_unlink(w, rq);
 		rq->t_parked_ms = rq->cfg->proxy.token_wait_ms;
-		request_set_local(rq, 503, "token_wait_timeout", "No token from Microsoft Entra ID in time",
-				  "the first token for this route is still being requested");
+		if (rq->caller.verifying) {
+			rq->caller.verifying = false;
+			rq->state = RQ_NEW;
+			request_set_local(rq, 503, "caller_verify_timeout", "The password was not checked in time",
+					  "the Basic password is still being checked");
+		} else {
+			request_set_local(rq, 503, "token_wait_timeout", "No token from Microsoft Entra ID in time",
+					  "the first token for this route is still being requested");
+		}
 		rq->local.retry_after_s = 1;
 		request_resume(rq);
 	}

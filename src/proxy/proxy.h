@@ -23,6 +23,8 @@ void proxy_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, 
 
 /* A token changed: start or fail the requests parked for one. */
 void proxy_token_event(struct worker *w);
+/* The verifier checked a password: go on with the requests that waited for one. */
+void proxy_verify_event(struct worker *w);
 /* Expire parked requests whose wait is over. */
 void proxy_check_deadlines(struct worker *w, long long now_ms);
 /* Earliest parked deadline (ms), 0 if none. */

@@ -303,6 +303,7 @@ int worker_init(struct worker *w, int id, const struct config *cfg, struct token
 	w->curl_deadline_ms = -1;
 	w->epfd = w->wake_fd = -1;
 	atomic_init(&w->token_event, 0);
+	atomic_init(&w->verify_event, 0);
 	atomic_init(&w->room_asked, 0);
 	atomic_init(&w->next_gen, NULL);
 	atomic_init(&w->stop, 0);
@@ -524,6 +525,8 @@ static int loop_turn(struct worker *w, int timeout_ms)
 	run_curl(w);
 	if (atomic_exchange(&w->token_event, 0))
 		proxy_token_event(w);
+	if (atomic_exchange(&w->verify_event, 0))
+		proxy_verify_event(w);
 	proxy_check_deadlines(w, clock_now_ms());
 	conntrack_cut_slow(&w->ct, clock_now_ms());
 	if (atomic_exchange(&w->room_asked, 0))
@@ -623,6 +626,12 @@ static void ask_room(void *arg)
 void worker_token_changed(struct worker *w)
 {
 	atomic_store(&w->token_event, 1);
+	wake(w);
+}
+
+void worker_verify_done(struct worker *w)
+{
+	atomic_store(&w->verify_event, 1);
 	wake(w);
 }
 

@@ -62,8 +62,9 @@ struct worker {
 	bool mhd_dirty;  /* a connection was resumed: run MHD before sleeping */
 	bool curl_dirty; /* a transfer was added or unpaused: run curl before sleeping */
 	atomic_int token_event;
-	atomic_int room_asked;  /* another worker is over max_connections with no idle connection (conntrack.c) */
-	struct worker_gen *gen; /* current; worker thread only (NULL: cfg/tokens as given) */
+	atomic_int verify_event; /* the verifier thread checked a password (verifier.c) */
+	atomic_int room_asked;   /* another worker is over max_connections with no idle connection (conntrack.c) */
+	struct worker_gen *gen;  /* current; worker thread only (NULL: cfg/tokens as given) */
 	_Atomic(struct worker_gen *) next_gen; /* handed over by worker_set_gen, adopted by the loop */
 	atomic_int stop;                       /* 0 run, 1 drain, 2 stop now */
 	atomic_bool finished;                  /* the loop has ended */
@@ -105,6 +106,8 @@ void worker_request_stop(struct worker *w, bool now);
 void worker_set_gen(struct worker *w, struct worker_gen *g);
 /* Wake the worker because a token changed (any thread). */
 void worker_token_changed(struct worker *w);
+/* The verifier checked a password (called on the verifier thread): wakes the loop. */
+void worker_verify_done(struct worker *w);
 /* fuzz/fuzz_inbound.c: one turn of the worker loop on the calling thread,
  * for a worker not started (listen_fd < 0: no listen socket, connections
  * come from MHD_add_connection). Sleeps at most max_wait_ms. Returns

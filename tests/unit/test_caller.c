@@ -2,11 +2,15 @@
  * against a configuration with [caller:NAME] sections. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
 #include "proxy/caller.h"
+#include "util/verifier.h"
+#include "util/clock.h"
 #include "t.h"
 
 #define HASH "$6$unitsalt0123$H0qMPchPhEF/iRSGlQGtMYgl3HYdsAIb6rxPDpAMti6U6szMHEoYii5RetPeVypZQlI4PqRRxlJkYMnYYGKRC1"
@@ -151,11 +155,64 @@ static void test_failure_budget(void)
 	config_free(cfg);
 }
 
+static atomic_int notified;
+
+static void on_verified(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&notified, 1);
+}
+
+/* Wait (up to 10 s) for the verifier to have finished n jobs. */
+static bool wait_notified(int n)
+{
+	for (int i = 0; i < 10000 && atomic_load(&notified) < n; i++)
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	return atomic_load(&notified) >= n;
+}
+
+/* With the verifier running the check is queued once, the callers wait
+ * (CALLER_PENDING), and the result comes from the cache. */
+static void test_verifier_thread(void)
+{
+	struct config *cfg = load();
+	const struct caller_cfg *c = NULL;
+	const char *why = NULL;
+	struct sockaddr_in sa;
+	CHECK(cfg != NULL);
+	caller_cache_reset();
+	verifier_stop(); /* not started: a no-op */
+	atomic_store(&notified, 0);
+	CHECK_INT(verifier_start(on_verified, NULL), 0);
+	struct caller_input in = {.authorization = "Basic UE9TOmtleS0wMTIzNDU2Nzg5", .peer = peer(&sa, "10.1.2.3")};
+	in.now_ms = clock_now_ms();
+	CHECK_INT(caller_recognise(cfg, &cfg->routes[0], &in, &c, &why), CALLER_PENDING);
+	CHECK(c == NULL);
+	CHECK_INT(caller_recognise(cfg, &cfg->routes[0], &in, &c, &why), CALLER_PENDING); /* the same job */
+	CHECK(wait_notified(1));
+	in.now_ms = clock_now_ms();
+	CHECK_INT(caller_recognise(cfg, &cfg->routes[0], &in, &c, &why), CALLER_OK);
+	CHECK_STR(c->name, "pos");
+	in.authorization = "Basic UE9TOmtleS0wMTIzNDU2Nzg4"; /* wrong key */
+	CHECK_INT(caller_recognise(cfg, &cfg->routes[0], &in, &c, &why), CALLER_PENDING);
+	CHECK(wait_notified(2));
+	in.now_ms = clock_now_ms();
+	CHECK_INT(caller_recognise(cfg, &cfg->routes[0], &in, &c, &why), CALLER_UNAUTHORIZED);
+	CHECK_INT(atomic_load(&notified), 2); /* one check per distinct password */
+	verifier_stop();
+	CHECK(!verifier_running());
+	unsigned char key[VERIFIER_KEY_LEN] = {0};
+	CHECK_INT(verifier_submit("p", HASH, key, 0, NULL), -1); /* stopped: refused */
+	verifier_stop();
+	config_free(cfg);
+}
+
 int main(void)
 {
 	RUN(test_basic_parse);
 	RUN(test_basic_parse_refusals);
 	RUN(test_recognise);
 	RUN(test_failure_budget);
+	RUN(test_verifier_thread);
 	return T_DONE();
 }

@@ -141,6 +141,7 @@ def test_metrics_names_types_and_values_move():
             "s2s_token_expires_in_seconds": "gauge", "s2s_credential_secret_expires_in_seconds": "gauge",
             "s2s_credential_certificate_expires_in_seconds": "gauge",
             "s2s_caller_requests_total": "counter", "s2s_caller_series_dropped_total": "counter",
+            "s2s_caller_verifications_total": "counter",
             "s2s_protocol_requests_total": "counter",
         }
         want_types.update({k: "counter" for k in ("s2s_throttled_total", "s2s_throttle_held_total",  # gates

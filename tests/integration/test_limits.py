@@ -146,11 +146,13 @@ def test_slow_client_cut_with_408_and_503_past_max_connections():
         idle = [socket.create_connection(("127.0.0.1", px.port), timeout=5) for _ in range(4)]
         try:
             # a connection silent since it was accepted counts as idle after 1 s
-            deadline = time.time() + 5
-            st = px.request("GET", "/dataverse/_test/echo").status
-            while st == 503 and time.time() < deadline:
-                st = px.request("GET", "/dataverse/_test/echo").status
-            eq(st, 200, "with the budget full of idle connections")
+            statuses = []
+
+            def served():
+                statuses.append(px.request("GET", "/dataverse/_test/echo").status)
+                return statuses[-1] != 503
+            harness.wait_for("an answer with the budget full of idle connections", served, timeout=20)
+            eq(statuses[-1], 200, "with the budget full of idle connections")
             idle[0].settimeout(5)
             eq(idle[0].recv(100), b"", "the oldest idle connection was closed for room")
         finally:
@@ -159,25 +161,22 @@ def test_slow_client_cut_with_408_and_503_past_max_connections():
         # four requests in progress fill it: the fifth gets 503 problem+json at once
         busy = []
         try:
-            for _ in range(4):
+            for i in range(4):
                 c = socket.create_connection(("127.0.0.1", px.port), timeout=10)
-                c.sendall(b"GET /dataverse/_test/slow?ms=3000 HTTP/1.1\r\nHost: p\r\n\r\n")
+                c.sendall(b"GET /dataverse/_test/slow?ms=8000&busy=%d HTTP/1.1\r\nHost: p\r\n\r\n" % i)
                 busy.append(c)
-            deadline = time.time() + 5
+            # all four in progress upstream (for 8 s: far longer than the one request below)
+            harness.wait_for("four requests in progress", lambda: len([t for t in SIM.stats()["upstream_in_flight"]
+                                                                      if "busy=" in t]) == 4)
             r = px.request("GET", "/dataverse/_test/echo")
-            while r.status == 200 and time.time() < deadline:  # until all four requests are in
-                r = px.request("GET", "/dataverse/_test/echo")
             problem(r, 503, "overloaded")
             eq(r.header("Retry-After"), "1", "Retry-After")
             eq(r.header("Connection"), "close", "Connection")
         finally:
             for c in busy:
                 c.close()
-        deadline = time.time() + 5
-        st = 0
-        while st != 200 and time.time() < deadline:
-            st = px.request("GET", "/dataverse/_test/echo").status
-        eq(st, 200, "after the busy connections closed")
+        harness.wait_for("200 after the busy connections closed",
+                         lambda: px.request("GET", "/dataverse/_test/echo").status == 200, timeout=20)
     finally:
         px.stop()
 

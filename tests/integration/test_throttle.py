@@ -272,11 +272,12 @@ def test_full_queue_is_bounded_and_disconnected_clients_leave_it():
             s.sendall(b"GET /tiny/api/data/v9.2/WhoAmI HTTP/1.1\r\nHost: p\r\n\r\n")
             socks.append(s)
             wait_for("queued", lambda: metric("s2s_throttle_queue_depth") == len(socks))
-        rss0 = rss(PX.pid)
+        rss0 = PX.status_kib("VmRSS")
         rs = burst(200, "/tiny/api/data/v9.2/WhoAmI", threads=20)
         eq(sorted(set((r.status, r.json()["diagnosis"]) for r in rs)), [(503, "throttled_upstream")], "queue full")
         assert "full" in rs[0].json()["detail"], rs[0].json()
-        assert rss(PX.pid) - rss0 < 8 << 20, "memory grew by %d KiB" % ((rss(PX.pid) - rss0) >> 10)
+        grown = PX.status_kib("VmRSS") - rss0
+        assert grown < 8 << 10, "memory grew by %d KiB" % grown
         for s in socks[1:]:
             s.close()
         wait_for("disconnected clients left the queue", lambda: metric("s2s_throttle_queue_depth") == 1)
@@ -284,14 +285,6 @@ def test_full_queue_is_bounded_and_disconnected_clients_leave_it():
         for s in socks:
             s.close()
     wait_for("queue empty", lambda: metric("s2s_throttle_queue_depth") == 0)
-
-
-def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def test_check_shows_the_budget_headers():

@@ -189,6 +189,7 @@ struct thin {
 	pthread_t thread;
 	uint16_t port;
 	const char *upstream; /* scheme://host:port, the path is the client's */
+	const char *cafile;   /* BENCH_FLOOR_CAFILE: the anchor of an https upstream, or NULL */
 	struct curl_slist *headers;
 	struct MHD_Daemon *daemon;
 	int mhd_fd;
@@ -249,7 +250,8 @@ static int thin_start(struct thin *t, struct xfer *x, const char *url)
 	    curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, collect_body) != CURLE_OK ||
 	    curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x) != CURLE_OK ||
 	    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x) != CURLE_OK ||
-	    curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK)
+	    curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    (t->cafile && curl_easy_setopt(x->easy, CURLOPT_CAINFO, t->cafile) != CURLE_OK))
 		return -1;
 	CURLcode rc = x->req ? curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req_len)
 			     : curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
@@ -425,6 +427,7 @@ static int proxy(int argc, char **argv)
 	for (int i = 0; i < threads; i++) {
 		ts[i].port = (uint16_t)port;
 		ts[i].upstream = argv[3];
+		ts[i].cafile = getenv("BENCH_FLOOR_CAFILE");
 		ts[i].headers = h;
 		if (pthread_create(&ts[i].thread, NULL, thin_main, &ts[i]) != 0)
 			die("pthread_create");

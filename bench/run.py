@@ -30,6 +30,8 @@ Parameters (environment):
   BENCH_TARGETS       which targets (default "direct nginx haproxy caddy floor s2s-proxy
                       s2s-plain s2s-rewrite s2s-gate s2s-caller")
   BENCH_KINDS         which loads (default "get post json64k")
+  BENCH_UPSTREAM_TLS  1 (default): every proxy reaches the upstream over TLS (a test
+                      CA made at run time, verified by each proxy); 0: plain HTTP
 The feature rows: s2s-plain is a route with rewrite_urls = off; s2s-rewrite
 the same with rewrite_urls = auto on a 64 KiB JSON page of absolute upstream
 URLs; s2s-gate the plain route with a throttle gate open (max_concurrent);
@@ -69,6 +71,10 @@ PARTS = ENV.get("BENCH_PARTS", "table big soak cold").split()
 TARGETS = ENV.get("BENCH_TARGETS", "direct nginx haproxy caddy floor s2s-proxy s2s-plain s2s-rewrite s2s-gate "
                   "s2s-caller").split()
 KINDS = ENV.get("BENCH_KINDS", "get post json64k").split()
+UPSTREAM_TLS = ENV.get("BENCH_UPSTREAM_TLS", "1") != "0"
+# the name every proxy verifies in the upstream's certificate (tests/lib/ca.py's
+# server certificate also carries 127.0.0.1, which curl checks as an IP SAN)
+TLS_NAME = "localhost"
 # the routes of the feature rows (one s2s-proxy process): path prefix -> extra route keys
 FEATURE_ROUTES = {"s2s-plain": ("/plain", {"rewrite_urls": "off"}),
                   "s2s-rewrite": ("/rw", {"rewrite_urls": "auto"}),
@@ -381,10 +387,14 @@ class Bench:
         shutil.copy2(src, self.bin)
         os.environ["S2S_PROXY_BIN"] = self.bin
         self.up_port, self.sink_port, self.ngx_port = free_port(), free_port(), free_port()
+        self.tls_port = free_port()
+        self.ca = self.work.ca  # a test CA made now: the upstream's certificate and every proxy's anchor
+        # what every proxy (and `direct`) uses to reach the upstream
+        self.up_url = ("https://127.0.0.1:%d" % self.tls_port) if UPSTREAM_TLS else ("http://127.0.0.1:%d" % self.up_port)
         self.results = {"machine": machine_description(), "params": {
             "duration_s": DURATION, "repeats": REPEATS, "conns": CONNS, "workers": WORKERS,
             "soak_s": SOAK_SECONDS, "soak_conns": SOAK_CONNS, "soak_delay_ms": SOAK_DELAY_MS, "big_mib": BIG_MIB,
-            "s2s_env": S2S_ENV, "s2s_log_level": S2S_LOG_LEVEL}}
+            "s2s_env": S2S_ENV, "s2s_log_level": S2S_LOG_LEVEL, "upstream_tls": UPSTREAM_TLS}}
         self.post_lua, self.soak_lua = wrk_script(self.work)
         self.get_lua = self.work.path("get.lua")
         self.big = self.work.path("big.bin")
@@ -397,6 +407,10 @@ class Bench:
     upstream sink { server 127.0.0.1:%(sink)d; keepalive 64; }
     server {
         listen 127.0.0.1:%(up)d backlog=4096;
+        listen 127.0.0.1:%(tls)d ssl backlog=4096;
+        ssl_certificate %(cert)s;
+        ssl_certificate_key %(key)s;
+        ssl_session_cache shared:bench:10m;
         access_log %(d)s/access.log bench;
         client_max_body_size 0;
         client_body_buffer_size 128k;
@@ -415,16 +429,16 @@ class Bench:
         client_max_body_size 0;
         location / { default_type application/json; return 200 '{"ok":true}'; }
     }
-""" % {"up": self.up_port, "sink": self.sink_port, "d": self.work.path("upstream"), "json": SMALL_JSON,
-       "big": self.big, "page": self.write_page()}
+""" % {"up": self.up_port, "tls": self.tls_port, "sink": self.sink_port, "d": self.work.path("upstream"),
+       "json": SMALL_JSON, "big": self.big, "page": self.write_page(), "cert": self.ca["cert"], "key": self.ca["key"]}
         conf, d = nginx_conf(self.work, "upstream", WORKERS, servers)
         self.up_log = os.path.join(d, "access.log")
-        self.upstream = Nginx("upstream", conf, d).start([self.up_port, self.sink_port])
+        self.upstream = Nginx("upstream", conf, d).start([self.up_port, self.tls_port, self.sink_port])
 
     def write_page(self):
         """A JSON page of about PAGE_BYTES whose records carry absolute URLs
         of the upstream (as Dataverse answers name its own origin)."""
-        origin = "http://127.0.0.1:%d" % self.up_port
+        origin = self.up_url
         recs, size, i = [], 0, 0
         while size < PAGE_BYTES - 600:
             rec = ('{"@odata.etag":"W/\\"%d\\"","@odata.id":"%s/api/data/v9.2/accounts(%08x-3ef0-4a0a-bb7f-'
@@ -468,8 +482,10 @@ frontend bench
     default_backend up
 backend up
     http-reuse always
-    server up 127.0.0.1:%(up)d
-""" % {"w": WORKERS, "port": self.hap_port, "up": self.up_port}
+    server up 127.0.0.1:%(up)d%(tls)s
+""" % {"w": WORKERS, "port": self.hap_port, "up": self.tls_port if UPSTREAM_TLS else self.up_port,
+       "tls": (" ssl verify required ca-file %s sni str(%s) verifyhost %s" % (self.ca["ca"], TLS_NAME, TLS_NAME))
+       if UPSTREAM_TLS else ""}
         path = os.path.join(d, "haproxy.cfg")
         with open(path, "w") as f:
             f.write(conf)
@@ -489,11 +505,13 @@ backend up
 	auto_https off
 }
 http://127.0.0.1:%(port)d {
-	reverse_proxy 127.0.0.1:%(up)d {
-		header_up Authorization "Bearer {env.BENCH_TOKEN}"
+	reverse_proxy %(up)s {
+		header_up Authorization "Bearer {env.BENCH_TOKEN}"%(tls)s
 	}
 }
-""" % {"port": self.caddy_port, "up": self.up_port}
+""" % {"port": self.caddy_port, "up": self.up_url,
+       "tls": ("\n\t\ttransport http {\n\t\t\ttls_trusted_ca_certs %s\n\t\t\ttls_server_name %s\n\t\t}"
+               % (self.ca["ca"], TLS_NAME)) if UPSTREAM_TLS else ""}
         path = os.path.join(d, "Caddyfile")
         with open(path, "w") as f:
             f.write(conf)
@@ -520,8 +538,8 @@ http://127.0.0.1:%(port)d {
         client_max_body_size 0;
         client_body_buffer_size 128k;
         location / {
-            proxy_pass http://up;
-            proxy_http_version 1.1;
+            proxy_pass %(scheme)s://up;
+            proxy_http_version 1.1;%(tls)s
             proxy_set_header Connection "";
             proxy_set_header Authorization "Bearer %(token)s";
             proxy_set_header X-Forwarded-For $remote_addr;
@@ -529,7 +547,11 @@ http://127.0.0.1:%(port)d {
             proxy_set_header X-Forwarded-Host $host;
         }
     }
-""" % {"up": self.up_port, "port": self.ngx_port, "d": self.work.path("nginx-proxy"), "token": token}
+""" % {"up": self.tls_port if UPSTREAM_TLS else self.up_port, "port": self.ngx_port,
+       "d": self.work.path("nginx-proxy"), "token": token, "scheme": "https" if UPSTREAM_TLS else "http",
+       "tls": ("\n            proxy_ssl_verify on;\n            proxy_ssl_trusted_certificate %s;"
+               "\n            proxy_ssl_name %s;\n            proxy_ssl_server_name on;"
+               "\n            proxy_ssl_session_reuse on;" % (self.ca["ca"], TLS_NAME)) if UPSTREAM_TLS else ""}
         conf, d = nginx_conf(self.work, "nginx-proxy", WORKERS, servers)
         self.nginx = Nginx("nginx-proxy", conf, d).start([self.ngx_port])
 
@@ -540,9 +562,10 @@ http://127.0.0.1:%(port)d {
             raise SystemExit("bench: build/bench-floor missing (make build/bench-floor)")
         self.floor_port = free_port()
         log = open(self.work.path("floor.log"), "ab")
-        self.floor = subprocess.Popen([fl, "proxy", str(self.floor_port), "http://127.0.0.1:%d" % self.up_port,
-                                       str(WORKERS)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                      env=dict(os.environ, BENCH_FLOOR_TOKEN=token), start_new_session=True)
+        self.floor = subprocess.Popen([fl, "proxy", str(self.floor_port), self.up_url, str(WORKERS)],
+                                      stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                      env=dict(os.environ, BENCH_FLOOR_TOKEN=token, BENCH_FLOOR_CAFILE=self.ca["ca"]),
+                                      start_new_session=True)
         deadline = time.time() + 10
         while not port_open(self.floor_port):
             if time.time() > deadline or self.floor.poll() is not None:
@@ -550,7 +573,7 @@ http://127.0.0.1:%(port)d {
             time.sleep(0.01)
 
     def s2s_ini(self, port, log_level="info"):
-        up = "http://127.0.0.1:%d" % self.up_port
+        up = self.up_url
         routes = {"bench": {"match_path": "/", "upstream": up, "audience": AUDIENCE, "credential": "contoso"}}
         # the feature rows: the same upstream under a path prefix, one feature each
         for name, (prefix, keys) in FEATURE_ROUTES.items():
@@ -610,8 +633,9 @@ http://127.0.0.1:%(port)d {
                 if name not in targets:
                     continue
                 base, _, hdrs = targets[name]
-                host, _, prefix = base[len("http://"):].partition("/")
-                conn = http.client.HTTPConnection(host, timeout=10)
+                scheme, _, rest = base.partition("://")
+                host, _, prefix = rest.partition("/")
+                conn = self.connection(scheme, host)
                 headers = dict(h.split(": ", 1) for h in hdrs)
                 body = None
                 if path == "/post":
@@ -624,7 +648,7 @@ http://127.0.0.1:%(port)d {
                 if r.status != 200:
                     say("  preflight %s %s: %d %r" % (kind, name, r.status, data[:200]))
                 if name == "s2s-caller":  # the row measures the key check only if the route makes one
-                    conn = http.client.HTTPConnection(host, timeout=10)
+                    conn = self.connection(scheme, host)
                     conn.request("GET", "/" + prefix + path)
                     r2 = conn.getresponse()
                     r2.read()
@@ -637,11 +661,19 @@ http://127.0.0.1:%(port)d {
                     say("  preflight: %s rewrote %d of the page's %d URLs"
                         % (name, self.results["page64k_rewritten"], self.page_urls))
 
+    def connection(self, scheme, host):
+        import http.client
+        import ssl
+        if scheme == "https":  # `direct` with the TLS upstream
+            ctx = ssl.create_default_context(cafile=self.ca["ca"])
+            return http.client.HTTPSConnection(host, timeout=10, context=ctx)
+        return http.client.HTTPConnection(host, timeout=10)
+
     # -- part 1: the table
     def table(self):
         s2s = "http://127.0.0.1:%d" % self.s2s.port
         # name -> (base URL, pid, request headers)
-        targets = {"direct": ("http://127.0.0.1:%d" % self.up_port, self.upstream.pid, ()),
+        targets = {"direct": (self.up_url, self.upstream.pid, ()),
                    "nginx": ("http://127.0.0.1:%d" % self.ngx_port, self.nginx.pid, ()),
                    "s2s-proxy": (s2s, self.s2s.pid, ())}
         for name, port in (("haproxy", "hap_port"), ("caddy", "caddy_port")):
@@ -713,13 +745,15 @@ http://127.0.0.1:%(port)d {
         else:
             cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}",
                    base + "/big"]
+        if base.startswith("https:"):
+            cmd[1:1] = ["--cacert", self.ca["ca"]]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         code, size, t = r.stdout.split()
         return int(code), int(size), float(t)
 
     def big_transfers(self):
         out = {}
-        targets = {"direct": ("http://127.0.0.1:%d" % self.up_port, self.upstream.pid),
+        targets = {"direct": (self.up_url, self.upstream.pid),
                    "nginx": ("http://127.0.0.1:%d" % self.ngx_port, self.nginx.pid),
                    "s2s-proxy": ("http://127.0.0.1:%d" % self.s2s.port, self.s2s.pid)}
         for direction in ("download", "upload"):

@@ -68,6 +68,7 @@ static double now_s(void)
  * interest is the same. */
 struct curl_loop {
 	CURLM *multi;
+	CURLSH *tls_sessions; /* one TLS session cache for the thread's transfers, as s2s-proxy's workers */
 	int ep;
 	double deadline;         /* when curl wants its timers run (now_s() clock), < 0: never */
 	uint8_t in_set[FD_CAP];  /* epoll events + 1 for fds in the set, 0 = not in it */
@@ -122,6 +123,10 @@ static void curl_loop_init(struct curl_loop *l, int ep, long max_connects)
 	    curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l) != CURLM_OK ||
 	    curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, max_connects) != CURLM_OK)
 		die("curl_multi_init");
+	l->tls_sessions = curl_share_init();
+	if (!l->tls_sessions ||
+	    curl_share_setopt(l->tls_sessions, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
+		die("curl_share_init");
 }
 
 static int curl_loop_wait_ms(const struct curl_loop *l)
@@ -251,6 +256,7 @@ static int thin_start(struct thin *t, struct xfer *x, const char *url)
 	    curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x) != CURLE_OK ||
 	    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x) != CURLE_OK ||
 	    curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_easy_setopt(x->easy, CURLOPT_SHARE, t->loop.tls_sessions) != CURLE_OK ||
 	    (t->cafile && curl_easy_setopt(x->easy, CURLOPT_CAINFO, t->cafile) != CURLE_OK))
 		return -1;
 	CURLcode rc = x->req ? curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req_len)
@@ -409,6 +415,7 @@ static void *thin_main(void *arg)
 	while (t->n_bufs > 0)
 		free(t->bufs[--t->n_bufs]);
 	curl_multi_cleanup(t->loop.multi);
+	curl_share_cleanup(t->loop.tls_sessions); /* after every handle that used it */
 	close(ep);
 	return NULL;
 }

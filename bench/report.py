@@ -34,8 +34,11 @@ def write(res, path):
              "and other users' builds and tests) shares these cores, so absolute numbers are noisy; compare "
              "columns of one run, not runs of different days." % (m["load_before"], m.get("load_after", "?")))
     L.append("- Every proxy: %d workers (nginx `worker_processes`, HAProxy `nbthread`, Caddy `GOMAXPROCS`, s2s-proxy "
-             "`workers`); the upstream nginx also %d workers, plain HTTP on loopback. wrk: 1 thread at 1 "
-             "connection, else 2." % (p["workers"], p["workers"]))
+             "`workers`); the upstream nginx also %d workers on loopback, reached %s. wrk: 1 thread at 1 "
+             "connection, else 2." % (p["workers"], p["workers"],
+                                      "over TLS (a test CA made at run time; every proxy verifies the upstream's "
+                                      "certificate; `direct` is wrk over TLS too)" if p.get("upstream_tls")
+                                      else "over plain HTTP"))
     for note in res.get("notes", []):  # parts re-run separately and merged in (see docs/performance.md)
         L.append("- %s" % note)
     if p.get("s2s_env") or p.get("s2s_log_level", "info") != "info":
@@ -145,6 +148,22 @@ def write(res, path):
             L.append("")
         L.append("Token requests to the simulated Entra during part 1 (the hot path): **%s**."
                  % res.get("hot_path_token_requests"))
+        L.append("")
+    burst = res.get("burst")
+    if burst:
+        L.append("## A burst onto idle upstream connections (part 1b)\n")
+        L.append("Every target first serves 32 connections, then sits idle %.0f s (past s2s-proxy's 50 s upstream "
+                 "connection age), then 256 connections arrive at once for 4 s: each proxy opens upstream "
+                 "connections while requests wait. `upstream conns` = upstream connections that carried the "
+                 "burst's requests, `resumed` = of those, TLS sessions resumed (the upstream's "
+                 "`$ssl_session_reused`). One line per trial.\n" % burst["idle_s"])
+        L.append("| target | trial | req/s | p50 ms | p99 ms | p99.9 ms | upstream conns | resumed |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name, rs in burst["cells"].items():
+            for i, r in enumerate(rs):
+                L.append("| %s | %d | %s | %s | %s | %s | %d | %d |" % (
+                    name, i + 1, f(r["rps"]), f(r["p50"], "%.1f"), f(r["p99"], "%.1f"), f(r.get("p999"), "%.1f"),
+                    r["new_conns"], r["resumed"]))
         L.append("")
     big = res.get("big")
     if big:

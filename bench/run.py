@@ -25,7 +25,10 @@ Parameters (environment):
   BENCH_SOAK_CONNS    soak connections (default 16), each pausing BENCH_SOAK_DELAY_MS
   BENCH_SOAK_DELAY_MS between requests (default 5): moderate, not saturating load
   BENCH_BIG_MIB       size of the streamed upload/download (default 1024)
-  BENCH_PARTS         which parts to run: "table big soak cold" (default all)
+  BENCH_PARTS         which parts to run: "table burst big soak cold" (default all)
+  BENCH_BURST_IDLE    seconds every target sits idle before a burst cell (default 55:
+                      past s2s-proxy's 50 s upstream connection age, so every
+                      upstream connection is new; BENCH_BURST_TRIALS, default 2)
   BENCH_OUT           results file (default bench/results.md)
   BENCH_TARGETS       which targets (default "direct nginx haproxy caddy floor s2s-proxy
                       s2s-plain s2s-rewrite s2s-gate s2s-caller")
@@ -67,7 +70,9 @@ SOAK_SECONDS = int(ENV.get("BENCH_SOAK_SECONDS", "600"))
 SOAK_CONNS = int(ENV.get("BENCH_SOAK_CONNS", "16"))
 SOAK_DELAY_MS = int(ENV.get("BENCH_SOAK_DELAY_MS", "5"))
 BIG_MIB = int(ENV.get("BENCH_BIG_MIB", "1024"))
-PARTS = ENV.get("BENCH_PARTS", "table big soak cold").split()
+PARTS = ENV.get("BENCH_PARTS", "table burst big soak cold").split()
+BURST_IDLE = float(ENV.get("BENCH_BURST_IDLE", "55"))
+BURST_TRIALS = int(ENV.get("BENCH_BURST_TRIALS", "2"))
 TARGETS = ENV.get("BENCH_TARGETS", "direct nginx haproxy caddy floor s2s-proxy s2s-plain s2s-rewrite s2s-gate "
                   "s2s-caller").split()
 KINDS = ENV.get("BENCH_KINDS", "get post json64k").split()
@@ -200,7 +205,7 @@ http {
     scgi_temp_path %s/scgi;
     keepalive_requests 100000000;
     keepalive_timeout 120s;
-    log_format bench '$request_method $uri $status $request_length $connection $authkind';
+    log_format bench '$request_method $uri $status $request_length $ssl_session_reused $connection $authkind';
     map $http_authorization $authkind { "~^Bearer eyJ" jwt; "~^Bearer " static; default none; }
 %s
 %s
@@ -732,6 +737,43 @@ http://127.0.0.1:%(port)d {
         self.results["page64k_urls"] = getattr(self, "page_urls", None)
         self.results["hot_path_token_requests"] = self.token_requests() - tok0
 
+    # -- part 1b: a burst onto idle upstream connections
+    def burst(self):
+        """The cold tail: every target idles BURST_IDLE s (s2s-proxy's upstream
+        connections expire after 50 s idle), then 256 connections arrive at
+        once, so each proxy opens its upstream connections (TLS handshakes)
+        while requests wait. Per target: p50/p99/p99.9 of those 4 s, and the
+        upstream TLS handshakes of the burst (new connections, of which
+        resumed sessions, from the upstream's access log)."""
+        s2s = "http://127.0.0.1:%d" % self.s2s.port
+        targets = {"nginx": "http://127.0.0.1:%d" % self.ngx_port, "s2s-proxy": s2s}
+        for name, port in (("haproxy", "hap_port"), ("caddy", "caddy_port"), ("floor", "floor_port")):
+            if getattr(self, name, None) and name in TARGETS:
+                targets[name] = "http://127.0.0.1:%d" % getattr(self, port)
+        cells = {}
+        for trial in range(BURST_TRIALS):
+            for base in targets.values():
+                run_wrk(base + "/small.json", 32, 2, self.get_lua)
+            time.sleep(BURST_IDLE)
+            for name, base in targets.items():
+                up0 = count_lines(self.up_log)
+                r = run_wrk(base + "/small.json", 256, 4, self.get_lua)
+                time.sleep(0.3)
+                first = {}
+                with open(self.up_log, "rb") as f:
+                    for i, line in enumerate(f):
+                        if i >= up0 and line.strip():
+                            parts = line.split()
+                            first.setdefault(parts[-2], parts[-3])
+                r["new_conns"] = len(first)
+                r["resumed"] = sum(1 for v in first.values() if v == b"r")
+                r.pop("raw")
+                cells.setdefault(name, []).append(r)
+                say("  burst %d %-10s %7.0f req/s p50 %7.1f p99 %7.1f p99.9 %7.1f ms; upstream connections %d "
+                    "(resumed %d)" % (trial + 1, name, r["rps"], r["p50"] or -1, r["p99"] or -1, r["p999"] or -1,
+                                      r["new_conns"], r["resumed"]))
+        self.results["burst"] = {"idle_s": BURST_IDLE, "cells": cells}
+
     # -- part 2a: 1 GiB up and down
     def curl_big(self, base, upload):
         if upload:
@@ -989,6 +1031,9 @@ http://127.0.0.1:%(port)d {
             if "table" in PARTS:
                 say("bench: part 1, %d s per run, %d runs per cell" % (DURATION, REPEATS))
                 self.table()
+            if "burst" in PARTS:
+                say("bench: burst, %d trials of 256 connections after %.0f s idle" % (BURST_TRIALS, BURST_IDLE))
+                self.burst()
             if "big" in PARTS:
                 say("bench: part 2, %d MiB streamed download and upload" % BIG_MIB)
                 self.big_transfers()

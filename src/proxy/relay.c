@@ -386,6 +386,8 @@ static int setup_easy(struct request *rq, CURL *h, const char *url)
 	SETOPT(h, CURLOPT_MAXAGE_CONN, 50L); /* below common server keep-alive timeouts */
 	if (rq->w->connect_to)
 		SETOPT(h, CURLOPT_CONNECT_TO, rq->w->connect_to);
+	if (!plain && rq->w->tls_sessions)
+		SETOPT(h, CURLOPT_SHARE, rq->w->tls_sessions);
 	tlsca_apply(h);
 	if (rewrite_accept_encoding(rq))
 		SETOPT(h, CURLOPT_ACCEPT_ENCODING, rewrite_accept_encoding(rq));

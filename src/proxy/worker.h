@@ -58,6 +58,7 @@ struct worker {
 	size_t sock_cap;
 	size_t mhd_pool_bytes; /* MHD's memory per connection (worker.c pool_bytes) */
 	CURLM *multi;
+	CURLSH *tls_sessions; /* the worker's TLS session cache, shared by its transfers (worker.c) */
 	struct curl_slist *connect_to;
 	bool mhd_dirty;  /* a connection was resumed: run MHD before sleeping */
 	bool curl_dirty; /* a transfer was added or unpaused: run curl before sleeping */

@@ -3,6 +3,7 @@ header policy in both directions, status pass-through, HEAD/204/304, upstream
 failures. One simulator (all roles) and one proxy for the module."""
 
 import json
+import threading
 
 import harness
 from harness import eq, BC_URL, CLIENT_ID, DATAVERSE_URL, FO_URL, Proxy, Sim, Work, proxy_ini
@@ -154,6 +155,41 @@ def test_upstream_connections_are_reused():
         c.close()
     peers = {r["peer"] for r in SIM.requests(200) if r["target"].startswith("/_test/echo?reuse=")}
     eq(len(peers), 1, "upstream TCP connections used for 20 sequential requests")
+
+
+def test_upstream_tls_sessions_are_resumed_across_transfers():
+    """A worker's transfers share one TLS session cache: once one upstream
+    connection has a session, the new connections that concurrent requests
+    need resume it instead of each doing a full handshake (the tail of a
+    cold burst, docs/performance.md)."""
+    px = Proxy(W, proxy_ini(SIM, extra_proxy={"workers": 1}), name="tls-sessions").start()
+    clients, threads, answers = [], [], []
+    try:
+        # the token requests of the start are done
+        px.wait_event(lambda e: e.get("event") == "token_acquired" and e.get("resource") == FO_URL, 20)
+        eq(px.request("GET", "/dataverse/_test/echo?tls=first").status, 200, "first request")
+        resumed0 = SIM.stats()["tls_resumed"]  # the simulator counts every role; Python clients never resume
+
+        def slow(c, i):
+            answers.append(c.request("GET", "/dataverse/_test/slow?ms=3000&tls=%d" % i).status)
+        # six requests held open at once, each started once the one before is
+        # at the upstream: every new connection could have found a session
+        for i in range(6):
+            clients.append(harness.Client(px.port))
+            threads.append(threading.Thread(target=slow, args=(clients[-1], i)))
+            threads[-1].start()
+            harness.wait_for("request %d at the upstream" % i, lambda: sum(
+                1 for t in SIM.stats()["upstream_in_flight"] if "tls=" in t) == i + 1)
+        for t in threads:
+            t.join(30)
+        eq(answers, [200] * 6, "six concurrent slow requests")
+        peers = [r["peer"] for r in SIM.requests(50) if "tls=" in r["target"]]
+        eq(len(set(peers)), 6, "upstream connections for the first request and six at once (one reused)")
+        eq(SIM.stats()["tls_resumed"] - resumed0, 5, "new upstream connections that resumed a session")
+    finally:
+        for c in clients:
+            c.close()
+        px.stop()
 
 
 def test_unmatched_gets_404_problem():

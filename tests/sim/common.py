@@ -335,6 +335,8 @@ class Stats:
             self.upstream_rejected = 0
             self.in_flight = []  # targets of upstream requests being answered now (arrival order)
             self.expired_tokens_seen = 0
+            self.tls_handshakes = 0  # TLS connections accepted (every role)
+            self.tls_resumed = 0  # of those, resumed sessions
             self.requests = collections.deque(maxlen=5000)
             self.token_log = collections.deque(maxlen=5000)
             self.assertions = collections.deque(maxlen=5000)  # header + claims of accepted assertions
@@ -352,5 +354,7 @@ class Stats:
                 "upstream_rejected": self.upstream_rejected,
                 "upstream_in_flight": list(self.in_flight),
                 "expired_tokens_seen": self.expired_tokens_seen,
+                "tls_handshakes": self.tls_handshakes,
+                "tls_resumed": self.tls_resumed,
                 "assertions": list(self.assertions),
             }

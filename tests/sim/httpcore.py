@@ -367,6 +367,11 @@ class Server(ThreadingHTTPServer):
         try:
             request.settimeout(30)
             tls = self.ssl_ctx.wrap_socket(request, server_side=True)
+            stats = getattr(self.app, "stats", None)
+            if stats is not None:  # how many handshakes, and how many resumed a session
+                with stats.lock:
+                    stats.tls_handshakes += 1
+                    stats.tls_resumed += 1 if tls.session_reused else 0
             tls.settimeout(Handler.timeout)
             Handler(tls, client_address, self)
         except (OSError, ssl.SSLError) as e:

@@ -125,9 +125,11 @@ static void test_json_levels_and_limits(void)
 	log_begin(&l, LOG_ERROR, "e");
 	log_int(&l, "min", (long long)(-9223372036854775807LL - 1));
 	log_int(&l, "max", 9223372036854775807LL);
+	log_int(&l, "zero", 0);
+	log_int(&l, "ten", -10);
 	log_end(&l);
 	CHECK_STR(json_line(), "{\"ts\":\"TS\",\"level\":\"error\",\"event\":\"e\",\"min\":-9223372036854775808,"
-			       "\"max\":9223372036854775807}\n");
+			       "\"max\":9223372036854775807,\"zero\":0,\"ten\":-10}\n");
 	log_begin(&l, LOG_WARN, "w");
 	log_dbl(&l, "nan", NAN);
 	log_dbl(&l, "inf", INFINITY);

@@ -10,10 +10,22 @@
  * candidate (the bytes matched of `from` so far, as received) sits in
  * rw->carry until it is settled: replaced by `to` once a boundary byte
  * follows it, or written out unchanged at the first mismatch.
+ *
+ * JSON goes first through json_fast(), which reads 64-byte blocks as
+ * bitmasks and settles a whole URL in place; it leaves to the byte machine
+ * only what is rare (a candidate cut by the end of the input, the escaped
+ * solidus, no room for `to`, a backslash outside strings). Both share the
+ * lexer state in struct urlrw, so either can take over at any byte, and
+ * they give the same output (tests/unit/urlrw_ref.c is the byte machine
+ * alone, for the tests to compare with).
  */
 #include "http/urlrw.h"
 
 #include <string.h>
+
+#if defined(__SSE2__) && !defined(URLRW_SCALAR)
+#include <emmintrin.h>
+#endif
 
 enum {
 	S_OUT,   /* JSON: between tokens */
@@ -84,6 +96,7 @@ int urlrw_init(struct urlrw *rw, enum urlrw_mode mode, const char *from, const c
 	memcpy(rw->to, to, tl + 1);
 	rw->from_len = fl;
 	rw->to_len = tl;
+	rw->plain = !memchr(from, '"', fl) && !memchr(from, '\\', fl);
 	rw->st = mode == URLRW_JSON ? S_OUT : S_MATCH; /* TEXT: a URL may open the input */
 	return 0;
 }
@@ -396,6 +409,271 @@ static size_t json_run_all(struct urlrw *rw, const char *in, size_t lim, char *o
 	return i;
 }
 
+/*
+ * JSON, the fast path: the input in blocks of 64 bytes, simdjson's "stage
+ * 1". Each block is classified at once into bitmasks (bit i: byte i is a
+ * quote, a backslash, a bracket, ',' or ':', or the first byte of `from`
+ * in either case); the escaped bytes follow from the backslashes, the bytes
+ * inside strings from a prefix XOR of the unescaped quotes. Only two kinds
+ * of bit are then visited one by one: the brackets outside strings (for the
+ * depth and which levels are objects) and the opening quotes followed by a
+ * byte that may start a candidate. OData pages are dense with short
+ * tokens, and the byte machine above paid a branch for each; here a block
+ * without a candidate costs a few dozen vector instructions and a copy.
+ *
+ * The lexer state between blocks is the byte machine's own (rw->st,
+ * want_key, depth, objects), so either path can take over at any byte.
+ * A string is a key when the last "event" before its opening quote (a
+ * structural byte outside strings, or a closing quote) says so: '{' and
+ * ',' inside an object make the next string a key, everything else a value,
+ * exactly as json_structure() and scan() decide it byte by byte.
+ */
+#define BLOCK 64
+
+struct masks {
+	uint64_t quote, bslash, brackets, seps, opener;
+};
+
+#if defined(__SSE2__) && !defined(URLRW_SCALAR)
+/* The bytes of v equal to a or b, as 16 bits. */
+static uint64_t eq2(__m128i v, __m128i a, __m128i b)
+{
+	return (uint64_t)(unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, a), _mm_cmpeq_epi8(v, b)));
+}
+
+/* The masks of p[0..64) (all readable), 16 bytes at a time, written out:
+ * a loop over the four costs more than the compares. */
+static void classify(const struct urlrw *rw, const char *p, struct masks *m)
+{
+	unsigned char f = lower((unsigned char)rw->from[0]), fu = f >= 'a' && f <= 'z' ? (unsigned char)(f - 32) : f;
+	const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), lb = _mm_set1_epi8('{'),
+		      rb = _mm_set1_epi8('}'), cm = _mm_set1_epi8(','), cl = _mm_set1_epi8(':'),
+		      x20 = _mm_set1_epi8(0x20), fl = _mm_set1_epi8((char)f), fh = _mm_set1_epi8((char)fu);
+	const __m128i *v = (const __m128i *)(const void *)p;
+	__m128i v0 = _mm_loadu_si128(v), v1 = _mm_loadu_si128(v + 1), v2 = _mm_loadu_si128(v + 2),
+		v3 = _mm_loadu_si128(v + 3);
+	m->quote = eq2(v0, q, q) | eq2(v1, q, q) << 16 | eq2(v2, q, q) << 32 | eq2(v3, q, q) << 48;
+	m->bslash = eq2(v0, bs, bs) | eq2(v1, bs, bs) << 16 | eq2(v2, bs, bs) << 32 | eq2(v3, bs, bs) << 48;
+	m->seps = eq2(v0, cm, cl) | eq2(v1, cm, cl) << 16 | eq2(v2, cm, cl) << 32 | eq2(v3, cm, cl) << 48;
+	m->opener = eq2(v0, fl, fh) | eq2(v1, fl, fh) << 16 | eq2(v2, fl, fh) << 32 | eq2(v3, fl, fh) << 48;
+	/* '[' and ']' are '{' and '}' with bit 5 clear: one compare each on c | 0x20 */
+	v0 = _mm_or_si128(v0, x20);
+	v1 = _mm_or_si128(v1, x20);
+	v2 = _mm_or_si128(v2, x20);
+	v3 = _mm_or_si128(v3, x20);
+	m->brackets = eq2(v0, lb, rb) | eq2(v1, lb, rb) << 16 | eq2(v2, lb, rb) << 32 | eq2(v3, lb, rb) << 48;
+}
+#else
+/* The masks of p[0..64), a byte at a time (what the vector form computes). */
+static void classify(const struct urlrw *rw, const char *p, struct masks *m)
+{
+	unsigned char f = lower((unsigned char)rw->from[0]), fu = f >= 'a' && f <= 'z' ? (unsigned char)(f - 32) : f;
+	*m = (struct masks){0};
+	for (unsigned i = 0; i < BLOCK; i++) {
+		unsigned char c = (unsigned char)p[i];
+		uint64_t bit = (uint64_t)1 << i;
+		m->quote |= c == '"' ? bit : 0;
+		m->bslash |= c == '\\' ? bit : 0;
+		m->brackets |= c == '{' || c == '}' || c == '[' || c == ']' ? bit : 0;
+		m->seps |= c == ',' || c == ':' ? bit : 0;
+		m->opener |= c == f || c == fu ? bit : 0;
+	}
+}
+#endif
+
+/* Bit i: the XOR of bits 0..i of x (1 from an opening quote on, 0 from its
+ * closing quote on). */
+static uint64_t prefix_xor(uint64_t x)
+{
+	x ^= x << 1;
+	x ^= x << 2;
+	x ^= x << 4;
+	x ^= x << 8;
+	x ^= x << 16;
+	return x ^ x << 32;
+}
+
+/* The bytes escaped by the backslashes bs of a block of len bytes (first:
+ * byte 0 is escaped by the block before). A backslash not itself escaped
+ * escapes the next byte; *next says whether that is the next block's
+ * first. One step per escape: they are rare in OData, and a loop is plainly
+ * right where the carry-propagating form of simdjson is subtle. */
+static uint64_t escapes(uint64_t bs, bool first, size_t len, bool *next)
+{
+	uint64_t esc = first ? 1 : 0;
+	bs &= ~esc;
+	*next = false;
+	while (bs) {
+		unsigned b = (unsigned)__builtin_ctzll(bs);
+		if (b + 1 == len) {
+			*next = true;
+			break;
+		}
+		uint64_t e = (uint64_t)1 << (b + 1);
+		esc |= e;
+		bs &= ~(e | e >> 1);
+	}
+	return esc;
+}
+
+/* A bracket outside strings: the depth and the object bits, as json_structure(). */
+static void bracket(struct urlrw *rw, unsigned char c)
+{
+	if (c == '{' || c == '[') {
+		if (rw->depth < DEPTH_BITS) {
+			uint64_t bit = (uint64_t)1 << rw->depth;
+			rw->objects = c == '{' ? rw->objects | bit : rw->objects & ~bit;
+		}
+		rw->depth++;
+	} else if (rw->depth > 0) {
+		rw->depth--;
+	}
+}
+
+/* want_key after the event byte c, with no bracket since (json_structure()). */
+static bool key_after(const struct urlrw *rw, unsigned char c)
+{
+	if (c == ',')
+		return rw->depth > 0 && rw->depth <= DEPTH_BITS && (rw->objects >> (rw->depth - 1) & 1);
+	return c == '{';
+}
+
+/*
+ * The candidate whose first byte is in[at] (just after a value's opening
+ * quote), settled where it lies: 1 when `from` (any case) follows with a
+ * boundary byte after it, 0 when it cannot match (the byte machine would
+ * have copied it unchanged, its lexer state the same as for any string
+ * body: `from` has no quote or backslash), -1 when the rest must go the
+ * byte-wise way (a backslash, or the input ends first).
+ */
+static int settle(const struct urlrw *rw, const char *in, size_t n, size_t at)
+{
+	size_t fl = rw->from_len;
+	if (!rw->plain)
+		return -1;
+	if (n - at > fl && memcmp(in + at, rw->from, fl) == 0) /* most URLs are spelled as configured */
+		return boundary((unsigned char)in[at + fl]) ? 1 : 0;
+	for (size_t j = 0; j < fl; j++) {
+		if (at + j == n || in[at + j] == '\\')
+			return -1;
+		if (lower((unsigned char)in[at + j]) != lower((unsigned char)rw->from[j]))
+			return 0;
+	}
+	if (at + fl == n)
+		return -1;
+	return boundary((unsigned char)in[at + fl]) ? 1 : 0;
+}
+
+/*
+ * One block in[0..len) (n bytes readable from in, len <= BLOCK), from the
+ * state in rw (S_OUT, S_IN or S_ESC). Returns the bytes taken, all of them
+ * unless a value's candidate stops the block: then it ends after the
+ * opening quote, in S_MATCH, and *verdict is settle()'s 1 or -1. Returns 0
+ * when a backslash lies outside strings, where only the byte machine's
+ * reading (it ignores the backslash) is right.
+ */
+static size_t json_block(struct urlrw *rw, const char *in, size_t n, size_t len, int *verdict)
+{
+	char pad[BLOCK];
+	const char *p = in;
+	if (len < BLOCK) { /* the tail: classified from a zero-padded copy, never read past the input */
+		memset(pad, 0, sizeof pad);
+		memcpy(pad, in, len);
+		p = pad;
+	}
+	uint64_t valid = len < BLOCK ? ((uint64_t)1 << len) - 1 : ~(uint64_t)0, last = (uint64_t)1 << (len - 1);
+	struct masks m;
+	classify(rw, p, &m);
+	bool next_esc;
+	uint64_t bs = m.bslash & valid, quote = m.quote & valid & ~escapes(bs, rw->st == S_ESC, len, &next_esc);
+	uint64_t in_str = prefix_xor(quote) ^ (rw->st == S_OUT ? 0 : ~(uint64_t)0);
+	if (bs & ~in_str)
+		return 0;
+	uint64_t open = quote & in_str, brk = m.brackets & valid & ~in_str;
+	uint64_t events = brk | (m.seps & valid & ~in_str) | (quote & ~in_str);
+	uint64_t cand = open & (((m.opener & valid) | bs) >> 1); /* the quote at len-1 is left to rw->st */
+	for (uint64_t walk = brk | cand; walk; walk &= walk - 1) {
+		unsigned b = (unsigned)__builtin_ctzll(walk);
+		if (brk >> b & 1) {
+			bracket(rw, (unsigned char)p[b]);
+			continue;
+		}
+		uint64_t before = events & (((uint64_t)1 << b) - 1);
+		if (before ? key_after(rw, (unsigned char)p[63 - __builtin_clzll(before)]) : rw->want_key)
+			continue; /* a key */
+		int r = settle(rw, in, n, b + 1);
+		if (r == 0)
+			continue;
+		rw->want_key = false;
+		candidate_start(rw);
+		*verdict = r;
+		return b + 1;
+	}
+	if (events)
+		rw->want_key = key_after(rw, (unsigned char)p[63 - __builtin_clzll(events)]);
+	if (!(in_str & last))
+		rw->st = S_OUT;
+	else if ((open & last) && !rw->want_key)
+		candidate_start(rw);
+	else
+		rw->st = (open & last) || !next_esc ? S_IN : S_ESC;
+	return len;
+}
+
+/*
+ * JSON: rewrite in[0..n) into out (room bytes) with json_block() while
+ * the state is one it takes; a URL that settle() finds whole is replaced
+ * here. Returns the bytes written, *used the input taken; stops where the
+ * byte machine must go on (a candidate to carry, or no room for `to`).
+ */
+static size_t json_fast(struct urlrw *rw, const char *in, size_t n, size_t *used, char *out, size_t room)
+{
+	size_t i = 0, s = 0, o = 0; /* in[s..i) is taken and goes to out + o */
+	while (i < n) {
+		int verdict = 0;
+		if (rw->st == S_MATCH) {
+			if (rw->matched > 0)
+				break;
+			verdict = opens(rw, (unsigned char)in[i]) ? settle(rw, in, n, i) : 0;
+			if (verdict == 0)
+				rw->st = S_IN; /* copied as any string body */
+		} else if (rw->st != S_OUT && rw->st != S_IN && rw->st != S_ESC) {
+			break;
+		}
+		if (verdict == 0) {
+			size_t len = room - o - (i - s);
+			len = len < n - i ? len : n - i;
+			len = len < BLOCK ? len : BLOCK;
+			if (len == 0)
+				break;
+			size_t k = json_block(rw, in + i, n - i, len, &verdict);
+			if (k == 0) { /* a backslash outside strings: this block byte by byte */
+				memcpy(out + o, in + s, i - s);
+				o += i - s;
+				k = json_run_all(rw, in + i, len, out + o);
+				o += k;
+				s = i + k;
+			}
+			i += k;
+			if (verdict == 0)
+				continue;
+		}
+		if (verdict < 0 || room - o - (i - s) < rw->to_len)
+			break;
+		memcpy(out + o, in + s, i - s);
+		o += i - s;
+		memcpy(out + o, rw->to, rw->to_len);
+		o += rw->to_len;
+		i += rw->from_len;
+		s = i;
+		rw->rewrites++;
+		rw->st = S_IN;
+	}
+	memcpy(out + o, in + s, i - s);
+	*used = i;
+	return o + (i - s);
+}
+
 size_t urlrw_step(struct urlrw *rw, const char *in, size_t n, size_t *used, char *out, size_t cap)
 {
 	struct sink o = {rw, out, cap, 0};
@@ -404,8 +682,7 @@ size_t urlrw_step(struct urlrw *rw, const char *in, size_t n, size_t *used, char
 	while (i < n && rw->pend_len == 0 && o.len < o.cap) {
 		size_t k, room = o.cap - o.len;
 		if (rw->mode == URLRW_JSON) {
-			k = json_run_all(rw, in + i, n - i < room ? n - i : room, o.out + o.len);
-			o.len += k;
+			o.len += json_fast(rw, in + i, n - i, &k, o.out + o.len, room);
 			i += k;
 			if (k > 0)
 				continue;

@@ -25,6 +25,12 @@
 
 #if defined(__SSE2__) && !defined(URLRW_SCALAR)
 #include <emmintrin.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+/* AVX2 where the CPU has it (chosen at run time): half the instructions
+ * per block, and three-operand forms with no register copies */
+#define URLRW_AVX2 1
+#include <immintrin.h>
+#endif
 #endif
 
 enum {
@@ -97,6 +103,11 @@ int urlrw_init(struct urlrw *rw, enum urlrw_mode mode, const char *from, const c
 	rw->from_len = fl;
 	rw->to_len = tl;
 	rw->plain = !memchr(from, '"', fl) && !memchr(from, '\\', fl);
+#ifdef URLRW_AVX2
+	rw->avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi");
+#else
+	rw->avx2 = false;
+#endif
 	rw->st = mode == URLRW_JSON ? S_OUT : S_MATCH; /* TEXT: a URL may open the input */
 	return 0;
 }
@@ -435,6 +446,12 @@ struct masks {
 };
 
 #if defined(__SSE2__) && !defined(URLRW_SCALAR)
+/* The bytes of v equal to a, as 16 bits. */
+static uint64_t eq1(__m128i v, __m128i a)
+{
+	return (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, a));
+}
+
 /* The bytes of v equal to a or b, as 16 bits. */
 static uint64_t eq2(__m128i v, __m128i a, __m128i b)
 {
@@ -442,18 +459,18 @@ static uint64_t eq2(__m128i v, __m128i a, __m128i b)
 }
 
 /* The masks of p[0..64) (all readable), 16 bytes at a time, written out:
- * a loop over the four costs more than the compares. */
-static void classify(const struct urlrw *rw, const char *p, struct masks *m)
+ * a loop over the four costs more than the compares. f and fu: from[0] in
+ * lower and upper case. */
+static void classify(const char *p, unsigned char f, unsigned char fu, struct masks *m)
 {
-	unsigned char f = lower((unsigned char)rw->from[0]), fu = f >= 'a' && f <= 'z' ? (unsigned char)(f - 32) : f;
 	const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), lb = _mm_set1_epi8('{'),
 		      rb = _mm_set1_epi8('}'), cm = _mm_set1_epi8(','), cl = _mm_set1_epi8(':'),
 		      x20 = _mm_set1_epi8(0x20), fl = _mm_set1_epi8((char)f), fh = _mm_set1_epi8((char)fu);
 	const __m128i *v = (const __m128i *)(const void *)p;
 	__m128i v0 = _mm_loadu_si128(v), v1 = _mm_loadu_si128(v + 1), v2 = _mm_loadu_si128(v + 2),
 		v3 = _mm_loadu_si128(v + 3);
-	m->quote = eq2(v0, q, q) | eq2(v1, q, q) << 16 | eq2(v2, q, q) << 32 | eq2(v3, q, q) << 48;
-	m->bslash = eq2(v0, bs, bs) | eq2(v1, bs, bs) << 16 | eq2(v2, bs, bs) << 32 | eq2(v3, bs, bs) << 48;
+	m->quote = eq1(v0, q) | eq1(v1, q) << 16 | eq1(v2, q) << 32 | eq1(v3, q) << 48;
+	m->bslash = eq1(v0, bs) | eq1(v1, bs) << 16 | eq1(v2, bs) << 32 | eq1(v3, bs) << 48;
 	m->seps = eq2(v0, cm, cl) | eq2(v1, cm, cl) << 16 | eq2(v2, cm, cl) << 32 | eq2(v3, cm, cl) << 48;
 	m->opener = eq2(v0, fl, fh) | eq2(v1, fl, fh) << 16 | eq2(v2, fl, fh) << 32 | eq2(v3, fl, fh) << 48;
 	/* '[' and ']' are '{' and '}' with bit 5 clear: one compare each on c | 0x20 */
@@ -463,11 +480,40 @@ static void classify(const struct urlrw *rw, const char *p, struct masks *m)
 	v3 = _mm_or_si128(v3, x20);
 	m->brackets = eq2(v0, lb, rb) | eq2(v1, lb, rb) << 16 | eq2(v2, lb, rb) << 32 | eq2(v3, lb, rb) << 48;
 }
+
+#ifdef URLRW_AVX2
+#define AVX2 __attribute__((target("avx2,bmi")))
+
+AVX2 static uint64_t eq1_256(__m256i v, __m256i a)
+{
+	return (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, a));
+}
+
+AVX2 static uint64_t eq2_256(__m256i v, __m256i a, __m256i b)
+{
+	return (uint64_t)(uint32_t)_mm256_movemask_epi8(
+	    _mm256_or_si256(_mm256_cmpeq_epi8(v, a), _mm256_cmpeq_epi8(v, b)));
+}
+
+/* classify(), 32 bytes at a time. */
+AVX2 static void classify_avx2(const char *p, unsigned char f, unsigned char fu, struct masks *m)
+{
+	const __m256i q = _mm256_set1_epi8('"'), bs = _mm256_set1_epi8('\\'), lb = _mm256_set1_epi8('{'),
+		      rb = _mm256_set1_epi8('}'), cm = _mm256_set1_epi8(','), cl = _mm256_set1_epi8(':'),
+		      x20 = _mm256_set1_epi8(0x20), fl = _mm256_set1_epi8((char)f), fh = _mm256_set1_epi8((char)fu);
+	const __m256i *v = (const __m256i *)(const void *)p;
+	__m256i v0 = _mm256_loadu_si256(v), v1 = _mm256_loadu_si256(v + 1);
+	m->quote = eq1_256(v0, q) | eq1_256(v1, q) << 32;
+	m->bslash = eq1_256(v0, bs) | eq1_256(v1, bs) << 32;
+	m->seps = eq2_256(v0, cm, cl) | eq2_256(v1, cm, cl) << 32;
+	m->opener = eq2_256(v0, fl, fh) | eq2_256(v1, fl, fh) << 32;
+	m->brackets = eq2_256(_mm256_or_si256(v0, x20), lb, rb) | eq2_256(_mm256_or_si256(v1, x20), lb, rb) << 32;
+}
+#endif
 #else
 /* The masks of p[0..64), a byte at a time (what the vector form computes). */
-static void classify(const struct urlrw *rw, const char *p, struct masks *m)
+static void classify(const char *p, unsigned char f, unsigned char fu, struct masks *m)
 {
-	unsigned char f = lower((unsigned char)rw->from[0]), fu = f >= 'a' && f <= 'z' ? (unsigned char)(f - 32) : f;
 	*m = (struct masks){0};
 	for (unsigned i = 0; i < BLOCK; i++) {
 		unsigned char c = (unsigned char)p[i];
@@ -530,12 +576,13 @@ static void bracket(struct urlrw *rw, unsigned char c)
 	}
 }
 
-/* want_key after the event byte c, with no bracket since (json_structure()). */
+/* want_key after the event byte c, with no bracket since (json_structure()).
+ * Without branches: which event ends a block is anybody's guess. */
 static bool key_after(const struct urlrw *rw, unsigned char c)
 {
-	if (c == ',')
-		return rw->depth > 0 && rw->depth <= DEPTH_BITS && (rw->objects >> (rw->depth - 1) & 1);
-	return c == '{';
+	unsigned d = rw->depth - 1; /* UINT_MAX at depth 0 */
+	bool object = d < DEPTH_BITS && (rw->objects >> (d & (DEPTH_BITS - 1)) & 1);
+	return (c == '{') | ((c == ',') & object);
 }
 
 /*
@@ -548,12 +595,20 @@ static bool key_after(const struct urlrw *rw, unsigned char c)
  */
 static int settle(const struct urlrw *rw, const char *in, size_t n, size_t at)
 {
-	size_t fl = rw->from_len;
+	size_t fl = rw->from_len, j = 0;
 	if (!rw->plain)
 		return -1;
-	if (n - at > fl && memcmp(in + at, rw->from, fl) == 0) /* most URLs are spelled as configured */
-		return boundary((unsigned char)in[at + fl]) ? 1 : 0;
-	for (size_t j = 0; j < fl; j++) {
+	/* most URLs are spelled as configured: skip what is equal as spelled,
+	 * eight bytes at a time (those bytes are `from`'s: no backslash) */
+	while (j + 8 <= fl && n - at - j >= 8) {
+		uint64_t a, b;
+		memcpy(&a, in + at + j, 8);
+		memcpy(&b, rw->from + j, 8);
+		if (a != b)
+			break;
+		j += 8;
+	}
+	for (; j < fl; j++) {
 		if (at + j == n || in[at + j] == '\\')
 			return -1;
 		if (lower((unsigned char)in[at + j]) != lower((unsigned char)rw->from[j]))
@@ -564,16 +619,56 @@ static int settle(const struct urlrw *rw, const char *in, size_t n, size_t at)
 	return boundary((unsigned char)in[at + fl]) ? 1 : 0;
 }
 
-/*
- * One block in[0..len) (n bytes readable from in, len <= BLOCK), from the
- * state in rw (S_OUT, S_IN or S_ESC). Returns the bytes taken, all of them
- * unless a value's candidate stops the block: then it ends after the
- * opening quote, in S_MATCH, and *verdict is settle()'s 1 or -1. Returns 0
- * when a backslash lies outside strings, where only the byte machine's
- * reading (it ignores the backslash) is right.
- */
-static size_t json_block(struct urlrw *rw, const char *in, size_t n, size_t len, int *verdict)
+/* Where json_fast() is: in[s..i) is taken and still to be copied to out + o
+ * (room bytes in all). */
+struct cursor {
+	const char *in;
+	size_t n, i, s;
+	char *out;
+	size_t room, o;
+	unsigned char f, fu; /* from[0] in lower and upper case */
+};
+
+static void flush(struct cursor *c)
 {
+	memcpy(c->out + c->o, c->in + c->s, c->i - c->s);
+	c->o += c->i - c->s;
+	c->s = c->i;
+}
+
+/* `from` is at in[i], a URL (settle() said 1): `to` instead, if it fits. */
+static bool rewrite_here(struct urlrw *rw, struct cursor *c)
+{
+	if (c->room - c->o - (c->i - c->s) < rw->to_len)
+		return false;
+	flush(c);
+	memcpy(c->out + c->o, rw->to, rw->to_len);
+	c->o += rw->to_len;
+	c->i += rw->from_len;
+	c->s = c->i;
+	rw->rewrites++;
+	rw->st = S_IN;
+	rw->want_key = false;
+	return true;
+}
+
+enum { BLK_DONE, BLK_STOP, BLK_BYTES };
+
+/*
+ * One block in[i..i+len) (len <= BLOCK, and no more than fits the room
+ * 1:1), from the state in rw (S_OUT, S_IN or S_ESC). BLK_DONE: the block
+ * is taken (c->i past it, or past a URL that ends beyond it). BLK_STOP: a
+ * value's candidate is left to the byte machine, c->i after its opening
+ * quote, in S_MATCH. BLK_BYTES: nothing taken, a backslash lies outside
+ * strings, where only the byte machine's reading (it ignores it) is right.
+ */
+typedef void classify_fn(const char *p, unsigned char f, unsigned char fu, struct masks *m);
+
+static inline __attribute__((always_inline)) int json_block(struct urlrw *rw, struct cursor *c, size_t len,
+							    classify_fn *classify_block)
+{
+	const char *in = c->in + c->i;
+	size_t base = c->i;
 	char pad[BLOCK];
 	const char *p = in;
 	if (len < BLOCK) { /* the tail: classified from a zero-padded copy, never read past the input */
@@ -583,17 +678,19 @@ static size_t json_block(struct urlrw *rw, const char *in, size_t n, size_t len,
 	}
 	uint64_t valid = len < BLOCK ? ((uint64_t)1 << len) - 1 : ~(uint64_t)0, last = (uint64_t)1 << (len - 1);
 	struct masks m;
-	classify(rw, p, &m);
+	classify_block(p, c->f, c->fu, &m);
 	bool next_esc;
 	uint64_t bs = m.bslash & valid, quote = m.quote & valid & ~escapes(bs, rw->st == S_ESC, len, &next_esc);
 	uint64_t in_str = prefix_xor(quote) ^ (rw->st == S_OUT ? 0 : ~(uint64_t)0);
 	if (bs & ~in_str)
-		return 0;
+		return BLK_BYTES;
 	uint64_t open = quote & in_str, brk = m.brackets & valid & ~in_str;
 	uint64_t events = brk | (m.seps & valid & ~in_str) | (quote & ~in_str);
 	uint64_t cand = open & (((m.opener & valid) | bs) >> 1); /* the quote at len-1 is left to rw->st */
-	for (uint64_t walk = brk | cand; walk; walk &= walk - 1) {
+	uint64_t walk = brk | cand;
+	while (walk) {
 		unsigned b = (unsigned)__builtin_ctzll(walk);
+		walk &= walk - 1;
 		if (brk >> b & 1) {
 			bracket(rw, (unsigned char)p[b]);
 			continue;
@@ -601,14 +698,23 @@ static size_t json_block(struct urlrw *rw, const char *in, size_t n, size_t len,
 		uint64_t before = events & (((uint64_t)1 << b) - 1);
 		if (before ? key_after(rw, (unsigned char)p[63 - __builtin_clzll(before)]) : rw->want_key)
 			continue; /* a key */
-		int r = settle(rw, in, n, b + 1);
+		int r = settle(rw, c->in, c->n, base + b + 1);
 		if (r == 0)
 			continue;
-		rw->want_key = false;
-		candidate_start(rw);
-		*verdict = r;
-		return b + 1;
+		c->i = base + b + 1;
+		if (r < 0 || !rewrite_here(rw, c)) {
+			rw->want_key = false;
+			candidate_start(rw);
+			return BLK_STOP;
+		}
+		/* the URL ends past the block, or the rest of it no longer fits
+		 * the room (`to` may be the longer): stop after the URL, in a string */
+		if (c->i >= base + len || c->room - c->o < base + len - c->i)
+			return BLK_DONE;
+		/* `from` has no quote or backslash: the masks hold past the URL,
+		 * and no bit of walk lies inside it (a string) */
 	}
+	c->i = base + len;
 	if (events)
 		rw->want_key = key_after(rw, (unsigned char)p[63 - __builtin_clzll(events)]);
 	if (!(in_str & last))
@@ -617,61 +723,74 @@ static size_t json_block(struct urlrw *rw, const char *in, size_t n, size_t len,
 		candidate_start(rw);
 	else
 		rw->st = (open & last) || !next_esc ? S_IN : S_ESC;
-	return len;
+	return BLK_DONE;
 }
 
 /*
- * JSON: rewrite in[0..n) into out (room bytes) with json_block() while
- * the state is one it takes; a URL that settle() finds whole is replaced
- * here. Returns the bytes written, *used the input taken; stops where the
- * byte machine must go on (a candidate to carry, or no room for `to`).
+ * JSON: rewrite in[0..n) into out (room bytes) with json_block() while the
+ * state is one it takes. Returns the bytes written, *used the input taken;
+ * stops where the byte machine must go on (a candidate to carry, or no
+ * room for `to`).
  */
-static size_t json_fast(struct urlrw *rw, const char *in, size_t n, size_t *used, char *out, size_t room)
+static inline __attribute__((always_inline)) size_t json_fast_with(struct urlrw *rw, const char *in, size_t n,
+								   size_t *used, char *out, size_t room,
+								   classify_fn *classify_block)
 {
-	size_t i = 0, s = 0, o = 0; /* in[s..i) is taken and goes to out + o */
-	while (i < n) {
-		int verdict = 0;
-		if (rw->st == S_MATCH) {
+	unsigned char f = lower((unsigned char)rw->from[0]);
+	struct cursor c = {in, n, 0, 0, out, room, 0, f, f >= 'a' && f <= 'z' ? (unsigned char)(f - 32) : f};
+	while (c.i < n) {
+		if (rw->st == S_MATCH) { /* a value's opening quote ended the last block */
 			if (rw->matched > 0)
 				break;
-			verdict = opens(rw, (unsigned char)in[i]) ? settle(rw, in, n, i) : 0;
-			if (verdict == 0)
-				rw->st = S_IN; /* copied as any string body */
-		} else if (rw->st != S_OUT && rw->st != S_IN && rw->st != S_ESC) {
-			break;
-		}
-		if (verdict == 0) {
-			size_t len = room - o - (i - s);
-			len = len < n - i ? len : n - i;
-			len = len < BLOCK ? len : BLOCK;
-			if (len == 0)
+			int r = opens(rw, (unsigned char)in[c.i]) ? settle(rw, in, n, c.i) : 0;
+			if (r < 0 || (r > 0 && !rewrite_here(rw, &c)))
 				break;
-			size_t k = json_block(rw, in + i, n - i, len, &verdict);
-			if (k == 0) { /* a backslash outside strings: this block byte by byte */
-				memcpy(out + o, in + s, i - s);
-				o += i - s;
-				k = json_run_all(rw, in + i, len, out + o);
-				o += k;
-				s = i + k;
-			}
-			i += k;
-			if (verdict == 0)
-				continue;
+			rw->st = S_IN; /* not a URL: copied as any string body */
+			continue;
 		}
-		if (verdict < 0 || room - o - (i - s) < rw->to_len)
+		if (rw->st != S_OUT && rw->st != S_IN && rw->st != S_ESC)
 			break;
-		memcpy(out + o, in + s, i - s);
-		o += i - s;
-		memcpy(out + o, rw->to, rw->to_len);
-		o += rw->to_len;
-		i += rw->from_len;
-		s = i;
-		rw->rewrites++;
-		rw->st = S_IN;
+		size_t len = c.room - c.o - (c.i - c.s);
+		len = len < n - c.i ? len : n - c.i;
+		len = len < BLOCK ? len : BLOCK;
+		if (len == 0)
+			break;
+		int r = json_block(rw, &c, len, classify_block);
+		if (r == BLK_STOP)
+			break;
+		if (r == BLK_BYTES) { /* this block byte by byte */
+			flush(&c);
+			size_t k = json_run_all(rw, in + c.i, len, out + c.o);
+			c.o += k;
+			c.i += k;
+			c.s = c.i;
+		}
 	}
-	memcpy(out + o, in + s, i - s);
-	*used = i;
-	return o + (i - s);
+	flush(&c);
+	*used = c.i;
+	return c.o;
+}
+
+/* json_fast_with() compiled for the CPU's best classify(). */
+static size_t json_fast_base(struct urlrw *rw, const char *in, size_t n, size_t *used, char *out, size_t room)
+{
+	return json_fast_with(rw, in, n, used, out, room, classify);
+}
+
+#ifdef URLRW_AVX2
+AVX2 static size_t json_fast_avx2(struct urlrw *rw, const char *in, size_t n, size_t *used, char *out, size_t room)
+{
+	return json_fast_with(rw, in, n, used, out, room, classify_avx2);
+}
+#endif
+
+static size_t json_fast(struct urlrw *rw, const char *in, size_t n, size_t *used, char *out, size_t room)
+{
+#ifdef URLRW_AVX2
+	if (rw->avx2)
+		return json_fast_avx2(rw, in, n, used, out, room);
+#endif
+	return json_fast_base(rw, in, n, used, out, room);
 }
 
 size_t urlrw_step(struct urlrw *rw, const char *in, size_t n, size_t *used, char *out, size_t cap)

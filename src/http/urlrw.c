@@ -104,7 +104,7 @@ int urlrw_init(struct urlrw *rw, enum urlrw_mode mode, const char *from, const c
 	rw->to_len = tl;
 	rw->plain = !memchr(from, '"', fl) && !memchr(from, '\\', fl);
 #ifdef URLRW_AVX2
-	rw->avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi");
+	rw->avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("pclmul");
 #else
 	rw->avx2 = false;
 #endif
@@ -118,12 +118,17 @@ static bool text_delim(unsigned char c)
 	return c == '"' || c == ' ' || c == '\t' || c == ':' || c == '<' || c == '=' || c == ',' || c == '\n';
 }
 
-/* A byte that cannot continue the host, port or last path segment of `from`. */
+/* A byte that cannot continue the host, port or last path segment of
+ * `from`: not alphanumeric, not one of ".-_:%@~", not >= 0x80. A bitmap of
+ * the ASCII bytes that continue one (bit c of word c / 64), since this is
+ * asked once per URL. */
 static bool boundary(unsigned char c)
 {
-	bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-	return !(alnum || c == '.' || c == '-' || c == '_' || c == ':' || c == '%' || c == '@' || c == '~' ||
-		 c >= 0x80);
+	static const uint64_t cont[2] = {
+	    0x07ff602000000000u, /* '%' '-' '.' '0'-'9' ':' */
+	    0x47fffffe87ffffffu, /* '@' 'A'-'Z' '_' 'a'-'z' '~' */
+	};
+	return c < 0x80 && !(cont[c >> 6] >> (c & 63) & 1);
 }
 
 static void candidate_start(struct urlrw *rw)
@@ -482,7 +487,7 @@ static void classify(const char *p, unsigned char f, unsigned char fu, struct ma
 }
 
 #ifdef URLRW_AVX2
-#define AVX2 __attribute__((target("avx2,bmi")))
+#define AVX2 __attribute__((target("avx2,bmi,pclmul")))
 
 AVX2 static uint64_t eq1_256(__m256i v, __m256i a)
 {
@@ -493,6 +498,13 @@ AVX2 static uint64_t eq2_256(__m256i v, __m256i a, __m256i b)
 {
 	return (uint64_t)(uint32_t)_mm256_movemask_epi8(
 	    _mm256_or_si256(_mm256_cmpeq_epi8(v, a), _mm256_cmpeq_epi8(v, b)));
+}
+
+/* prefix_xor() as one carry-less multiply by all ones. */
+AVX2 static uint64_t prefix_xor_clmul(uint64_t x)
+{
+	__m128i r = _mm_clmulepi64_si128(_mm_set_epi64x(0, (long long)x), _mm_set1_epi8((char)0xff), 0);
+	return (uint64_t)_mm_cvtsi128_si64(r);
 }
 
 /* classify(), 32 bytes at a time. */
@@ -598,15 +610,22 @@ static int settle(const struct urlrw *rw, const char *in, size_t n, size_t at)
 	size_t fl = rw->from_len, j = 0;
 	if (!rw->plain)
 		return -1;
-	/* most URLs are spelled as configured: skip what is equal as spelled,
-	 * eight bytes at a time (those bytes are `from`'s: no backslash) */
-	while (j + 8 <= fl && n - at - j >= 8) {
-		uint64_t a, b;
-		memcpy(&a, in + at + j, 8);
-		memcpy(&b, rw->from + j, 8);
-		if (a != b)
-			break;
-		j += 8;
+	if (n - at > fl) { /* the whole of `from` and the byte after it are here */
+		/* most URLs are spelled as configured: skip what is equal as
+		 * spelled, eight bytes at a time (`from`'s bytes: no backslash) */
+		for (uint64_t a, b; j + 8 <= fl; j += 8) {
+			memcpy(&a, in + at + j, 8);
+			memcpy(&b, rw->from + j, 8);
+			if (a != b)
+				break;
+		}
+		for (; j < fl; j++) {
+			if (in[at + j] == '\\')
+				return -1;
+			if (lower((unsigned char)in[at + j]) != lower((unsigned char)rw->from[j]))
+				return 0;
+		}
+		return boundary((unsigned char)in[at + fl]);
 	}
 	for (; j < fl; j++) {
 		if (at + j == n || in[at + j] == '\\')
@@ -614,9 +633,7 @@ static int settle(const struct urlrw *rw, const char *in, size_t n, size_t at)
 		if (lower((unsigned char)in[at + j]) != lower((unsigned char)rw->from[j]))
 			return 0;
 	}
-	if (at + fl == n)
-		return -1;
-	return boundary((unsigned char)in[at + fl]) ? 1 : 0;
+	return -1; /* all of `from`, and the input ends: the byte after it decides */
 }
 
 /* Where json_fast() is: in[s..i) is taken and still to be copied to out + o
@@ -627,6 +644,7 @@ struct cursor {
 	char *out;
 	size_t room, o;
 	unsigned char f, fu; /* from[0] in lower and upper case */
+	unsigned char ev;    /* the last event of the last block, 0: rw->want_key is up to date */
 };
 
 static void flush(struct cursor *c)
@@ -634,6 +652,19 @@ static void flush(struct cursor *c)
 	memcpy(c->out + c->o, c->in + c->s, c->i - c->s);
 	c->o += c->i - c->s;
 	c->s = c->i;
+}
+
+/* rw->want_key after c->ev. It is worked out only where it is needed (a
+ * candidate, the end of json_fast()), not at the end of every block; the
+ * depth it depends on (for a ',') has not changed since, as a bracket
+ * would be a later event. */
+static bool want_key(struct urlrw *rw, struct cursor *c)
+{
+	if (c->ev) {
+		rw->want_key = key_after(rw, c->ev);
+		c->ev = 0;
+	}
+	return rw->want_key;
 }
 
 /* `from` is at in[i], a URL (settle() said 1): `to` instead, if it fits. */
@@ -649,6 +680,7 @@ static bool rewrite_here(struct urlrw *rw, struct cursor *c)
 	rw->rewrites++;
 	rw->st = S_IN;
 	rw->want_key = false;
+	c->ev = 0;
 	return true;
 }
 
@@ -681,7 +713,12 @@ static inline __attribute__((always_inline)) int json_block(struct urlrw *rw, st
 	classify_block(p, c->f, c->fu, &m);
 	bool next_esc;
 	uint64_t bs = m.bslash & valid, quote = m.quote & valid & ~escapes(bs, rw->st == S_ESC, len, &next_esc);
-	uint64_t in_str = prefix_xor(quote) ^ (rw->st == S_OUT ? 0 : ~(uint64_t)0);
+#ifdef URLRW_AVX2
+	uint64_t in_str = classify_block == classify_avx2 ? prefix_xor_clmul(quote) : prefix_xor(quote);
+#else
+	uint64_t in_str = prefix_xor(quote);
+#endif
+	in_str ^= rw->st == S_OUT ? 0 : ~(uint64_t)0;
 	if (bs & ~in_str)
 		return BLK_BYTES;
 	uint64_t open = quote & in_str, brk = m.brackets & valid & ~in_str;
@@ -696,7 +733,7 @@ static inline __attribute__((always_inline)) int json_block(struct urlrw *rw, st
 			continue;
 		}
 		uint64_t before = events & (((uint64_t)1 << b) - 1);
-		if (before ? key_after(rw, (unsigned char)p[63 - __builtin_clzll(before)]) : rw->want_key)
+		if (before ? key_after(rw, (unsigned char)p[63 - __builtin_clzll(before)]) : want_key(rw, c))
 			continue; /* a key */
 		int r = settle(rw, c->in, c->n, base + b + 1);
 		if (r == 0)
@@ -704,6 +741,7 @@ static inline __attribute__((always_inline)) int json_block(struct urlrw *rw, st
 		c->i = base + b + 1;
 		if (r < 0 || !rewrite_here(rw, c)) {
 			rw->want_key = false;
+			c->ev = 0;
 			candidate_start(rw);
 			return BLK_STOP;
 		}
@@ -716,10 +754,10 @@ static inline __attribute__((always_inline)) int json_block(struct urlrw *rw, st
 	}
 	c->i = base + len;
 	if (events)
-		rw->want_key = key_after(rw, (unsigned char)p[63 - __builtin_clzll(events)]);
+		c->ev = (unsigned char)p[63 - __builtin_clzll(events)];
 	if (!(in_str & last))
 		rw->st = S_OUT;
-	else if ((open & last) && !rw->want_key)
+	else if ((open & last) && !want_key(rw, c))
 		candidate_start(rw);
 	else
 		rw->st = (open & last) || !next_esc ? S_IN : S_ESC;
@@ -737,7 +775,7 @@ static inline __attribute__((always_inline)) size_t json_fast_with(struct urlrw 
 								   classify_fn *classify_block)
 {
 	unsigned char f = lower((unsigned char)rw->from[0]);
-	struct cursor c = {in, n, 0, 0, out, room, 0, f, f >= 'a' && f <= 'z' ? (unsigned char)(f - 32) : f};
+	struct cursor c = {in, n, 0, 0, out, room, 0, f, f >= 'a' && f <= 'z' ? (unsigned char)(f - 32) : f, 0};
 	while (c.i < n) {
 		if (rw->st == S_MATCH) { /* a value's opening quote ended the last block */
 			if (rw->matched > 0)
@@ -760,6 +798,7 @@ static inline __attribute__((always_inline)) size_t json_fast_with(struct urlrw 
 			break;
 		if (r == BLK_BYTES) { /* this block byte by byte */
 			flush(&c);
+			want_key(rw, &c);
 			size_t k = json_run_all(rw, in + c.i, len, out + c.o);
 			c.o += k;
 			c.i += k;
@@ -767,6 +806,7 @@ static inline __attribute__((always_inline)) size_t json_fast_with(struct urlrw 
 		}
 	}
 	flush(&c);
+	want_key(rw, &c);
 	*used = c.i;
 	return c.o;
 }

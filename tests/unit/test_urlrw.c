@@ -344,6 +344,21 @@ static void test_block_edges(void)
 	}
 }
 
+/* A backslash outside strings (not JSON; the byte machine ignores it) at
+ * every offset around block edges, after the '{' that makes a key. */
+static void test_stray_backslash(void)
+{
+	char in[512];
+	for (size_t off = 0; off < 140; off++) {
+		int n = snprintf(in, sizeof in, "[%*s{\\\"" FROM "\":\"" FROM "\"},\\\"" FROM "\"]", (int)off, "");
+		uint64_t r = 0;
+		CHECK(n > 0 && (size_t)n < sizeof in);
+		if (!agree_cuts(in, (size_t)n, off, off + 4, &r))
+			T_FAIL("at %zu: %s", off, in);
+		CHECK_INT(r, 2);
+	}
+}
+
 /* Runs of 1..9 backslashes ending at every offset around a block edge,
  * cut at every point of the run (a run across blocks and calls). */
 static void test_backslash_runs(void)
@@ -468,6 +483,13 @@ static void test_binary_bytes(void)
 	uint64_t r = 0;
 	CHECK(agree_cuts(in, sizeof in - 1, 0, sizeof in - 1, &r));
 	CHECK_INT(r, 2);
+	/* every byte after a URL, in a value and a key: a boundary or not, as before */
+	for (unsigned c = 0; c < 256; c++) {
+		char body[128];
+		int n = snprintf(body, sizeof body, "{\"a\":\"" FROM "%c\",\"" FROM "%c\":1}", (char)c, (char)c);
+		struct cut whole = {0, 0, 0, 4096, false};
+		CHECK(n > 0 && agree(URLRW_JSON, FROM, body, (size_t)n, &whole, NULL));
+	}
 }
 
 /* Append s[0..n) to the body being made (capped). */
@@ -616,6 +638,7 @@ int main(void)
 	RUN(test_long_body);
 	RUN(test_block_edges);
 	RUN(test_backslash_runs);
+	RUN(test_stray_backslash);
 	RUN(test_candidate_edges);
 	RUN(test_deep_nesting);
 	RUN(test_long_strings);

@@ -446,27 +446,32 @@ static size_t json_run_all(struct urlrw *rw, const char *in, size_t lim, char *o
  */
 #define BLOCK 64
 
+/* For the helpers of the block loop, which is compiled twice (for the
+ * baseline and for AVX2) and is worth nothing as calls. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
 struct masks {
 	uint64_t quote, bslash, brackets, seps, opener;
 };
 
 #if defined(__SSE2__) && !defined(URLRW_SCALAR)
 /* The bytes of v equal to a, as 16 bits. */
-static uint64_t eq1(__m128i v, __m128i a)
+static ALWAYS_INLINE uint64_t eq1(__m128i v, __m128i a)
 {
 	return (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, a));
 }
 
 /* The bytes of v equal to a or b, as 16 bits. */
-static uint64_t eq2(__m128i v, __m128i a, __m128i b)
+static ALWAYS_INLINE uint64_t eq2(__m128i v, __m128i a, __m128i b)
 {
 	return (uint64_t)(unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, a), _mm_cmpeq_epi8(v, b)));
 }
 
 /* The masks of p[0..64) (all readable), 16 bytes at a time, written out:
  * a loop over the four costs more than the compares. f and fu: from[0] in
- * lower and upper case. */
-static void classify(const char *p, unsigned char f, unsigned char fu, struct masks *m)
+ * lower and upper case. Inlined, as the function is called through a
+ * pointer (json_fast_with()) that is a constant only once inlined. */
+static ALWAYS_INLINE void classify(const char *p, unsigned char f, unsigned char fu, struct masks *m)
 {
 	const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), lb = _mm_set1_epi8('{'),
 		      rb = _mm_set1_epi8('}'), cm = _mm_set1_epi8(','), cl = _mm_set1_epi8(':'),
@@ -487,14 +492,15 @@ static void classify(const char *p, unsigned char f, unsigned char fu, struct ma
 }
 
 #ifdef URLRW_AVX2
-#define AVX2 __attribute__((target("avx2,bmi,pclmul")))
+#define AVX2        __attribute__((target("avx2,bmi,pclmul")))
+#define INLINE_AVX2 inline __attribute__((always_inline, target("avx2,bmi,pclmul")))
 
-AVX2 static uint64_t eq1_256(__m256i v, __m256i a)
+static INLINE_AVX2 uint64_t eq1_256(__m256i v, __m256i a)
 {
 	return (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, a));
 }
 
-AVX2 static uint64_t eq2_256(__m256i v, __m256i a, __m256i b)
+static INLINE_AVX2 uint64_t eq2_256(__m256i v, __m256i a, __m256i b)
 {
 	return (uint64_t)(uint32_t)_mm256_movemask_epi8(
 	    _mm256_or_si256(_mm256_cmpeq_epi8(v, a), _mm256_cmpeq_epi8(v, b)));
@@ -508,7 +514,7 @@ AVX2 static uint64_t prefix_xor_clmul(uint64_t x)
 }
 
 /* classify(), 32 bytes at a time. */
-AVX2 static void classify_avx2(const char *p, unsigned char f, unsigned char fu, struct masks *m)
+static INLINE_AVX2 void classify_avx2(const char *p, unsigned char f, unsigned char fu, struct masks *m)
 {
 	const __m256i q = _mm256_set1_epi8('"'), bs = _mm256_set1_epi8('\\'), lb = _mm256_set1_epi8('{'),
 		      rb = _mm256_set1_epi8('}'), cm = _mm256_set1_epi8(','), cl = _mm256_set1_epi8(':'),
@@ -696,8 +702,7 @@ enum { BLK_DONE, BLK_STOP, BLK_BYTES };
  */
 typedef void classify_fn(const char *p, unsigned char f, unsigned char fu, struct masks *m);
 
-static inline __attribute__((always_inline)) int json_block(struct urlrw *rw, struct cursor *c, size_t len,
-							    classify_fn *classify_block)
+static ALWAYS_INLINE int json_block(struct urlrw *rw, struct cursor *c, size_t len, classify_fn *classify_block)
 {
 	const char *in = c->in + c->i;
 	size_t base = c->i;
@@ -770,9 +775,8 @@ static inline __attribute__((always_inline)) int json_block(struct urlrw *rw, st
  * stops where the byte machine must go on (a candidate to carry, or no
  * room for `to`).
  */
-static inline __attribute__((always_inline)) size_t json_fast_with(struct urlrw *rw, const char *in, size_t n,
-								   size_t *used, char *out, size_t room,
-								   classify_fn *classify_block)
+static ALWAYS_INLINE size_t json_fast_with(struct urlrw *rw, const char *in, size_t n, size_t *used, char *out,
+					   size_t room, classify_fn *classify_block)
 {
 	unsigned char f = lower((unsigned char)rw->from[0]);
 	struct cursor c = {in, n, 0, 0, out, room, 0, f, f >= 'a' && f <= 'z' ? (unsigned char)(f - 32) : f, 0};
@@ -793,7 +797,9 @@ static inline __attribute__((always_inline)) size_t json_fast_with(struct urlrw 
 		len = len < BLOCK ? len : BLOCK;
 		if (len == 0)
 			break;
-		int r = json_block(rw, &c, len, classify_block);
+		/* a whole block, the usual case, with its length a constant */
+		int r =
+		    len == BLOCK ? json_block(rw, &c, BLOCK, classify_block) : json_block(rw, &c, len, classify_block);
 		if (r == BLK_STOP)
 			break;
 		if (r == BLK_BYTES) { /* this block byte by byte */

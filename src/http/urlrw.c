@@ -581,7 +581,7 @@ static uint64_t escapes(uint64_t bs, bool first, size_t len, bool *next)
 }
 
 /* A bracket outside strings: the depth and the object bits, as json_structure(). */
-static void bracket(struct urlrw *rw, unsigned char c)
+static ALWAYS_INLINE void bracket(struct urlrw *rw, unsigned char c)
 {
 	if (c == '{' || c == '[') {
 		if (rw->depth < DEPTH_BITS) {
@@ -653,7 +653,7 @@ struct cursor {
 	unsigned char ev;    /* the last event of the last block, 0: rw->want_key is up to date */
 };
 
-static void flush(struct cursor *c)
+static ALWAYS_INLINE void flush(struct cursor *c)
 {
 	memcpy(c->out + c->o, c->in + c->s, c->i - c->s);
 	c->o += c->i - c->s;
@@ -664,7 +664,7 @@ static void flush(struct cursor *c)
  * candidate, the end of json_fast()), not at the end of every block; the
  * depth it depends on (for a ',') has not changed since, as a bracket
  * would be a later event. */
-static bool want_key(struct urlrw *rw, struct cursor *c)
+static ALWAYS_INLINE bool want_key(struct urlrw *rw, struct cursor *c)
 {
 	if (c->ev) {
 		rw->want_key = key_after(rw, c->ev);
@@ -674,7 +674,7 @@ static bool want_key(struct urlrw *rw, struct cursor *c)
 }
 
 /* `from` is at in[i], a URL (settle() said 1): `to` instead, if it fits. */
-static bool rewrite_here(struct urlrw *rw, struct cursor *c)
+static ALWAYS_INLINE bool rewrite_here(struct urlrw *rw, struct cursor *c)
 {
 	if (c->room - c->o - (c->i - c->s) < rw->to_len)
 		return false;

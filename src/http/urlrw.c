@@ -692,52 +692,87 @@ static ALWAYS_INLINE bool rewrite_here(struct urlrw *rw, struct cursor *c)
 
 enum { BLK_DONE, BLK_STOP, BLK_BYTES };
 
+typedef void classify_fn(const char *p, unsigned char f, unsigned char fu, struct masks *m);
+
+/* What a block holds, as bits (bit i: byte i), its state carried in. */
+struct block {
+	uint64_t in_str; /* inside a string after this byte (an opening quote: 1, a closing one: 0) */
+	uint64_t open;   /* opening quotes */
+	uint64_t brk;    /* brackets outside strings */
+	uint64_t events; /* brackets, ',' and ':' outside strings, closing quotes */
+	uint64_t cand;   /* opening quotes followed by from[0] (any case) or a backslash */
+	bool next_esc;   /* the byte after the block is escaped */
+};
+
+/* The bits of p[0..len) from the state in rw; false when a backslash lies
+ * outside strings, where only the byte machine's reading (it ignores the
+ * backslash) is right. */
+static ALWAYS_INLINE bool block_bits(const struct urlrw *rw, const struct cursor *c, const char *p, size_t len,
+				     classify_fn *classify_block, struct block *k)
+{
+	uint64_t valid = len < BLOCK ? ((uint64_t)1 << len) - 1 : ~(uint64_t)0;
+	struct masks m;
+	classify_block(p, c->f, c->fu, &m);
+	uint64_t bs = m.bslash & valid, quote = m.quote & valid & ~escapes(bs, rw->st == S_ESC, len, &k->next_esc);
+#ifdef URLRW_AVX2
+	k->in_str = classify_block == classify_avx2 ? prefix_xor_clmul(quote) : prefix_xor(quote);
+#else
+	k->in_str = prefix_xor(quote);
+#endif
+	k->in_str ^= rw->st == S_OUT ? 0 : ~(uint64_t)0;
+	if (bs & ~k->in_str)
+		return false;
+	k->open = quote & k->in_str;
+	k->brk = m.brackets & valid & ~k->in_str;
+	k->events = k->brk | (m.seps & valid & ~k->in_str) | (quote & ~k->in_str);
+	k->cand = k->open & (((m.opener & valid) | bs) >> 1); /* the quote at len-1 is left to rw->st */
+	return true;
+}
+
+/* The state after the whole block p[0..len). */
+static ALWAYS_INLINE void block_end(struct urlrw *rw, struct cursor *c, const char *p, size_t len,
+				    const struct block *k)
+{
+	uint64_t last = (uint64_t)1 << (len - 1);
+	if (k->events)
+		c->ev = (unsigned char)p[63 - __builtin_clzll(k->events)];
+	if (!(k->in_str & last))
+		rw->st = S_OUT;
+	else if ((k->open & last) && !want_key(rw, c))
+		candidate_start(rw);
+	else
+		rw->st = (k->open & last) || !k->next_esc ? S_IN : S_ESC;
+}
+
 /*
  * One block in[i..i+len) (len <= BLOCK, and no more than fits the room
  * 1:1), from the state in rw (S_OUT, S_IN or S_ESC). BLK_DONE: the block
  * is taken (c->i past it, or past a URL that ends beyond it). BLK_STOP: a
  * value's candidate is left to the byte machine, c->i after its opening
- * quote, in S_MATCH. BLK_BYTES: nothing taken, a backslash lies outside
- * strings, where only the byte machine's reading (it ignores it) is right.
+ * quote, in S_MATCH. BLK_BYTES: nothing taken (block_bits() said no).
  */
-typedef void classify_fn(const char *p, unsigned char f, unsigned char fu, struct masks *m);
-
 static ALWAYS_INLINE int json_block(struct urlrw *rw, struct cursor *c, size_t len, classify_fn *classify_block)
 {
-	const char *in = c->in + c->i;
 	size_t base = c->i;
 	char pad[BLOCK];
-	const char *p = in;
+	const char *p = c->in + base;
+	struct block k;
 	if (len < BLOCK) { /* the tail: classified from a zero-padded copy, never read past the input */
 		memset(pad, 0, sizeof pad);
-		memcpy(pad, in, len);
+		memcpy(pad, p, len);
 		p = pad;
 	}
-	uint64_t valid = len < BLOCK ? ((uint64_t)1 << len) - 1 : ~(uint64_t)0, last = (uint64_t)1 << (len - 1);
-	struct masks m;
-	classify_block(p, c->f, c->fu, &m);
-	bool next_esc;
-	uint64_t bs = m.bslash & valid, quote = m.quote & valid & ~escapes(bs, rw->st == S_ESC, len, &next_esc);
-#ifdef URLRW_AVX2
-	uint64_t in_str = classify_block == classify_avx2 ? prefix_xor_clmul(quote) : prefix_xor(quote);
-#else
-	uint64_t in_str = prefix_xor(quote);
-#endif
-	in_str ^= rw->st == S_OUT ? 0 : ~(uint64_t)0;
-	if (bs & ~in_str)
+	if (!block_bits(rw, c, p, len, classify_block, &k))
 		return BLK_BYTES;
-	uint64_t open = quote & in_str, brk = m.brackets & valid & ~in_str;
-	uint64_t events = brk | (m.seps & valid & ~in_str) | (quote & ~in_str);
-	uint64_t cand = open & (((m.opener & valid) | bs) >> 1); /* the quote at len-1 is left to rw->st */
-	uint64_t walk = brk | cand;
-	while (walk) {
+	/* only brackets (the depth) and candidates are visited, in order */
+	for (uint64_t walk = k.brk | k.cand; walk;) {
 		unsigned b = (unsigned)__builtin_ctzll(walk);
 		walk &= walk - 1;
-		if (brk >> b & 1) {
+		if (k.brk >> b & 1) {
 			bracket(rw, (unsigned char)p[b]);
 			continue;
 		}
-		uint64_t before = events & (((uint64_t)1 << b) - 1);
+		uint64_t before = k.events & (((uint64_t)1 << b) - 1);
 		if (before ? key_after(rw, (unsigned char)p[63 - __builtin_clzll(before)]) : want_key(rw, c))
 			continue; /* a key */
 		int r = settle(rw, c->in, c->n, base + b + 1);
@@ -754,18 +789,11 @@ static ALWAYS_INLINE int json_block(struct urlrw *rw, struct cursor *c, size_t l
 		 * the room (`to` may be the longer): stop after the URL, in a string */
 		if (c->i >= base + len || c->room - c->o < base + len - c->i)
 			return BLK_DONE;
-		/* `from` has no quote or backslash: the masks hold past the URL,
-		 * and no bit of walk lies inside it (a string) */
+		/* `from` has no quote or backslash: the bits hold past the URL,
+		 * and none of walk lies inside it (a string) */
 	}
 	c->i = base + len;
-	if (events)
-		c->ev = (unsigned char)p[63 - __builtin_clzll(events)];
-	if (!(in_str & last))
-		rw->st = S_OUT;
-	else if ((open & last) && !want_key(rw, c))
-		candidate_start(rw);
-	else
-		rw->st = (open & last) || !next_esc ? S_IN : S_ESC;
+	block_end(rw, c, p, len, &k);
 	return BLK_DONE;
 }
 

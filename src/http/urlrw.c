@@ -623,11 +623,18 @@ static int settle(const struct urlrw *rw, const char *in, size_t n, size_t at)
 	if (n - at > fl) { /* the whole of `from` and the byte after it are here */
 		/* most URLs are spelled as configured: skip what is equal as
 		 * spelled, eight bytes at a time (`from`'s bytes: no backslash) */
-		for (uint64_t a, b; j + 8 <= fl; j += 8) {
+		uint64_t a, b;
+		for (; j + 8 <= fl; j += 8) {
 			memcpy(&a, in + at + j, 8);
 			memcpy(&b, rw->from + j, 8);
 			if (a != b)
 				break;
+		}
+		if (j + 8 > fl && fl >= 8) { /* the last eight bytes, overlapping: all equal? */
+			memcpy(&a, in + at + fl - 8, 8);
+			memcpy(&b, rw->from + fl - 8, 8);
+			if (a == b)
+				j = fl;
 		}
 		for (; j < fl; j++) {
 			if (in[at + j] == '\\')

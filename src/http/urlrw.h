@@ -47,6 +47,8 @@ struct urlrw {
 	bool want_key;    /* the next JSON string is an object key */
 	size_t matched;   /* bytes of `from` matched by the candidate */
 	bool escaped;     /* the candidate used \/ */
+	bool plain;       /* `from` has no quote or backslash: JSON candidates settle in place */
+	bool avx2;        /* JSON blocks are read with AVX2 (the CPU has it; tests may clear it) */
 	char carry[URLRW_CARRY];
 	size_t carry_len;
 	char pend[URLRW_PEND]; /* output that did not fit the caller's buffer */

@@ -213,6 +213,38 @@ static struct MHD_Response *whole_body_response(struct request *rq)
 }
 
 /*
+ * The same for an answer whose body is rewritten: the whole body is in the
+ * ring, so it is rewritten now into one buffer and goes out with a
+ * Content-Length in one send, instead of chunked from the content reader
+ * (a send per block and chunk framing: a fifth of a rewriting route's CPU
+ * on a 64 KiB page). Only when the rewrite's worst case fits
+ * WHOLE_REWRITE_MAX; larger answers stream. *streams says which: NULL
+ * with *streams false is a failure.
+ */
+#define WHOLE_REWRITE_MAX (1024 * 1024)
+
+static struct MHD_Response *whole_rewritten_response(struct request *rq, bool *streams)
+{
+	size_t len = rbuf_len(&rq->resp.down), cap = rewrite_bound(rq, len);
+	struct MHD_Response *r;
+	char *out;
+
+	*streams = cap > WHOLE_REWRITE_MAX;
+	if (*streams || !(out = malloc(cap + 1)))
+		return NULL;
+	len = rewrite_whole(rq, out, cap);
+	/* MUST_FREE: MHD owns out once the response exists */
+	r = MHD_create_response_from_buffer(len, out, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(out);
+		return NULL;
+	}
+	rq->resp.bytes_out = len;
+	pool_ring_put(&rq->w->pool, &rq->resp.down);
+	return r;
+}
+
+/*
  * Does the upstream's header block, as it will be forwarded, fit in what
  * MHD's connection pool has left next to this request? When it does not,
  * libmicrohttpd closes the connection without an answer, so the proxy
@@ -260,8 +292,11 @@ enum MHD_Result answer_upstream(struct request *rq)
 	}
 	bool body = status_has_body(rq->resp.status) && !rq->is_head;
 	bool changed = rewrite_response_begin(rq); /* then the length is unknown until the end */
-	if (body && rq->us.done && rq->us.result == CURLE_OK && !changed) {
+	bool whole = body && rq->us.done && rq->us.result == CURLE_OK, streams = true;
+	if (whole && !changed) {
 		r = whole_body_response(rq);
+	} else if (whole && ((r = whole_rewritten_response(rq, &streams)) != NULL || !streams)) {
+		/* rewritten at once (r NULL: out of memory, below) */
 	} else if (body || rq->is_head) {
 		uint64_t size = rq->resp.length >= 0 && !changed ? (uint64_t)rq->resp.length : MHD_SIZE_UNKNOWN;
 		r = MHD_create_response_from_callback(size, BODY_BLOCK, on_body_read, rq, on_body_free);

@@ -309,6 +309,26 @@ size_t rewrite_end(struct request *rq, char *buf, size_t max)
 	return rw && rw->body ? urlrw_end(&rw->rw, buf, max) : 0;
 }
 
+size_t rewrite_bound(const struct request *rq, size_t len)
+{
+	const struct rewrite *rw = rq->rw;
+	if (!rw || !rw->body)
+		return len;
+	/* from_len >= 1 and to_len < URLRW_MAX (urlrw_init): no overflow for
+	 * a ring-sized len */
+	return len + (len / rw->rw.from_len + 1) * (2 * rw->rw.to_len + 2);
+}
+
+size_t rewrite_whole(struct request *rq, char *buf, size_t cap)
+{
+	size_t out = 0, k;
+	while (out < cap && (k = rewrite_read(rq, buf + out, cap - out)) > 0)
+		out += k;
+	while (out < cap && (k = rewrite_end(rq, buf + out, cap - out)) > 0)
+		out += k;
+	return out;
+}
+
 const char *rewrite_what(const struct request *rq)
 {
 	const struct rewrite *rw = rq->rw;

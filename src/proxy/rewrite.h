@@ -51,8 +51,10 @@ const char *rewrite_accept_encoding(const struct request *rq);
 void rewrite_request_body(struct request *rq, const char **body, size_t *len);
 
 /* The upstream's final header block is in: decide about the body. Returns
- * true when its bytes change (rewritten or decoded): the answer then has
- * no Content-Length and goes out chunked. */
+ * true when its bytes change (rewritten or decoded): the upstream's
+ * Content-Length no longer holds. An answer whose body is already complete
+ * is rewritten at once and sent with its new length (answer.c); one still
+ * arriving goes out chunked. */
 bool rewrite_response_begin(struct request *rq);
 
 /* A response header about to be forwarded: the value to send (value,
@@ -64,6 +66,17 @@ size_t rewrite_read(struct request *rq, char *buf, size_t max);
 
 /* The upstream body ended: what the rewriter still holds (0 when none). */
 size_t rewrite_end(struct request *rq, char *buf, size_t max);
+
+/* The most bytes that rewriting len bytes of the body can produce: each
+ * URL rewritten takes at least `from`'s length of input and writes at
+ * most twice `to`'s (every '/' escaped). len itself when the body is not
+ * rewritten. */
+size_t rewrite_bound(const struct request *rq, size_t len);
+
+/* The upstream body is complete in the down ring: rewrite all of it into
+ * buf (cap >= rewrite_bound of the ring's length), the held bytes too.
+ * Returns the bytes written. */
+size_t rewrite_whole(struct request *rq, char *buf, size_t cap);
 
 /* What was rewritten: "headers", "body", "headers,body", or NULL. */
 const char *rewrite_what(const struct request *rq);

@@ -249,7 +249,10 @@ def test_headers_json_and_compression():
         if "escaped" in q:
             assert b"http:\\/\\/127.0.0.1:" in r.body and b"\"http://" not in r.body, r.body[:200]
         eq(r.header("Content-Encoding"), None, "Content-Encoding %s" % q)
-        eq((r.header("Content-Length"), r.header("Transfer-Encoding")), (None, "chunked"), "framing %s" % q)
+        # a body the upstream had finished sending is rewritten at once and
+        # framed by its new length; one still arriving streams chunked
+        framing = (r.header("Content-Length"), r.header("Transfer-Encoding"))
+        assert framing in ((str(len(r.body)), None), (None, "chunked")), (q, framing, len(r.body))
         eq(r.header("Location"), base() + API + "/accounts(1)", "Location")
         eq(r.header("Content-Location"), base() + API + "/accounts", "Content-Location")
         eq(r.header("OData-EntityId"), base() + API + "/accounts(1)", "OData-EntityId")

@@ -183,6 +183,22 @@ static enum MHD_Result queue_translated(struct request *rq)
 	return answer_queue(rq, (int)rq->resp.status, r);
 }
 
+/* The answer is body[0..len), a malloc'd buffer MHD takes over (freed here
+ * when no response can be made); the ring is no longer needed. */
+static struct MHD_Response *buffer_response(struct request *rq, char *body, size_t len)
+{
+	/* MUST_FREE: MHD owns body once the response exists */
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+
+	if (!r) {
+		free(body);
+		return NULL;
+	}
+	rq->resp.bytes_out = len;
+	pool_ring_put(&rq->w->pool, &rq->resp.down);
+	return r;
+}
+
 /*
  * The upstream transfer is complete, so the whole body sits in the down
  * ring (curl cannot finish while a write is paused). A response from a
@@ -194,22 +210,12 @@ static enum MHD_Result queue_translated(struct request *rq)
 static struct MHD_Response *whole_body_response(struct request *rq)
 {
 	size_t len = rbuf_len(&rq->resp.down);
-	char *copy = len ? malloc(len) : NULL;
-	struct MHD_Response *r;
+	char *copy = malloc(len + 1); /* + 1: never malloc(0) */
 
-	if (len && !copy)
+	if (!copy)
 		return NULL;
 	rbuf_read(&rq->resp.down, copy, len);
-	/* MUST_FREE: MHD owns copy once the response exists */
-	r = MHD_create_response_from_buffer(len, len ? copy : (void *)"",
-					    len ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-	if (!r) {
-		free(copy);
-		return NULL;
-	}
-	rq->resp.bytes_out = len;
-	pool_ring_put(&rq->w->pool, &rq->resp.down);
-	return r;
+	return buffer_response(rq, copy, len);
 }
 
 /*
@@ -225,23 +231,13 @@ static struct MHD_Response *whole_body_response(struct request *rq)
 
 static struct MHD_Response *whole_rewritten_response(struct request *rq, bool *streams)
 {
-	size_t len = rbuf_len(&rq->resp.down), cap = rewrite_bound(rq, len);
-	struct MHD_Response *r;
+	size_t cap = rewrite_bound(rq, rbuf_len(&rq->resp.down));
 	char *out;
 
 	*streams = cap > WHOLE_REWRITE_MAX;
 	if (*streams || !(out = malloc(cap + 1)))
 		return NULL;
-	len = rewrite_whole(rq, out, cap);
-	/* MUST_FREE: MHD owns out once the response exists */
-	r = MHD_create_response_from_buffer(len, out, MHD_RESPMEM_MUST_FREE);
-	if (!r) {
-		free(out);
-		return NULL;
-	}
-	rq->resp.bytes_out = len;
-	pool_ring_put(&rq->w->pool, &rq->resp.down);
-	return r;
+	return buffer_response(rq, out, rewrite_whole(rq, out, cap));
 }
 
 /*

@@ -73,14 +73,26 @@ static int fd_of(struct MHD_Connection *conn)
 
 /* Is t waiting for a request with nothing sent: a kept-alive connection
  * between requests, or one silent for SILENT_IDLE_MS since it was
- * accepted? Bytes waiting unread mean a request is arriving: never idle. */
+ * accepted? Bytes waiting unread mean a request is arriving: never idle.
+ * One whose client has closed its side with no request in progress is
+ * taken too, however young: nothing more can come on it, and until the
+ * loop reads that end it still holds a slot of the budget (a client that
+ * closes connections and opens new ones at once must not get 503s for
+ * its own dead ones). */
 static bool idle(const struct conn_track *t, long long now_ms)
 {
 	char probe;
-	if (t->busy || t->cut || (!t->served && now_ms - t->since_ms < SILENT_IDLE_MS))
+	if (t->busy || t->cut)
 		return false;
 	int fd = fd_of(t->conn);
-	return fd >= 0 && recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+	if (fd < 0)
+		return false;
+	ssize_t n = recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return true; /* the client's end: closed */
+	if (!t->served && now_ms - t->since_ms < SILENT_IDLE_MS)
+		return false;
+	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 /* The least recently used idle connection, other than `except`. */

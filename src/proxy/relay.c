@@ -16,7 +16,7 @@
 #include <strings.h>
 
 #include "util/log.h"
-#include "util/slist.h"
+#include "util/hblock.h"
 #include "proxy/request.h"
 #include "proxy/rewrite.h"
 #include "tls/tlsca.h"
@@ -239,97 +239,68 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
 
 struct hdr_build {
 	struct request *rq;
-	struct curl_slist *list;
-	bool failed;
+	struct hblock *b;
 };
-
-static void add_header(struct hdr_build *b, const char *line)
-{
-	if (!slist_add(&b->list, line))
-		b->failed = true;
-}
-
-/* "name: value" (or "name;" for an empty value, curl's spelling) into the
- * list. A line of any length the request's header cap let in: most fit the
- * stack buffer, a long Cookie or key takes the heap for this call only. */
-static void add_field(struct hdr_build *b, const char *name, const char *value)
-{
-	char small[1024];
-	size_t nl = strlen(name), vl = strlen(value), need = nl + 2 + vl + 1;
-	char *line = need <= sizeof small ? small : malloc(need);
-	if (!line) {
-		b->failed = true;
-		return;
-	}
-	memcpy(line, name, nl);
-	if (vl) {
-		memcpy(line + nl, ": ", 2);
-		memcpy(line + nl + 2, value, vl + 1);
-	} else {
-		memcpy(line + nl, ";", 2);
-	}
-	add_header(b, line); /* curl copies the line */
-	if (line != small)
-		free(line);
-}
 
 static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, const char *name, const char *value)
 {
-	struct hdr_build *b = cls;
+	struct hdr_build *hb = cls;
+	struct request *rq = hb->rq;
 	(void)kind;
-	if (!value || !hdr_request_forwardable(name, b->rq->cl.conn_tokens))
+	if (!value || !hdr_request_forwardable(name, rq->cl.conn_tokens))
 		return MHD_YES;
-	if (b->rq->bx && !b->rq->bx_ops->forward_header(name))
+	if (rq->bx && !rq->bx_ops->forward_header(name))
 		return MHD_YES; /* the bridge sets these for the converted body */
-	if (strcasecmp(name, b->rq->cfg->proxy.inbound_key_header) == 0)
+	if (strcasecmp(name, rq->cfg->proxy.inbound_key_header) == 0)
 		return MHD_YES; /* the caller's key for this proxy never goes upstream */
-	if (rewrite_drop_request_header(b->rq, name))
+	if (rewrite_drop_request_header(rq, name))
 		return MHD_YES;
-	add_field(b, name, value);
-	return b->failed ? MHD_NO : MHD_YES;
+	hblock_add_field(hb->b, name, value);
+	return hb->b->failed ? MHD_NO : MHD_YES;
 }
 
-static struct curl_slist *build_headers(struct request *rq, const char *auth_header)
+/* Every upstream header line, in order; run twice by build_headers (the
+ * same calls measure, then fill), so nothing here may change between the
+ * passes. */
+static void emit_headers(struct request *rq, const char *auth_header, struct hblock *b)
 {
-	struct hdr_build b = {.rq = rq};
-	char line[512];
-	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, copy_client_header, &b);
-	add_header(&b, auth_header);
-	if (rq->caller.act_for[0] && rq->route->audience_kind == AUD_DATAVERSE) {
-		snprintf(line, sizeof line, "CallerObjectId: %s", rq->caller.act_for); /* caller.h */
-		add_header(&b, line);
-		rq->caller.impersonate = true;
-	}
+	struct hdr_build hb = {.rq = rq, .b = b};
+	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, copy_client_header, &hb);
+	hblock_add(b, auth_header);
+	if (rq->caller.act_for[0] && rq->route->audience_kind == AUD_DATAVERSE)
+		hblock_add_field(b, "CallerObjectId", rq->caller.act_for); /* caller.h */
 	for (const char *const *l = rq->bx ? rq->bx_ops->header_lines(rq) : NULL; l && *l; l++)
-		add_header(&b, *l);
-	snprintf(line, sizeof line, "X-Forwarded-For: %s", rq->client_ip);
-	add_header(&b, line);
-	add_header(&b, tlsin_enabled() ? "X-Forwarded-Proto: https" : "X-Forwarded-Proto: http");
-	if (rq->host[0]) {
-		snprintf(line, sizeof line, "X-Forwarded-Host: %s", rq->host);
-		add_header(&b, line);
-	}
+		hblock_add(b, *l);
+	hblock_add_field(b, "X-Forwarded-For", rq->client_ip);
+	hblock_add(b, tlsin_enabled() ? "X-Forwarded-Proto: https" : "X-Forwarded-Proto: http");
+	if (rq->host[0])
+		hblock_add_field(b, "X-Forwarded-Host", rq->host);
 	static const char *const corr[REQUEST_N_CORR] = REQUEST_CORR_HEADERS;
 	/* absent ones (or the client's named in its Connection header, so not
 	 * forwarded): the proxy's id, so both logs join */
 	for (unsigned i = 0; i < REQUEST_N_CORR; i++)
-		if (rq->corr_generated & (1u << i)) {
-			snprintf(line, sizeof line, "%s: %s", corr[i], rq->corr[i]);
-			add_header(&b, line);
-		} else if (hdr_list_contains(rq->cl.conn_tokens, corr[i])) {
-			snprintf(line, sizeof line, "%s: %s", corr[i], rq->request_id);
-			add_header(&b, line);
-		}
-	add_header(&b, "Expect:"); /* MHD answered 100-continue already (internals.md L-CURL-5) */
+		if (rq->corr_generated & (1u << i))
+			hblock_add_field(b, corr[i], rq->corr[i]);
+		else if (hdr_list_contains(rq->cl.conn_tokens, corr[i]))
+			hblock_add_field(b, corr[i], rq->request_id);
+	hblock_add(b, "Expect:"); /* MHD answered 100-continue already (internals.md L-CURL-5) */
 	if (!rq->cl.sent_accept)
-		add_header(&b, "Accept:"); /* or curl invents Accept: star/star */
+		hblock_add(b, "Accept:"); /* or curl invents Accept: star/star */
 	if (!rq->cl.sent_content_type)
-		add_header(&b, "Content-Type:"); /* or curl invents a form type for an in-memory body */
-	if (b.failed) {
-		curl_slist_free_all(b.list);
-		return NULL;
-	}
-	return b.list;
+		hblock_add(b, "Content-Type:"); /* or curl invents a form type for an in-memory body */
+}
+
+/* The upstream header list in one block (util/hblock.h): free() it. NULL
+ * when out of memory. */
+static struct curl_slist *build_headers(struct request *rq, const char *auth_header)
+{
+	struct hblock b = {0};
+	emit_headers(rq, auth_header, &b);
+	if (hblock_alloc(&b) == 0)
+		emit_headers(rq, auth_header, &b);
+	if (rq->caller.act_for[0] && rq->route->audience_kind == AUD_DATAVERSE)
+		rq->caller.impersonate = true;
+	return hblock_take(&b);
 }
 
 static bool method_wants_body(const char *m)
@@ -458,7 +429,7 @@ int relay_start(struct request *rq, const char *auth_header)
 oom:
 	pool_easy_put(&rq->w->pool, rq->us.easy);
 	rq->us.easy = NULL;
-	curl_slist_free_all(rq->us.headers);
+	free(rq->us.headers); /* one block (build_headers) */
 	rq->us.headers = NULL;
 	request_set_local(rq, 500, "internal_error", "Internal error", "out of memory starting the upstream request");
 	return -1;
@@ -473,7 +444,7 @@ static void release_easy(struct request *rq)
 	}
 	pool_easy_put(&rq->w->pool, rq->us.easy); /* reset there: nothing of this request survives */
 	rq->us.easy = NULL;
-	curl_slist_free_all(rq->us.headers);
+	free(rq->us.headers); /* one block (build_headers) */
 	rq->us.headers = NULL;
 	request_unref(rq);
 }

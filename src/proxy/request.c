@@ -79,8 +79,10 @@ void request_set_local(struct request *rq, int status, const char *code, const c
 
 const char *request_upstream_header(const struct request *rq, const char *name)
 {
-	for (unsigned i = 0; i < rq->resp.n_rh; i++)
-		if (strcasecmp(rq->resp.rh_buf + rq->resp.rh[i].name, name) == 0)
+	size_t len = strlen(name);
+	for (unsigned i = 0; i < rq->resp.n_rh; i++) /* "name\0value\0": the name's length is free */
+		if (rq->resp.rh[i].value - rq->resp.rh[i].name == len + 1 &&
+		    strncasecmp(rq->resp.rh_buf + rq->resp.rh[i].name, name, len) == 0)
 			return rq->resp.rh_buf + rq->resp.rh[i].value;
 	return NULL;
 }

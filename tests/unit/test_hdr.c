@@ -39,6 +39,15 @@ static const char *const pass_through[] = {
     "If-None-Match",
     "Cookie",
     "Set-Cookie",
+    /* a rule's name as a prefix or with a byte more or less: only the
+     * exact name is dropped (the table compares lengths first) */
+    "Hosts",
+    "Hos",
+    "TEx",
+    "T",
+    "Connection2",
+    "Content-Lengt",
+    "X-Forwarded-For-Real",
     "x-ms-client-request-id",
     "x-ms-ratelimit-burst-remaining-xrm-requests",
     "x-ms-service-request-id",

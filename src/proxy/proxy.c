@@ -705,16 +705,34 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const c
 
 /* ---- MHD bookkeeping ------------------------------------------------------------ */
 
+/* A version-4 UUID (RFC 9562 section 5.4) from the worker's xorshift
+ * state, in hex without printf: one is made for every request. */
 static void new_request_id(struct worker *w, char *out, size_t cap)
 {
+	static const char hex[] = "0123456789abcdef";
 	uint64_t a, b;
+	char id[37];
 	w->rng ^= w->rng << 13, w->rng ^= w->rng >> 7, w->rng ^= w->rng << 17;
 	a = w->rng;
 	w->rng ^= w->rng << 13, w->rng ^= w->rng >> 7, w->rng ^= w->rng << 17;
 	b = w->rng;
-	snprintf(out, cap, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
-		 (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
-		 (unsigned long long)(b & 0xffffffffffffull));
+	a = (a & ~0xf000ull) | 0x4000ull;                 /* version 4 */
+	b = (b & ~(0xc000ull << 48)) | (0x8000ull << 48); /* variant 10 */
+	for (int i = 0, k = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			id[i] = '-';
+			continue;
+		}
+		uint64_t word = k < 16 ? a : b;
+		id[i] = hex[(word >> (60 - 4 * (k % 16))) & 0xf];
+		k++;
+	}
+	id[36] = '\0';
+	if (cap > 0) {
+		size_t n = cap - 1 < 36 ? cap - 1 : 36;
+		memcpy(out, id, n);
+		out[n] = '\0';
+	}
 }
 
 void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)

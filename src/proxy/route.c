@@ -253,14 +253,15 @@ long route_upstream_url(const struct route_match *m, char *out, size_t cap)
 		rest_len -= pl;
 	}
 	const char *query = m->path + m->path_len; /* "" or "?..." */
-	const char *lead = rest_len == 0 ? "/" : "";
-	size_t need = strlen(r->upstream.origin) + strlen(r->upstream.path) + strlen(lead) + rest_len + strlen(query);
-	if (need + 1 > cap)
-		return -1;
+	const char *parts[] = {r->upstream.origin, r->upstream.path, rest_len == 0 ? "/" : "", rest, query};
+	size_t lens[] = {strlen(parts[0]), strlen(parts[1]), strlen(parts[2]), rest_len, strlen(query)};
 	size_t n = 0;
-	n += (size_t)snprintf(out + n, cap - n, "%s%s%s", r->upstream.origin, r->upstream.path, lead);
-	memcpy(out + n, rest, rest_len);
-	n += rest_len;
-	memcpy(out + n, query, strlen(query) + 1);
-	return (long)(n + strlen(query));
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+		if (lens[i] >= cap - n)
+			return -1; /* the NUL must fit too */
+		memcpy(out + n, parts[i], lens[i]);
+		n += lens[i];
+	}
+	out[n] = '\0';
+	return (long)n;
 }

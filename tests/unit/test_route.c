@@ -88,6 +88,27 @@ static void test_upstream_url(void)
 	CHECK_STR(url_for("/dataverse/a%20b%2Fc", "h"), "https://contoso.crm4.dynamics.com/a%20b%2Fc");
 }
 
+/* The URL and its NUL fit exactly, or the answer is -1 with nothing
+ * written past cap. */
+static void test_upstream_url_cap(void)
+{
+	const char *want = "https://contoso.crm4.dynamics.com/api2?$top=1";
+	size_t len = strlen(want);
+	char buf[128];
+	struct route_match m;
+	struct route_request rq = {.target = "/dataverse/api2?$top=1", .host = "h"};
+	CHECK_INT(route_select(&cfg, &rq, &m), ROUTE_OK);
+	for (size_t cap = 0; cap <= len + 1; cap++) {
+		memset(buf, '#', sizeof buf);
+		long got = route_upstream_url(&m, buf, cap);
+		if (cap == len + 1 ? got != (long)len || strcmp(buf, want) != 0 : got != -1)
+			T_FAIL("cap %zu: got %ld", cap, got);
+		for (size_t i = cap; i < sizeof buf; i++)
+			if (buf[i] != '#')
+				T_FAIL("cap %zu: byte %zu written", cap, i);
+	}
+}
+
 static void test_traversal_refused(void)
 {
 	enum route_verdict v;
@@ -165,6 +186,7 @@ int main(void)
 	RUN(test_host_condition);
 	RUN(test_segment_boundary);
 	RUN(test_upstream_url);
+	RUN(test_upstream_url_cap);
 	RUN(test_traversal_refused);
 	RUN(test_absolute_form);
 	RUN(test_too_long);

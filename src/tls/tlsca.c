@@ -1,12 +1,19 @@
 /*
- * tlsca.c - additional trust anchors for libcurl handles.
+ * tlsca.c - the trust anchors of every libcurl handle, in one shared store.
  *
- * curl sets up the SSL_CTX of a new connection (default CA bundle loaded
- * into its X509_STORE) and then calls CURLOPT_SSL_CTX_FUNCTION; we add our
- * certificates to that same store, so both the system anchors and ours are
- * trusted. The certificate set is built once before threads start and only
- * read afterwards; X509_STORE_add_cert takes its own reference (atomic in
- * OpenSSL), so concurrent callbacks from several threads are safe.
+ * curl (OpenSSL backend) makes an SSL_CTX, and with it an X509_STORE, for
+ * every new connection, and fills it from its CA settings: with the system
+ * hash directory, each connection's first handshake reads and parses the
+ * issuer it needs from disk and keeps it for the connection's life. Here
+ * one X509_STORE is built before threads start: the system anchors (the
+ * hash directory, looked up once per issuer and cached in the store, or
+ * else the bundle file) plus the ca_file certificates. The
+ * CURLOPT_SSL_CTX_FUNCTION callback makes it each connection's *verify*
+ * store (SSL_CTX_set1_verify_cert_store): OpenSSL checks the server's
+ * chain against it, and curl's own store, which curl goes on filling
+ * later in the handshake, is never consulted, so curl never writes to the
+ * shared one. OpenSSL locks an X509_STORE and its directory lookup
+ * internally, so concurrent handshakes on several threads are safe.
  */
 #include "tls/tlsca.h"
 
@@ -14,6 +21,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -22,12 +30,11 @@
 
 #include "util/log.h"
 
-/* Owned: every certificate read from the file. NULL when none loaded. */
+/* Owned: every certificate read from ca_file. NULL when none loaded. */
 static STACK_OF(X509) * tlsca_certs;
-/* Set by tlsca_system_init before threads start: trust the system store
- * through its hash directory instead of the bundle file. */
-static bool tlsca_use_capath;
-
+/* Owned: the shared verify store (system anchors plus tlsca_certs); NULL
+ * when there is none and curl's own settings apply. */
+static X509_STORE *tlsca_store_p;
 static void set_err(char *err, size_t errcap, const char *what, const char *path)
 {
 	char ossl[160] = "";
@@ -83,6 +90,20 @@ fail:
 	return NULL;
 }
 
+/* An empty store verifying as curl's own would: the trusted certificate
+ * wins over one the server sends (TRUSTED_FIRST), and an intermediate
+ * given as an anchor ends the chain (PARTIAL_CHAIN, curl's default since
+ * 7.68). */
+static X509_STORE *new_store(void)
+{
+	X509_STORE *st = X509_STORE_new();
+	if (st != NULL && X509_STORE_set_flags(st, X509_V_FLAG_TRUSTED_FIRST | X509_V_FLAG_PARTIAL_CHAIN) != 1) {
+		X509_STORE_free(st);
+		st = NULL;
+	}
+	return st;
+}
+
 int tlsca_load(const char *pem_path, char *err, size_t errcap)
 {
 	const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
@@ -104,7 +125,23 @@ int tlsca_load(const char *pem_path, char *err, size_t errcap)
 	certs = read_pem(pem_path, err, errcap);
 	if (certs == NULL)
 		return -1;
-	tlsca_free();
+	if (tlsca_store_p == NULL && (tlsca_store_p = new_store()) == NULL) {
+		sk_X509_pop_free(certs, X509_free);
+		if (err != NULL && errcap > 0)
+			snprintf(err, errcap, "out of memory loading %s", pem_path);
+		return -1;
+	}
+	for (int i = 0; i < sk_X509_num(certs); i++) {
+		/* OpenSSL 3 accepts a certificate already present; older ones report it. */
+		if (X509_STORE_add_cert(tlsca_store_p, sk_X509_value(certs, i)) != 1 &&
+		    ERR_GET_REASON(ERR_peek_last_error()) != X509_R_CERT_ALREADY_IN_HASH_TABLE) {
+			set_err(err, errcap, "cannot trust the certificates of", pem_path);
+			sk_X509_pop_free(certs, X509_free);
+			return -1;
+		}
+		ERR_clear_error();
+	}
+	sk_X509_pop_free(tlsca_certs, X509_free);
 	tlsca_certs = certs;
 	return 0;
 }
@@ -125,14 +162,38 @@ static bool has_hash_links(const char *dir)
 	return found;
 }
 
+bool tlsca_system_init_from(const char *capath, const char *bundle)
+{
+	bool use_capath;
+
+	tlsca_free();
+	use_capath = capath != NULL && has_hash_links(capath);
+	if (!use_capath && (bundle == NULL || access(bundle, R_OK) != 0))
+		return false; /* nothing of the system's to share: curl's defaults apply */
+	tlsca_store_p = new_store();
+	if (tlsca_store_p == NULL)
+		return false;
+	/* The directory: nothing read now, each issuer on its first use. The
+	 * bundle: parsed once, here, instead of on every connection. */
+	if (use_capath ? X509_STORE_load_locations(tlsca_store_p, NULL, capath) != 1
+		       : X509_STORE_load_locations(tlsca_store_p, bundle, NULL) != 1) {
+		ERR_clear_error();
+		tlsca_free();
+		return false;
+	}
+	return true;
+}
+
 bool tlsca_system_init(void)
 {
 	const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
 
-	tlsca_use_capath = vi != NULL && vi->age >= CURLVERSION_SEVENTH && vi->ssl_version != NULL &&
-			   strncmp(vi->ssl_version, "OpenSSL", 7) == 0 && vi->capath != NULL &&
-			   has_hash_links(vi->capath);
-	return tlsca_use_capath;
+	if (vi == NULL || vi->age < CURLVERSION_SEVENTH || vi->ssl_version == NULL ||
+	    strncmp(vi->ssl_version, "OpenSSL", 7) != 0) {
+		tlsca_free();
+		return false;
+	}
+	return tlsca_system_init_from(vi->capath, vi->cainfo);
 }
 
 size_t tlsca_count(void)
@@ -140,24 +201,15 @@ size_t tlsca_count(void)
 	return tlsca_certs != NULL ? (size_t)sk_X509_num(tlsca_certs) : 0;
 }
 
-/* CURLOPT_SSL_CTX_FUNCTION: add our anchors to the store curl filled. */
+/* CURLOPT_SSL_CTX_FUNCTION: the connection verifies against the shared
+ * store (its own reference; the connection's SSL takes another). */
 static CURLcode on_ssl_ctx(CURL *h, void *sslctx, void *arg)
 {
-	X509_STORE *store = SSL_CTX_get_cert_store((SSL_CTX *)sslctx);
-	int i;
-
 	(void)h;
 	(void)arg;
-	if (store == NULL)
-		return CURLE_SSL_CERTPROBLEM;
-	for (i = 0; i < sk_X509_num(tlsca_certs); i++) {
-		/* OpenSSL 3 accepts a certificate already present; older ones report it. */
-		if (X509_STORE_add_cert(store, sk_X509_value(tlsca_certs, i)) != 1 &&
-		    ERR_GET_REASON(ERR_peek_last_error()) != X509_R_CERT_ALREADY_IN_HASH_TABLE) {
-			ERR_clear_error();
-			return CURLE_SSL_CERTPROBLEM;
-		}
+	if (SSL_CTX_set1_verify_cert_store((SSL_CTX *)sslctx, tlsca_store_p) != 1) {
 		ERR_clear_error();
+		return CURLE_SSL_CERTPROBLEM;
 	}
 	return CURLE_OK;
 }
@@ -166,27 +218,31 @@ void tlsca_apply(CURL *h)
 {
 	CURLcode rc;
 
-	if (h == NULL)
+	if (h == NULL || tlsca_store_p == NULL)
 		return;
-	/* Without the bundle, OpenSSL looks up the one issuer a handshake needs
-	 * in the hash directory (curl's built-in CAPATH stays set), instead of
-	 * parsing all ~140 anchors of the bundle on a handle's first handshake:
-	 * 25-45 ms on the token engine's first request and, on each worker's
-	 * event loop, on its first upstream connection. */
-	if (tlsca_use_capath && curl_easy_setopt(h, CURLOPT_CAINFO, NULL) != CURLE_OK)
-		log_msg(LOG_WARN, "tlsca_apply_failed", "cannot switch a handle to the CA directory");
-	if (tlsca_certs == NULL)
-		return;
+	/* curl's own store is not used for verifying: keep it empty rather than
+	 * parse the ~140 anchors of the bundle into it for every connection.
+	 * (libcurl 7.x reads NULL as "no file" and keeps its CAPATH, which
+	 * reads nothing until asked; docs/performance.md has what 8.x does.) */
+	if (curl_easy_setopt(h, CURLOPT_CAINFO, NULL) != CURLE_OK)
+		log_msg(LOG_WARN, "tlsca_apply_failed", "cannot clear a handle's CA file");
 	rc = curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, NULL);
 	if (rc != CURLE_OK)
-		log_msg(LOG_ERROR, "tlsca_apply_failed", "cannot add ca_file anchors to a handle: %s",
+		log_msg(LOG_ERROR, "tlsca_apply_failed", "cannot give a handle the shared trust store: %s",
 			curl_easy_strerror(rc));
+}
+
+X509_STORE *tlsca_store(void)
+{
+	return tlsca_store_p;
 }
 
 void tlsca_free(void)
 {
 	sk_X509_pop_free(tlsca_certs, X509_free);
 	tlsca_certs = NULL;
+	X509_STORE_free(tlsca_store_p); /* connections still open hold their own references */
+	tlsca_store_p = NULL;
 }

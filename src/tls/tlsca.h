@@ -1,12 +1,14 @@
 /*
- * tlsca.h - extra trust anchors for libcurl (OpenSSL backend): the
- * certificates of one PEM file are trusted IN ADDITION to the system store
- * (a private CA for a test IdP or an inspecting egress proxy), never instead
- * of it, and TLS verification is never switched off.
+ * tlsca.h - the trust anchors of every libcurl handle (OpenSSL backend):
+ * the system's, plus the certificates of one PEM file (a private CA for a
+ * test IdP or an inspecting egress proxy) IN ADDITION, never instead, in
+ * one X509_STORE shared by every connection of every thread. TLS
+ * verification is never switched off.
  *
- * Lifetime: tlsca_load() once before any thread starts, tlsca_apply() on
- * any handle from any thread afterwards (the loaded set is immutable), and
- * tlsca_free() after every handle using it is gone.
+ * Lifetime: tlsca_system_init() and tlsca_load() once before any thread
+ * starts, tlsca_apply() on any handle from any thread afterwards (the
+ * store is only read by OpenSSL, under its own lock), and tlsca_free()
+ * after every handle using it is gone.
  */
 #ifndef S2S_TLSCA_H
 #define S2S_TLSCA_H
@@ -15,30 +17,43 @@
 #include <stddef.h>
 
 #include <curl/curl.h>
+#include <openssl/x509.h>
 
 /*
- * Load every certificate of the PEM file at pem_path, replacing any set
- * loaded before. Returns 0, or -1 with a reason in err (errcap bytes, NUL-
- * terminated) when the file cannot be read, holds no certificate or
- * libcurl is not built with OpenSSL.
+ * Build the shared store from the system anchors libcurl was built with:
+ * its CA directory when it holds OpenSSL hash links (nothing read until a
+ * handshake needs an issuer), else its bundle file (parsed now, once).
+ * Returns whether there is a store; false (curl's own CA settings apply)
+ * when libcurl does not use OpenSSL or neither source is usable.
+ */
+bool tlsca_system_init(void);
+/* The same from a given directory and bundle (either may be NULL); for
+ * tlsca_system_init and the tests. */
+bool tlsca_system_init_from(const char *capath, const char *bundle);
+
+/*
+ * Trust every certificate of the PEM file at pem_path too (added to the
+ * shared store, made here if tlsca_system_init made none). Returns 0, or
+ * -1 with a reason in err (errcap bytes, NUL-terminated) when the file
+ * cannot be read, holds no certificate or libcurl is not built with
+ * OpenSSL.
  */
 int tlsca_load(const char *pem_path, char *err, size_t errcap);
 
-/* Number of certificates currently loaded (0 = none: tlsca_apply is a no-op). */
+/* Number of certificates loaded from ca_file (0 = none). */
 size_t tlsca_count(void);
 
 /*
- * Make h trust the loaded certificates on top of its default CA bundle, via
- * CURLOPT_SSL_CTX_FUNCTION. A no-op when nothing is loaded; a failure to set
- * the option is logged (the handle then trusts the system store only).
+ * Make h verify servers against the shared store (via
+ * CURLOPT_SSL_CTX_FUNCTION). A no-op when there is no store; a failure to
+ * set the option is logged (the handle then trusts curl's defaults only).
  */
 void tlsca_apply(CURL *h);
-/* Once before threads start: use the system CA directory (OpenSSL hash
- * links) rather than the bundle file when libcurl uses OpenSSL and the
- * directory has them. Returns whether it does. */
-bool tlsca_system_init(void);
 
-/* Forget the loaded certificates. NULL-safe, idempotent. */
+/* The shared store (owned here), or NULL; for the tests. */
+X509_STORE *tlsca_store(void);
+
+/* Forget the store and the loaded certificates. NULL-safe, idempotent. */
 void tlsca_free(void);
 
 #endif

@@ -203,6 +203,36 @@ def test_entra_untrusted_certificate():
         bad.stop()
 
 
+def test_upstream_untrusted_certificate():
+    """An upstream whose certificate chains to neither the system store nor
+    ca_file is refused on every connection (the trust store is shared by
+    all connections, and a refusal must not be cached as trust), while the
+    trusted upstream on the same proxy keeps answering."""
+    other = Work("test_faults_badup")
+    bad = Sim(other, "up-badca").start(roles=["dataverse"])
+    try:
+        routes = {"dataverse": harness.default_routes()["dataverse"],
+                  "bad": dict(harness.default_routes()["bc"], match_path="/badbc/")}
+        ini = proxy_ini(ENTRA, UP, routes=routes, work=W)
+        ini = ini.replace("businesscentral.dynamics.com:443:127.0.0.1:%d" % UP.port,
+                          "businesscentral.dynamics.com:443:127.0.0.1:%d" % bad.port)
+        assert "127.0.0.1:%d" % bad.port in ini
+        px = Proxy(W, ini, name="up-badca").start()
+        try:
+            for i in range(3):  # a new upstream connection each time: none succeeds
+                r = px.request("GET", "/badbc/v2.0/companies")
+                assert r.status == 502, (i, r.status, r.body[:200])
+                assert r.json()["detail"] == ("https://api.businesscentral.dynamics.com: SSL certificate problem: "
+                                              "unable to get local issuer certificate"), r.body
+                r = px.request("GET", "/dataverse/api/data/v9.2/WhoAmI")
+                assert r.status == 200, (i, r.status, r.body[:200])
+            assert bad.stats().get("requests", 0) == 0
+        finally:
+            px.stop()
+    finally:
+        bad.stop()
+
+
 # ---- the upstream -----------------------------------------------------------------------
 
 def test_upstream_refuses_connections():

@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -35,6 +36,17 @@ static STACK_OF(X509) * tlsca_certs;
 /* Owned: the shared verify store (system anchors plus tlsca_certs); NULL
  * when there is none and curl's own settings apply. */
 static X509_STORE *tlsca_store_p;
+/*
+ * What curl's own per-connection store is filled with. libcurl 7.x reads
+ * CURLOPT_CAINFO = NULL as "no file"; libcurl 8.x reads it as "the default
+ * bundle" and would parse all of it into every connection's store (0.9 MiB
+ * a connection, bench/experiments/libcurl-8.21.md) only for it to go
+ * unused. So on 8.x curl gets one certificate as CURLOPT_CAINFO_BLOB: an
+ * anchor already in the shared store (no trust is added; the store is not
+ * consulted anyway). Owned PEM bytes; len 0 = none.
+ */
+static struct curl_blob tlsca_blob = {.flags = CURL_BLOB_NOCOPY};
+static bool tlsca_blob_wanted;
 static void set_err(char *err, size_t errcap, const char *what, const char *path)
 {
 	char ossl[160] = "";
@@ -96,12 +108,44 @@ fail:
  * 7.68). */
 static X509_STORE *new_store(void)
 {
+	const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
 	X509_STORE *st = X509_STORE_new();
+
+	tlsca_blob_wanted = vi != NULL && vi->version_num >= 0x080000;
 	if (st != NULL && X509_STORE_set_flags(st, X509_V_FLAG_TRUSTED_FIRST | X509_V_FLAG_PARTIAL_CHAIN) != 1) {
 		X509_STORE_free(st);
 		st = NULL;
 	}
 	return st;
+}
+
+/* tlsca_blob := the PEM of x (when there is none yet). Best effort: without
+ * it curl 8 fills its own store from the bundle, slower but as safe. */
+static void blob_from_x509(X509 *x)
+{
+	BIO *mem = BIO_new(BIO_s_mem());
+	char *data;
+	long len;
+
+	if (tlsca_blob.len == 0 && mem != NULL && x != NULL && PEM_write_bio_X509(mem, x) == 1 &&
+	    (len = BIO_get_mem_data(mem, &data)) > 0 && (tlsca_blob.data = malloc((size_t)len)) != NULL) {
+		memcpy(tlsca_blob.data, data, (size_t)len);
+		tlsca_blob.len = (size_t)len;
+	}
+	ERR_clear_error();
+	BIO_free(mem);
+}
+
+/* The same from the first certificate of a PEM file. */
+static void blob_from_file(const char *path)
+{
+	BIO *bio = BIO_new_file(path, "r");
+	X509 *x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+
+	blob_from_x509(x);
+	X509_free(x);
+	BIO_free(bio);
+	ERR_clear_error();
 }
 
 int tlsca_load(const char *pem_path, char *err, size_t errcap)
@@ -143,11 +187,13 @@ int tlsca_load(const char *pem_path, char *err, size_t errcap)
 	}
 	sk_X509_pop_free(tlsca_certs, X509_free);
 	tlsca_certs = certs;
+	blob_from_x509(sk_X509_value(certs, 0));
 	return 0;
 }
 
-/* Does dir hold OpenSSL hash links ("1a2b3c4d.0"), as update-ca-certificates makes? */
-static bool has_hash_links(const char *dir)
+/* Does dir hold OpenSSL hash links ("1a2b3c4d.0"), as update-ca-certificates
+ * makes? The first one found is named in first[cap]. */
+static bool has_hash_links(const char *dir, char *first, size_t cap)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
@@ -157,17 +203,18 @@ static bool has_hash_links(const char *dir)
 		return false;
 	while (!found && (e = readdir(d)) != NULL)
 		found = strlen(e->d_name) == 10 && strspn(e->d_name, "0123456789abcdef") == 8 &&
-			strcmp(e->d_name + 8, ".0") == 0;
+			strcmp(e->d_name + 8, ".0") == 0 && (size_t)snprintf(first, cap, "%s/%s", dir, e->d_name) < cap;
 	closedir(d);
 	return found;
 }
 
 bool tlsca_system_init_from(const char *capath, const char *bundle)
 {
+	char first[4096];
 	bool use_capath;
 
 	tlsca_free();
-	use_capath = capath != NULL && has_hash_links(capath);
+	use_capath = capath != NULL && has_hash_links(capath, first, sizeof first);
 	if (!use_capath && (bundle == NULL || access(bundle, R_OK) != 0))
 		return false; /* nothing of the system's to share: curl's defaults apply */
 	tlsca_store_p = new_store();
@@ -181,6 +228,7 @@ bool tlsca_system_init_from(const char *capath, const char *bundle)
 		tlsca_free();
 		return false;
 	}
+	blob_from_file(use_capath ? first : bundle); /* one certificate's PEM: made on 7.x too, for the tests */
 	return true;
 }
 
@@ -220,12 +268,14 @@ void tlsca_apply(CURL *h)
 
 	if (h == NULL || tlsca_store_p == NULL)
 		return;
-	/* curl's own store is not used for verifying: keep it empty rather than
-	 * parse the ~140 anchors of the bundle into it for every connection.
-	 * (libcurl 7.x reads NULL as "no file" and keeps its CAPATH, which
-	 * reads nothing until asked; docs/performance.md has what 8.x does.) */
-	if (curl_easy_setopt(h, CURLOPT_CAINFO, NULL) != CURLE_OK)
-		log_msg(LOG_WARN, "tlsca_apply_failed", "cannot clear a handle's CA file");
+	/* curl's own store is not used for verifying: keep it (nearly) empty
+	 * rather than parse the ~140 anchors of the bundle into it for every
+	 * connection (tlsca_blob above). */
+	rc = tlsca_blob_wanted && tlsca_blob.len > 0 ? curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &tlsca_blob)
+						     : curl_easy_setopt(h, CURLOPT_CAINFO, NULL);
+	if (rc != CURLE_OK)
+		log_msg(LOG_WARN, "tlsca_apply_failed", "cannot keep a handle's own CA store small: %s",
+			curl_easy_strerror(rc));
 	rc = curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, NULL);
@@ -239,10 +289,19 @@ X509_STORE *tlsca_store(void)
 	return tlsca_store_p;
 }
 
+const struct curl_blob *tlsca_own_store_blob(void)
+{
+	return tlsca_blob.len > 0 ? &tlsca_blob : NULL;
+}
+
 void tlsca_free(void)
 {
 	sk_X509_pop_free(tlsca_certs, X509_free);
 	tlsca_certs = NULL;
 	X509_STORE_free(tlsca_store_p); /* connections still open hold their own references */
 	tlsca_store_p = NULL;
+	free(tlsca_blob.data);
+	tlsca_blob.data = NULL;
+	tlsca_blob.len = 0;
+	tlsca_blob_wanted = false;
 }

@@ -52,6 +52,10 @@ void tlsca_apply(CURL *h);
 
 /* The shared store (owned here), or NULL; for the tests. */
 X509_STORE *tlsca_store(void);
+/* The one certificate (PEM) given to curl's own per-connection store on
+ * libcurl 8.x, where CURLOPT_CAINFO = NULL would mean the whole bundle;
+ * NULL when there is none. For the tests. */
+const struct curl_blob *tlsca_own_store_blob(void);
 
 /* Forget the store and the loaded certificates. NULL-safe, idempotent. */
 void tlsca_free(void);

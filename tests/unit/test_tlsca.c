@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
@@ -74,10 +75,28 @@ static bool verifies(const char *file)
 	return ok;
 }
 
+/* Is the blob curl's own store gets the PEM of the (first) certificate in file? */
+static bool blob_is(const char *file)
+{
+	const struct curl_blob *b = tlsca_own_store_blob();
+	FILE *f = fopen(file, "r");
+	X509 *want = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	BIO *mem = b ? BIO_new_mem_buf(b->data, (int)b->len) : NULL;
+	X509 *got = mem ? PEM_read_bio_X509(mem, NULL, NULL, NULL) : NULL;
+	bool same = want && got && X509_cmp(want, got) == 0 && b->flags == CURL_BLOB_NOCOPY;
+	if (f)
+		fclose(f);
+	X509_free(want);
+	X509_free(got);
+	BIO_free(mem);
+	return same;
+}
+
 static void test_hash_directory_and_ca_file_together(void)
 {
 	char err[256];
 	CHECK(tlsca_system_init_from(p(0, "hashed"), NULL));
+	CHECK(blob_is(p(1, "sys.pem")));         /* an anchor the shared store has too */
 	CHECK(verifies(p(1, "sys-leaf.pem")));   /* found in the directory on first use */
 	CHECK(!verifies(p(1, "mine-leaf.pem"))); /* not yet trusted */
 	CHECK_INT(tlsca_load(p(2, "mine.pem"), err, sizeof err), 0);
@@ -87,6 +106,7 @@ static void test_hash_directory_and_ca_file_together(void)
 	CHECK(!verifies(p(1, "other-leaf.pem")));
 	tlsca_free();
 	CHECK(tlsca_store() == NULL);
+	CHECK(tlsca_own_store_blob() == NULL);
 	CHECK_INT(tlsca_count(), 0);
 	tlsca_free(); /* idempotent */
 }
@@ -95,6 +115,7 @@ static void test_bundle_when_the_directory_has_no_hash_links(void)
 {
 	char err[256];
 	CHECK(tlsca_system_init_from(p(0, "plain"), p(1, "sys.pem")));
+	CHECK(blob_is(p(1, "sys.pem")));
 	CHECK(verifies(p(2, "sys-leaf.pem")));
 	CHECK_INT(tlsca_load(p(3, "mine.pem"), err, sizeof err), 0);
 	CHECK(verifies(p(2, "mine-leaf.pem")));
@@ -110,6 +131,7 @@ static void test_no_system_anchors(void)
 	CHECK(tlsca_store() == NULL); /* curl's own settings apply */
 	CHECK_INT(tlsca_load(p(1, "mine.pem"), err, sizeof err), 0);
 	CHECK(tlsca_store() != NULL); /* made for ca_file alone */
+	CHECK(blob_is(p(2, "mine.pem")));
 	CHECK(verifies(p(2, "mine-leaf.pem")));
 	CHECK(!verifies(p(2, "sys-leaf.pem")));
 	tlsca_free();

@@ -340,3 +340,27 @@ bool config_connect_to_valid(const char *e)
 	return ct_host(&e) && *e++ == ':' && ct_port(&e) && *e++ == ':' && ct_host(&e) && *e++ == ':' && ct_port(&e) &&
 	       *e == '\0';
 }
+
+/* The entry's first HOST:PORT against an upstream's host (lowercase, IPv6
+ * without brackets) and port: as curl matches it, case-insensitively. */
+bool config_connect_to_matches(const char *e, const char *host, unsigned port)
+{
+	const char *h = e;
+	size_t hl;
+	unsigned want;
+
+	if (*e == '[') {
+		h = e + 1;
+		hl = strcspn(h, "]");
+		e = h + hl + (h[hl] == ']');
+	} else {
+		hl = strcspn(e, ":");
+		e += hl;
+	}
+	if (hl > 0 && (strlen(host) != hl || strncasecmp(h, host, hl) != 0))
+		return false;
+	if (*e++ != ':')
+		return true; /* not an entry config_connect_to_valid lets in: let curl decide */
+	size_t pl = strcspn(e, ":");
+	return pl == 0 || config_parse_port(e, pl, false, &want) != 0 || want == port;
+}

@@ -58,5 +58,9 @@ int config_parse_listen(const char *s, char *host, size_t hostlen, unsigned *por
 
 /* curl's HOST:PORT:CONNECT-TO-HOST:CONNECT-TO-PORT; empty parts allowed, hosts may be [IPv6]. */
 bool config_connect_to_valid(const char *entry);
+/* Can the entry apply to an upstream at host (lowercase, IPv6 without
+ * brackets) and port? Its HOST and PORT match, or are empty. An entry it
+ * cannot read counts as matching (curl has the last word). */
+bool config_connect_to_matches(const char *entry, const char *host, unsigned port);
 
 #endif

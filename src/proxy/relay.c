@@ -355,8 +355,9 @@ static int setup_easy(struct request *rq, CURL *h, const char *url)
 	SETOPT(h, CURLOPT_TIMEOUT_MS, r->total_timeout_ms);
 	SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	SETOPT(h, CURLOPT_MAXAGE_CONN, 50L); /* below common server keep-alive timeouts */
-	if (rq->w->connect_to)
-		SETOPT(h, CURLOPT_CONNECT_TO, rq->w->connect_to);
+	struct curl_slist *connect_to = connto_for(&rq->w->connect_to, r->upstream.host, r->upstream.port);
+	if (connect_to)
+		SETOPT(h, CURLOPT_CONNECT_TO, connect_to);
 	if (!plain && rq->w->tls_sessions)
 		SETOPT(h, CURLOPT_SHARE, rq->w->tls_sessions);
 	tlsca_apply(h);

@@ -271,10 +271,8 @@ static int start_multi(struct worker *w)
 	long cap = w->cfg->proxy.upstream_max_connections;
 	if (cap > 0 && curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap) != CURLM_OK)
 		return -1;
-	for (size_t i = 0; i < w->cfg->proxy.n_connect_to; i++) {
-		if (!slist_add(&w->connect_to, w->cfg->proxy.connect_to[i].entry))
-			return -1;
-	}
+	if (connto_init(&w->connect_to, &w->cfg->proxy) < 0)
+		return -1;
 	return start_tls_sessions(w);
 }
 
@@ -365,8 +363,7 @@ fail:
 		MHD_stop_daemon(w->mhd);
 		w->mhd = NULL;
 	}
-	curl_slist_free_all(w->connect_to);
-	w->connect_to = NULL;
+	connto_free(&w->connect_to);
 	if (w->multi)
 		curl_multi_cleanup(w->multi);
 	w->multi = NULL;
@@ -511,6 +508,9 @@ static void adopt_gen(struct worker *w)
 	w->cfg = g->cfg;
 	w->ct.cfg = &g->cfg->proxy;
 	w->tokens = g->tokens;
+	if (connto_adopt(&w->connect_to, &g->cfg->proxy) < 0)
+		log_msg(LOG_ERROR, "reload_partial", "worker %d: out of memory: connect_to keeps its old entries",
+			w->id);
 }
 
 /* Wait for events (or until a timer is due) and hand curl its ready
@@ -700,8 +700,7 @@ void worker_join(struct worker *w)
 		tok_info_unref(w->claims_cache[i].info); /* requests still alive keep their own reference */
 		w->claims_cache[i].info = NULL;
 	}
-	curl_slist_free_all(w->connect_to);
-	w->connect_to = NULL;
+	connto_free(&w->connect_to);
 	if (w->listen_fd >= 0) {
 		close(w->listen_fd);
 		w->listen_fd = -1;

@@ -20,6 +20,7 @@
 #include "util/clock.h"
 #include "proxy/conntrack.h"
 #include "token/jwt.h"
+#include "proxy/connto.h"
 #include "proxy/pool.h"
 #include "token/token.h"
 
@@ -58,10 +59,10 @@ struct worker {
 	size_t sock_cap;
 	size_t mhd_pool_bytes; /* MHD's memory per connection (worker.c pool_bytes) */
 	CURLM *multi;
-	CURLSH *tls_sessions; /* the worker's TLS session cache, shared by its transfers (worker.c) */
-	struct curl_slist *connect_to;
-	bool mhd_dirty;  /* a connection was resumed: run MHD before sleeping */
-	bool curl_dirty; /* a transfer was added or unpaused: run curl before sleeping */
+	CURLSH *tls_sessions;     /* the worker's TLS session cache, shared by its transfers (worker.c) */
+	struct connto connect_to; /* connect_to entries per upstream (connto.c) */
+	bool mhd_dirty;           /* a connection was resumed: run MHD before sleeping */
+	bool curl_dirty;          /* a transfer was added or unpaused: run curl before sleeping */
 	atomic_int token_event;
 	atomic_int verify_event; /* the verifier thread checked a password (verifier.c) */
 	atomic_int room_asked;   /* another worker is over max_connections with no idle connection (conntrack.c) */

@@ -76,6 +76,41 @@ def test_new_route_served_and_unchanged_token_kept():
         px.stop()
 
 
+def test_connect_to_change_reaches_every_worker():
+    """connect_to is read again on reload by the workers too (not only by the
+    token engine): new upstream connections go where the new entries say,
+    on every worker, while the old lists stay valid for transfers that began
+    before."""
+    ENTRA.reset(faults=True)
+    up2 = Sim(W, "up2").start(roles=["dataverse"])
+    try:
+        base = dict(workers=2, token_retry_max="1s")
+        first = proxy_ini(ENTRA, UP, routes={"dataverse": harness.default_routes()["dataverse"]},
+                          extra_proxy=base, work=W)
+        px = Proxy(W, first, name="connect_to").start()
+        try:
+            n_up, n_up2 = len(UP.requests()), len(up2.requests())
+            for _ in range(6):  # a new client connection each: both workers serve some
+                eq(harness.request(px.port, "GET", "/dataverse/_test/echo").status, 200, "before")
+            eq(len(UP.requests()) - n_up, 6, "requests at the first upstream")
+            eq(len(up2.requests()) - n_up2, 0, "requests at the second upstream")
+            rewrite(px, proxy_ini(ENTRA, up2, routes={"dataverse": harness.default_routes()["dataverse"]},
+                                  extra_proxy=base, work=W))
+            hup(px, "config_reloaded")
+            # curl does not reuse a connection made for other connect_to entries,
+            # so every request after the reload goes to the new target at once
+            n_up = len(UP.requests())
+            for _ in range(12):
+                eq(harness.request(px.port, "GET", "/dataverse/_test/echo").status, 200, "after")
+            eq(len(up2.requests()) - n_up2, 12, "requests at the new connect_to target")
+            eq(len(UP.requests()) - n_up, 0, "requests at the old one")
+            assert px.alive()
+        finally:
+            px.stop()
+    finally:
+        up2.stop()
+
+
 def test_credential_changes_rejected_kept_or_refetched():
     ENTRA.reset(faults=True)
     px = Proxy(W, ini(), name="newcred").start()

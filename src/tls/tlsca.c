@@ -47,6 +47,7 @@ static X509_STORE *tlsca_store_p;
  */
 static struct curl_blob tlsca_blob = {.flags = CURL_BLOB_NOCOPY};
 static bool tlsca_blob_wanted;
+
 static void set_err(char *err, size_t errcap, const char *what, const char *path)
 {
 	char ossl[160] = "";

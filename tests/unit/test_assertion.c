@@ -12,36 +12,19 @@
 #include "token/jwt.h"
 #include "token/oauth.h"
 #include "t.h"
-
-static char dir[64];
-static char path_buf[8][256];
-
-static const char *p(int i, const char *name)
-{
-	snprintf(path_buf[i], sizeof path_buf[i], "%s/%s", dir, name);
-	return path_buf[i];
-}
-
-/* Run `cmd` in the test directory. */
-static int sh(const char *cmd)
-{
-	char line[1024];
-
-	snprintf(line, sizeof line, "cd %s && %s", dir, cmd);
-	return system(line);
-}
+#include "tdir.h"
 
 /* Key pair, self-signed certificate, a second key; with the openssl CLI. */
 static int make_files(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/s2s-assertion-XXXXXX");
-	if (mkdtemp(dir) == NULL)
+	if (t_dir_make("s2s-assertion") < 0)
 		return -1;
-	return sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 20 "
-		  "-subj /CN=s2s-test >/dev/null 2>&1 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
-		  "-out other.pem >/dev/null 2>&1 && openssl pkey -in key.pem -pubout -out pub.pem 2>/dev/null && "
-		  "openssl pkcs12 -export -inkey key.pem -in cert.pem -passout pass:pfxpass -out c.pfx 2>/dev/null && "
-		  "printf 'pfxpass\\n' > pass.txt");
+	return t_sh(
+	    "openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 20 "
+	    "-subj /CN=s2s-test >/dev/null 2>&1 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
+	    "-out other.pem >/dev/null 2>&1 && openssl pkey -in key.pem -pubout -out pub.pem 2>/dev/null && "
+	    "openssl pkcs12 -export -inkey key.pem -in cert.pem -passout pass:pfxpass -out c.pfx 2>/dev/null && "
+	    "printf 'pfxpass\\n' > pass.txt");
 }
 
 static struct credential_cfg cred(const char *cert, const char *key, enum assertion_alg alg)
@@ -69,7 +52,7 @@ static int openssl_verify(const char *jws, enum assertion_alg alg)
 	const char *dot = strrchr(jws, '.');
 	unsigned char sig[512];
 	long n = jwt_b64url_decode(dot + 1, strlen(dot + 1), sig, sizeof sig);
-	FILE *f = fopen(p(5, "input.txt"), "w"), *g = fopen(p(6, "sig.bin"), "w");
+	FILE *f = fopen(t_path(5, "input.txt"), "w"), *g = fopen(t_path(6, "sig.bin"), "w");
 	char cmd[1024];
 
 	if (f == NULL || g == NULL || n <= 0)
@@ -80,14 +63,14 @@ static int openssl_verify(const char *jws, enum assertion_alg alg)
 	fclose(g);
 	snprintf(cmd, sizeof cmd,
 		 "openssl dgst -sha256 %s -verify %s/pub.pem -signature %s/sig.bin %s/input.txt >/dev/null 2>&1",
-		 alg == ASSERTION_PS256 ? "-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32" : "", dir, dir,
-		 dir);
+		 alg == ASSERTION_PS256 ? "-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32" : "", t_dir, t_dir,
+		 t_dir);
 	return system(cmd);
 }
 
 static void test_ps256_signed_and_verified(void)
 {
-	struct credential_cfg c = cred(p(0, "cert.pem"), p(1, "key.pem"), ASSERTION_PS256);
+	struct credential_cfg c = cred(t_path(0, "cert.pem"), t_path(1, "key.pem"), ASSERTION_PS256);
 	char why[512] = "", out[ASSERTION_MAX], part[2048], want[512];
 	struct assertion_key *k = assertion_key_load(&c, why, sizeof why);
 	const char *d1, *d2;
@@ -118,7 +101,7 @@ static void test_ps256_signed_and_verified(void)
 
 static void test_rs256_x5t_x5c_and_random_jti(void)
 {
-	struct credential_cfg c = cred(p(0, "cert.pem"), p(1, "key.pem"), ASSERTION_RS256);
+	struct credential_cfg c = cred(t_path(0, "cert.pem"), t_path(1, "key.pem"), ASSERTION_RS256);
 	char why[512] = "", a[ASSERTION_MAX], b[ASSERTION_MAX], part[4096];
 	struct assertion_key *k;
 
@@ -139,7 +122,7 @@ static void test_rs256_x5t_x5c_and_random_jti(void)
 
 static void test_mismatch_pfx_and_expiry(void)
 {
-	struct credential_cfg c = cred(p(0, "cert.pem"), p(1, "other.pem"), ASSERTION_PS256);
+	struct credential_cfg c = cred(t_path(0, "cert.pem"), t_path(1, "other.pem"), ASSERTION_PS256);
 	char why[512] = "";
 	struct assertion_key *k = assertion_key_load(&c, why, sizeof why);
 	long long now = 1700000000;
@@ -147,10 +130,10 @@ static void test_mismatch_pfx_and_expiry(void)
 	CHECK(k == NULL);
 	CHECK(strstr(why, "does not match the certificate") != NULL);
 	c = cred(NULL, NULL, ASSERTION_PS256);
-	c.pfx_file = (char *)p(2, "c.pfx");
+	c.pfx_file = (char *)t_path(2, "c.pfx");
 	k = assertion_key_load(&c, why, sizeof why);
 	CHECK(k == NULL); /* no password */
-	c.private_key_password_file = (char *)p(3, "pass.txt");
+	c.private_key_password_file = (char *)t_path(3, "pass.txt");
 	k = assertion_key_load(&c, why, sizeof why);
 	CHECK(k != NULL);
 	now = assertion_not_after(k);
@@ -184,7 +167,7 @@ int main(void)
 	RUN(test_rs256_x5t_x5c_and_random_jti);
 	RUN(test_mismatch_pfx_and_expiry);
 	RUN(test_form_body_assertion);
-	sh("rm -f key.pem cert.pem other.pem pub.pem c.pfx pass.txt input.txt sig.bin");
-	rmdir(dir);
+	t_sh("rm -f key.pem cert.pem other.pem pub.pem c.pfx pass.txt input.txt sig.bin");
+	rmdir(t_dir);
 	return T_DONE();
 }

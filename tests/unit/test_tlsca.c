@@ -17,21 +17,14 @@
 
 #include "tls/tlsca.h"
 #include "t.h"
+#include "tdir.h"
 
-static char dir[64];
-static char path_buf[8][256];
-
-static const char *p(int i, const char *name)
-{
-	snprintf(path_buf[i], sizeof path_buf[i], "%s/%s", dir, name);
-	return path_buf[i];
-}
-
+/* Run cmd in the scratch directory, quietly. */
 static int sh(const char *cmd)
 {
-	char line[2048];
-	snprintf(line, sizeof line, "cd %s && (%s) >/dev/null 2>&1", dir, cmd);
-	return system(line);
+	char line[1536];
+	snprintf(line, sizeof line, "(%s) >/dev/null 2>&1", cmd);
+	return t_sh(line);
 }
 
 /* CA name + a leaf "name-leaf.pem" it signed. */
@@ -50,8 +43,7 @@ static int make_ca_and_leaf(const char *name)
 
 static int setup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/s2s-tlsca-XXXXXX");
-	if (mkdtemp(dir) == NULL)
+	if (t_dir_make("s2s-tlsca") < 0)
 		return -1;
 	if (make_ca_and_leaf("sys") || make_ca_and_leaf("mine") || make_ca_and_leaf("other"))
 		return -1;
@@ -95,15 +87,15 @@ static bool blob_is(const char *file)
 static void test_hash_directory_and_ca_file_together(void)
 {
 	char err[256];
-	CHECK(tlsca_system_init_from(p(0, "hashed"), NULL));
-	CHECK(blob_is(p(1, "sys.pem")));         /* an anchor the shared store has too */
-	CHECK(verifies(p(1, "sys-leaf.pem")));   /* found in the directory on first use */
-	CHECK(!verifies(p(1, "mine-leaf.pem"))); /* not yet trusted */
-	CHECK_INT(tlsca_load(p(2, "mine.pem"), err, sizeof err), 0);
+	CHECK(tlsca_system_init_from(t_path(0, "hashed"), NULL));
+	CHECK(blob_is(t_path(1, "sys.pem")));         /* an anchor the shared store has too */
+	CHECK(verifies(t_path(1, "sys-leaf.pem")));   /* found in the directory on first use */
+	CHECK(!verifies(t_path(1, "mine-leaf.pem"))); /* not yet trusted */
+	CHECK_INT(tlsca_load(t_path(2, "mine.pem"), err, sizeof err), 0);
 	CHECK_INT(tlsca_count(), 1);
-	CHECK(verifies(p(1, "sys-leaf.pem")));
-	CHECK(verifies(p(1, "mine-leaf.pem")));
-	CHECK(!verifies(p(1, "other-leaf.pem")));
+	CHECK(verifies(t_path(1, "sys-leaf.pem")));
+	CHECK(verifies(t_path(1, "mine-leaf.pem")));
+	CHECK(!verifies(t_path(1, "other-leaf.pem")));
 	tlsca_free();
 	CHECK(tlsca_store() == NULL);
 	CHECK(tlsca_own_store_blob() == NULL);
@@ -114,45 +106,45 @@ static void test_hash_directory_and_ca_file_together(void)
 static void test_bundle_when_the_directory_has_no_hash_links(void)
 {
 	char err[256];
-	CHECK(tlsca_system_init_from(p(0, "plain"), p(1, "sys.pem")));
-	CHECK(blob_is(p(1, "sys.pem")));
-	CHECK(verifies(p(2, "sys-leaf.pem")));
-	CHECK_INT(tlsca_load(p(3, "mine.pem"), err, sizeof err), 0);
-	CHECK(verifies(p(2, "mine-leaf.pem")));
-	CHECK(!verifies(p(2, "other-leaf.pem")));
+	CHECK(tlsca_system_init_from(t_path(0, "plain"), t_path(1, "sys.pem")));
+	CHECK(blob_is(t_path(1, "sys.pem")));
+	CHECK(verifies(t_path(2, "sys-leaf.pem")));
+	CHECK_INT(tlsca_load(t_path(3, "mine.pem"), err, sizeof err), 0);
+	CHECK(verifies(t_path(2, "mine-leaf.pem")));
+	CHECK(!verifies(t_path(2, "other-leaf.pem")));
 	tlsca_free();
 }
 
 static void test_no_system_anchors(void)
 {
 	char err[256];
-	CHECK(!tlsca_system_init_from(p(0, "plain"), NULL));
-	CHECK(!tlsca_system_init_from(NULL, p(1, "missing.pem")));
+	CHECK(!tlsca_system_init_from(t_path(0, "plain"), NULL));
+	CHECK(!tlsca_system_init_from(NULL, t_path(1, "missing.pem")));
 	CHECK(tlsca_store() == NULL); /* curl's own settings apply */
-	CHECK_INT(tlsca_load(p(1, "mine.pem"), err, sizeof err), 0);
+	CHECK_INT(tlsca_load(t_path(1, "mine.pem"), err, sizeof err), 0);
 	CHECK(tlsca_store() != NULL); /* made for ca_file alone */
-	CHECK(blob_is(p(2, "mine.pem")));
-	CHECK(verifies(p(2, "mine-leaf.pem")));
-	CHECK(!verifies(p(2, "sys-leaf.pem")));
+	CHECK(blob_is(t_path(2, "mine.pem")));
+	CHECK(verifies(t_path(2, "mine-leaf.pem")));
+	CHECK(!verifies(t_path(2, "sys-leaf.pem")));
 	tlsca_free();
 }
 
 static void test_bad_ca_file_leaves_the_store(void)
 {
 	char err[256];
-	CHECK(tlsca_system_init_from(p(0, "hashed"), NULL));
-	CHECK_INT(tlsca_load(p(1, "nope.pem"), err, sizeof err), -1);
+	CHECK(tlsca_system_init_from(t_path(0, "hashed"), NULL));
+	CHECK_INT(tlsca_load(t_path(1, "nope.pem"), err, sizeof err), -1);
 	CHECK(strstr(err, "nope.pem") != NULL);
-	CHECK_INT(tlsca_load(p(1, "sys.key"), err, sizeof err), -1); /* a key, not a certificate */
+	CHECK_INT(tlsca_load(t_path(1, "sys.key"), err, sizeof err), -1); /* a key, not a certificate */
 	CHECK(tlsca_store() != NULL);
-	CHECK(verifies(p(2, "sys-leaf.pem")));
+	CHECK(verifies(t_path(2, "sys-leaf.pem")));
 	tlsca_free();
 }
 
 int main(void)
 {
 	if (setup() != 0) {
-		printf("FAIL setup: cannot make certificates with openssl in %s\n", dir);
+		printf("FAIL setup: cannot make certificates with openssl in %s\n", t_dir);
 		return 1;
 	}
 	RUN(test_hash_directory_and_ca_file_together);

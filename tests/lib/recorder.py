@@ -23,9 +23,13 @@ answered according to its path:
 Connection ids count from 1 in accept order.
 """
 
+import fcntl
 import re
+import select
 import socket
 import ssl
+import struct
+import termios
 import threading
 import time
 
@@ -111,6 +115,8 @@ class Conn:
         self.requests = []  # bytes of each complete request, in order
         self.parsed = 0  # offset in data where the next request starts
         self.closed = False
+        self.sock = None  # the TLS socket once the handshake is done
+        self.reading = False  # between "readable" and its bytes being recorded
 
 
 class Recorder:
@@ -194,6 +200,32 @@ class Recorder:
         with self.lock:
             return any(not c.closed and c.parsed < len(c.data) for c in self.conns)
 
+    def settled(self):
+        """(Under the lock.) Nothing sent to the recorder is still on its way into
+        conn.data: no connection waiting to be accepted or in its TLS handshake,
+        and on every open connection no bytes in the kernel, in the TLS buffer or
+        being appended. Without this, bytes a proxy sent for one case could be
+        recorded only after the next case took its mark."""
+        try:
+            if select.select([self.sock], [], [], 0)[0]:
+                return False
+        except (OSError, ValueError):
+            pass
+        for c in self.conns:
+            if c.closed:
+                continue
+            if c.sock is None or c.reading:
+                return False
+            try:
+                if c.sock.pending() > 0:
+                    return False
+                n = struct.unpack("i", fcntl.ioctl(c.sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+            except (OSError, ValueError):
+                continue  # closing now: its thread records what is left and marks it closed
+            if n > 0:
+                return False
+        return True
+
     def wait(self, pred, timeout):
         """Wait until pred() (called under the lock) is true -> its value or None."""
         deadline = time.time() + timeout
@@ -238,16 +270,24 @@ class Recorder:
             with self.lock:
                 self.socks.add(s)
             s.settimeout(None)
+            with self.lock:
+                conn.sock = s
+                self.lock.notify_all()
             while self.running:
                 try:
+                    if s.pending() == 0 and not select.select([s], [], [], 0.2)[0]:
+                        continue
+                    with self.lock:
+                        conn.reading = True
                     d = s.recv(65536)
-                except (OSError, ssl.SSLError):
-                    break
-                if not d:
+                except (OSError, ssl.SSLError, ValueError):
                     break
                 with self.lock:
                     conn.data += d
+                    conn.reading = False
                     self.lock.notify_all()
+                if not d:
+                    break
                 if not self._answer(s, conn):
                     break
         except (OSError, ssl.SSLError):
@@ -260,6 +300,7 @@ class Recorder:
                     pass
             with self.lock:
                 conn.closed = True
+                conn.reading = False
                 self.socks.discard(s)
                 self.socks.discard(raw_sock)
                 self.lock.notify_all()

@@ -477,6 +477,17 @@ static void begin_drain(struct worker *w, long long now)
 	w->listen_fd = -1;
 }
 
+/* glibc's malloc_trim. Not under AddressSanitizer: its allocator replaces
+ * malloc, so there is nothing of ours to trim, and glibc's own allocator
+ * is then set up lazily by whichever thread first needs it (dlopen, name
+ * lookups); malloc_trim racing that set-up crashed in mtrim. */
+static void give_back_memory(void)
+{
+#if !defined(__SANITIZE_ADDRESS__)
+	malloc_trim(0);
+#endif
+}
+
 /* After a burst (large bodies, many connections) glibc keeps the freed
  * memory in its arenas; give it back once the worker has been idle a while,
  * so the proxy's footprint returns to its baseline. */
@@ -489,7 +500,7 @@ static void trim_when_idle(struct worker *w, long long now)
 	}
 	if (w->busy_since_trim && now - w->idle_since_ms >= TRIM_AFTER_IDLE_MS) {
 		pool_drain(&w->pool);
-		malloc_trim(0);
+		give_back_memory();
 		w->busy_since_trim = false;
 		log_msg(LOG_DEBUG, "memory_returned", "worker %d idle, freed memory given back", w->id);
 	}

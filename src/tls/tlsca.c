@@ -31,9 +31,9 @@
 
 #include "util/log.h"
 
-/* Owned: every certificate read from ca_file. NULL when none loaded. */
-static STACK_OF(X509) * tlsca_certs;
-/* Owned: the shared verify store (system anchors plus tlsca_certs); NULL
+/* Certificates the last ca_file added to the store (which holds them). */
+static size_t tlsca_n_certs;
+/* Owned: the shared verify store (system anchors plus ca_file's); NULL
  * when there is none and curl's own settings apply. */
 static X509_STORE *tlsca_store_p;
 /*
@@ -186,9 +186,9 @@ int tlsca_load(const char *pem_path, char *err, size_t errcap)
 		}
 		ERR_clear_error();
 	}
-	sk_X509_pop_free(tlsca_certs, X509_free);
-	tlsca_certs = certs;
 	blob_from_x509(sk_X509_value(certs, 0));
+	tlsca_n_certs = (size_t)sk_X509_num(certs);
+	sk_X509_pop_free(certs, X509_free); /* the store keeps its own references */
 	return 0;
 }
 
@@ -247,7 +247,7 @@ bool tlsca_system_init(void)
 
 size_t tlsca_count(void)
 {
-	return tlsca_certs != NULL ? (size_t)sk_X509_num(tlsca_certs) : 0;
+	return tlsca_n_certs;
 }
 
 /* CURLOPT_SSL_CTX_FUNCTION: the connection verifies against the shared
@@ -297,8 +297,7 @@ const struct curl_blob *tlsca_own_store_blob(void)
 
 void tlsca_free(void)
 {
-	sk_X509_pop_free(tlsca_certs, X509_free);
-	tlsca_certs = NULL;
+	tlsca_n_certs = 0;
 	X509_STORE_free(tlsca_store_p); /* connections still open hold their own references */
 	tlsca_store_p = NULL;
 	free(tlsca_blob.data);

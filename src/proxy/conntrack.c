@@ -5,6 +5,8 @@
 #include "proxy/conntrack.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,9 @@
 #include "util/clock.h"
 
 #define SLOW_CHECK_EVERY_MS 250
+/* How often every connection's TCP state is read for closes libmicrohttpd
+ * made by itself and will not act on (conntrack_hurry_closed). */
+#define CLOSED_CHECK_EVERY_MS 1000
 /* A connection that never sent a byte counts as idle (may be closed to make
  * room) after this long: a client that has just connected may not have
  * sent its request yet, even on a loaded machine. One that was served is
@@ -39,6 +44,7 @@ struct conn_track {
 	bool cut;                    /* shut by the proxy (timeout, eviction): nothing to linger for */
 	bool over_limit;             /* accepted past max_connections: its request gets 503 */
 	bool dirty;                  /* a request may have left unread input (conntrack_request_done) */
+	bool hurried;                /* closed on this side: MHD was asked to look at it at once */
 	LIST_ENTRY(conn_track) link; /* in worker.conns */
 };
 
@@ -249,6 +255,46 @@ void conntrack_cut_slow(struct conntrack *ct, long long now_ms)
 	LIST_FOREACH (t, &ct->conns, link)
 		if (!t->in_request && !t->cut && now_ms - t->since_ms > limit)
 			cut(t, now_ms - t->since_ms);
+}
+
+/* Has this side of the connection stopped: a FIN sent (libmicrohttpd's
+ * close, or the proxy's cut), or the connection reset? Read from the TCP
+ * state; false when it cannot be read. */
+static bool closed_here(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || len < sizeof ti.tcpi_state)
+		return false;
+	return ti.tcpi_state != TCP_ESTABLISHED && ti.tcpi_state != TCP_CLOSE_WAIT && ti.tcpi_state != TCP_SYN_RECV;
+}
+
+/* Give t a one-second timeout of its own: MHD visits every connection with
+ * a timeout other than the daemon's on each run, and cleans one it has
+ * closed at once. A suspended connection holds no timeout (MHD ignores the
+ * option then): it is tried again at the next check. */
+static bool hurry(struct conn_track *t)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(t->conn, MHD_CONNECTION_INFO_CONNECTION_SUSPENDED);
+	if (!ci || ci->suspended)
+		return false;
+	if (MHD_set_connection_option(t->conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u) != MHD_YES)
+		return false;
+	t->hurried = true;
+	return true;
+}
+
+bool conntrack_hurry_closed(struct conntrack *ct, long long now_ms)
+{
+	if (now_ms < ct->next_closed_check_ms)
+		return false;
+	ct->next_closed_check_ms = now_ms + CLOSED_CHECK_EVERY_MS;
+	bool any = false;
+	struct conn_track *t;
+	LIST_FOREACH (t, &ct->conns, link)
+		if (!t->hurried && closed_here(fd_of(t->conn)) && hurry(t))
+			any = true;
+	return any;
 }
 
 void conntrack_give_room(struct conntrack *ct)

@@ -31,6 +31,7 @@ struct conntrack {
 	LIST_HEAD(conn_list, conn_track) conns; /* every client connection of this worker */
 	unsigned n_conns;
 	long long next_slow_check_ms;
+	long long next_closed_check_ms;
 	const struct proxy_cfg *cfg; /* max_connections, client_timeout: the worker's current generation */
 	bool draining;               /* the worker stops: no lingering, no asking for room */
 	struct lingerers linger;     /* closed connections still read and discarded */
@@ -59,6 +60,14 @@ void conntrack_request_done(struct MHD_Connection *conn, long long now_ms, bool 
 /* Cut connections that spent longer than client_timeout without a complete
  * request header. Call from the worker loop (cheap when nothing is due). */
 void conntrack_cut_slow(struct conntrack *ct, long long now_ms);
+/* Connections libmicrohttpd closed by itself but leaves for its timeout
+ * sweep (internals.md L-MHD-15), and any other connection whose TCP state
+ * says it is closed on this side: ask MHD to clean them up at its next
+ * run. Returns true when MHD must run for that. Call from the worker loop
+ * (checks once a second, one getsockopt per connection). Plain TCP only:
+ * over TLS libmicrohttpd's close sends a TLS alert, not a FIN, and such a
+ * connection still waits for client_timeout. */
+bool conntrack_hurry_closed(struct conntrack *ct, long long now_ms);
 /* Must the request on conn be refused with 503 (accepted past
  * max_connections, and no idle connection can be closed for it now)? */
 bool conntrack_over_limit(struct conntrack *ct, struct MHD_Connection *conn);

@@ -571,6 +571,8 @@ static int loop_turn(struct worker *w, int timeout_ms)
 		proxy_verify_event(w);
 	proxy_check_deadlines(w, clock_now_ms());
 	conntrack_cut_slow(&w->ct, clock_now_ms());
+	if (conntrack_hurry_closed(&w->ct, clock_now_ms()))
+		w->mhd_dirty = true;
 	if (atomic_exchange(&w->room_asked, 0))
 		conntrack_give_room(&w->ct);
 	linger_sweep(&w->ct.linger, clock_now_ms());

@@ -392,6 +392,26 @@ def test_fifty_stalled_sockets_do_not_block_new_requests():
         close_all(stalled)
 
 
+def test_connection_closed_by_libmicrohttpd_is_released_at_once():
+    """A request followed on its connection by 60000 bytes that cannot start
+    a request: libmicrohttpd answers the request, then closes the connection
+    when its read buffer is full of them, but leaves the closed connection to
+    its timeout sweep (internals.md L-MHD-15). The client keeps its socket
+    open. The proxy releases the connection (and its slot of the budget)
+    within seconds, not after client_timeout (30 s here)."""
+    px = PX20
+    settle(px)
+    s = connect(px, timeout=10)
+    try:
+        s.sendall(ECHO + b"X" * 60000)
+        data, end = read_to_end(s, 10)
+        eq(end, "eof", "how the connection ended (data %r)" % data[:100])
+        eq(one(data, "the request before the junk").status, 200, "the request before the junk")
+        settle(px, timeout=10)  # the client's socket is still open
+    finally:
+        s.close()
+
+
 # ---------------------------------------------------------------------------
 # 3. lingering close: a refusal sent while the client is still sending is read whole
 

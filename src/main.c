@@ -37,6 +37,7 @@
 #include "tls/tlsca.h"
 #include "tls/tlsin.h"
 #include "token/token.h"
+#include "proxy/conntrack.h"
 #include "proxy/gatereport.h"
 #include "util/verifier.h"
 #include "proxy/worker.h"
@@ -261,6 +262,7 @@ static int run(const struct config *cfg)
 	static const struct token_observer to_metrics = {metrics_token_result, metrics_cert_not_after};
 	token_set_observer(&to_metrics); /* before any engine starts, reloads' included */
 	metrics_set_extra(gatereport_metrics);
+	metrics_set_client_connections(conntrack_open);
 	admin_set_gates(gatereport_readyz);
 	te = token_engine_new(cfg, on_token_change, NULL);
 	if (!te || metrics_init(cfg) < 0 || verifier_start(on_verified, NULL) < 0 ||

@@ -568,6 +568,12 @@ static void render_throttle(struct sb *b, const struct metrics *m)
 }
 
 static char *(*extra_render)(long long now_ms, size_t *len);
+static long (*client_connections)(void);
+
+void metrics_set_client_connections(long (*count)(void))
+{
+	client_connections = count;
+}
 
 void metrics_set_extra(char *(*render)(long long now_ms, size_t *len))
 {
@@ -587,6 +593,11 @@ char *metrics_render(struct token_engine *te, long long now_ms, long long wall_n
 	render_token_state(&b, m, te, now_ms, wall_now_s);
 	render_cert_expiry(&b, m, wall_now_s);
 	render_throttle(&b, m);
+	if (client_connections) {
+		head(&b, "s2s_client_connections", "gauge",
+		     "Client connections open now, every worker's (max_connections is their budget).");
+		put(&b, "s2s_client_connections %ld\n", client_connections());
+	}
 	size_t xn = 0;
 	char *x = extra_render ? extra_render(now_ms, &xn) : NULL;
 	if (x)

@@ -66,6 +66,11 @@ char *metrics_render(struct token_engine *te, long long now_ms, long long wall_n
  * malloc'd text or NULL. Set once before the admin listener starts. */
 void metrics_set_extra(char *(*render)(long long now_ms, size_t *len));
 
+/* Where s2s_client_connections comes from: the open client connections of
+ * the whole process (proxy/conntrack.c), read at each render. Set once
+ * before the admin listener starts; unset, the series is left out. */
+void metrics_set_client_connections(long (*count)(void));
+
 /* "read" (GET, HEAD, OPTIONS), "write" (POST, PUT, PATCH, DELETE) or "other". */
 const char *metrics_method_class(const char *method);
 

@@ -99,12 +99,14 @@ def in_flight(px):
 
 
 def settle(px, timeout=10):
-    """Wait until the proxy holds no client connection and no request."""
+    """Wait until the proxy holds no client connection (its sockets, and its
+    own count, s2s_client_connections) and no request."""
     state = {}
 
     def quiet():
         state["held"], state["in_flight"] = held(px), in_flight(px)
-        return state["held"] == 0 and state["in_flight"] == 0
+        state["connections"] = int(metric(px, "s2s_client_connections"))
+        return state["held"] == 0 and state["in_flight"] == 0 and state["connections"] == 0
     try:
         wait_for("quiet", quiet, timeout, 0.1)
     except AssertionError:

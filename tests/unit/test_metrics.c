@@ -111,6 +111,11 @@ static void test_method_class(void)
 	CHECK_STR(metrics_method_class(""), "other");
 }
 
+static long three_connections(void)
+{
+	return 3;
+}
+
 static void test_counters_and_text(void)
 {
 	char err[512];
@@ -136,6 +141,14 @@ static void test_counters_and_text(void)
 	metrics_cert_not_after(cfg, 0, 2000000000LL);
 	char *text = metrics_render(NULL, 0, 1893456000LL - 86400, &len);
 	CHECK(text != NULL);
+	CHECK(strstr(text, "s2s_client_connections") == NULL); /* no source: left out */
+	free(text);
+	metrics_set_client_connections(three_connections);
+	text = metrics_render(NULL, 0, 1893456000LL - 86400, &len);
+	metrics_set_client_connections(NULL);
+	CHECK(text != NULL);
+	CHECK(strstr(text, "# TYPE s2s_client_connections gauge\n") != NULL);
+	CHECK_INT(sample(text, "s2s_client_connections"), 3);
 	CHECK_INT(strlen(text), len);
 	CHECK(strstr(text, "# TYPE s2s_requests_total counter\n") != NULL);
 	CHECK(strstr(text, "# TYPE s2s_upstream_duration_seconds histogram\n") != NULL);

@@ -869,7 +869,7 @@ bool token_reject(struct token_engine *te, size_t idx, unsigned long gen)
 {
 	long long now;
 	struct tsrc *s;
-	bool drop = false;
+	bool drop = false, gone;
 
 	if (te == NULL || idx >= te->n)
 		return false;
@@ -877,17 +877,19 @@ bool token_reject(struct token_engine *te, size_t idx, unsigned long gen)
 	now = te->clock();
 	if (pthread_mutex_lock(&s->mu) != 0)
 		abort();
+	/* No longer handed out: a newer token came meanwhile, or this one was
+	 * dropped already (another request's 401 of the same burst) or ran out. */
+	gone = s->gen != gen || s->hdr == NULL || now >= s->usable_until_ms;
 	/* Same rate limit as token_request_refresh; only the generation that
 	 * was rejected, never a newer one fetched meanwhile. */
-	if (s->hdr != NULL && !s->failed && s->gen == gen &&
-	    now - s->last_start_ms >= te->cfg->proxy.token_refresh_min_ms) {
+	if (!gone && !s->failed && now - s->last_start_ms >= te->cfg->proxy.token_refresh_min_ms) {
 		s->last_start_ms = now;
 		s->usable_until_ms = now;
 		drop = true;
 	}
 	pthread_mutex_unlock(&s->mu);
 	if (!drop)
-		return false;
+		return gone;
 	atomic_store(&s->refresh_wanted, true);
 	if (curl_multi_wakeup(te->multi) != CURLM_OK)
 		log_msg(LOG_WARN, "token_internal", "curl_multi_wakeup failed");

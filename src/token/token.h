@@ -108,7 +108,10 @@ void token_request_refresh(struct token_engine *te, size_t idx);
  * when token_request_refresh's rate limit allows a refresh now, drop that
  * token (token_lookup no longer hands it out; requests wait for the next
  * one) and refresh. Otherwise keep it: a token fetched moments ago would
- * only be fetched again unchanged. Returns true when it was dropped.
+ * only be fetched again unchanged. Returns true when a request that used
+ * `gen` may wait for another token: it was dropped now, or it is no longer
+ * handed out (dropped by an earlier 401 of the same burst, replaced, or
+ * expired); false when it is still the one handed out.
  */
 bool token_reject(struct token_engine *te, size_t idx, unsigned long gen);
 

@@ -9,6 +9,7 @@ tenant; the app's force_error / upstream_errors plays the failure, so one
 proxy serves every case side by side."""
 
 import json
+import threading
 import time
 
 import harness
@@ -282,6 +283,51 @@ def test_401_drops_token_and_replays_once():
             eq(ups, want, "upstream answers for x=" + x)
         eq(len([e for e in px.events() if e.get("event") == "request_replayed"]), 2, "replays logged")
         eq(len([e for e in px.events() if e.get("event") == "token_dropped"]), 3, "tokens dropped")
+    finally:
+        px.stop()
+
+
+def test_401_burst_every_request_replayed():
+    """20 GETs in flight at once with a token the upstream stopped accepting:
+    the first 401 drops the token; the others carried the same token, no
+    longer handed out, and wait for the next one too. Every client gets 200,
+    with one token request for the burst, and every 401 upstream is one
+    replay."""
+    n = 905
+    SIM.add_apps([app(n, "diag-burst")])
+    routes = {"b": {"match_path": "/b/", "strip_prefix": "true", "upstream": DATAVERSE_URL,
+                    "audience": "dataverse", "credential": "b"}}
+    ini = proxy_ini(SIM, routes=routes, credentials={"b": cred(n)}, work=W,
+                    extra_proxy={"token_refresh_min_interval": "%ds" % REFRESH_MIN_S})
+    px = Proxy(W, ini, name="diag-burst").start()
+    try:
+        eq(px.request("GET", "/b/_test/echo").status, 200, "before")
+        fetched = time.time()
+        harness.wait_for("%d s past the token fetch" % REFRESH_MIN_S,
+                         lambda: time.time() >= fetched + REFRESH_MIN_S + 0.05, timeout=REFRESH_MIN_S + 5)
+        SIM.add_apps([app(n, "diag-burst", reject_tokens_before=int(time.time()))])
+        before = SIM.stats()["token_requests"]
+        start = threading.Barrier(20)
+        results = [None] * 20
+
+        def one(i):
+            start.wait(10)
+            r = px.request("GET", "/b/_test/echo?burst=%d" % i)
+            results[i] = (r.status, r.header("S2S-Proxy-Diagnosis"))
+        threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        eq(results, [(200, None)] * 20, "answers to the burst")
+        eq(SIM.stats()["token_requests"], before + 1, "token requests for the burst")
+        ups = [q["status"] for q in SIM.requests() if q["target"].startswith("/_test/echo?burst=")]
+        eq(ups.count(200), 20, "upstream 200s")
+        rejected = ups.count(401)
+        assert rejected >= 1, "the upstream rejected no request of the burst: %r" % ups
+        eq(len([e for e in px.events() if e.get("event") == "request_replayed"]), rejected,
+           "replays logged (one per upstream 401)")
+        eq(len([e for e in px.events() if e.get("event") == "token_dropped"]), 1, "tokens dropped")
     finally:
         px.stop()
 

@@ -680,13 +680,20 @@ enum oauth_result oauth_parse_response(long http_status, const char *body, size_
 	} else if (http_status == 429 || (http_status >= 500 && http_status <= 599)) {
 		res = OAUTH_TRANSIENT;
 	} else if (http_status >= 400 && http_status <= 499) {
-		res = OAUTH_REJECTED;
+		res = OAUTH_REJECTED; /* unless the answer is not OAuth's (below) */
 	} else {
 		res = OAUTH_BAD_RESPONSE;
 	}
 	if (res != OAUTH_OK) {
 		oauth_token_clear(tok);
 		error_from(root, body, len, err);
+		/* A token endpoint refuses with 400 or 401 (RFC 6749 5.2), even when
+		 * its body is cut short. Another 4xx is a refusal only when it says
+		 * so in OAuth's terms (an error value, AADSTS codes); without them it
+		 * came from something else at that URL (a 404 page, a 405). */
+		if (res == OAUTH_REJECTED && http_status != 400 && http_status != 401 && err->error[0] == '\0' &&
+		    err->n_codes == 0)
+			res = OAUTH_BAD_RESPONSE;
 		if (why != NULL && err->description[0] == '\0')
 			copy_clean(err->description, sizeof(err->description), why, strlen(why));
 	}

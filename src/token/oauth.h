@@ -44,9 +44,9 @@ struct oauth_error {
 
 enum oauth_result {
 	OAUTH_OK = 0,
-	OAUTH_REJECTED,     /* a 4xx (not 429) answer: the credential or request is wrong */
+	OAUTH_REJECTED, /* 400, 401, or another 4xx (not 429) with an OAuth error: the credential or request is wrong */
 	OAUTH_TRANSIENT,    /* 429 or 5xx: try again later */
-	OAUTH_BAD_RESPONSE, /* 2xx without a usable token, or an unexpected status */
+	OAUTH_BAD_RESPONSE, /* 2xx without a usable token, a 4xx that is no OAuth error, or an unexpected status */
 };
 
 /*

@@ -366,7 +366,9 @@ static void handle_answer(struct token_engine *te, struct tsrc *s, CURLcode rc, 
 		return;
 	}
 	res = oauth_parse_response(status, s->body, s->body_len, wall_s(), &tok, &f.err);
-	if (res == OAUTH_REJECTED && s->cred->kind == CRED_MANAGED_IDENTITY && mi_retryable(status)) {
+	/* IMDS's 404 and 410 mean "not yet", with an OAuth body or without */
+	if ((res == OAUTH_REJECTED || res == OAUTH_BAD_RESPONSE) && s->cred->kind == CRED_MANAGED_IDENTITY &&
+	    mi_retryable(status)) {
 		/* 410: IMDS is upgrading, for up to 70 s; past that it is an answer. */
 		if (status == 410 && !s->gone_since_ms)
 			s->gone_since_ms = now;

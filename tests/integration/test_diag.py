@@ -373,3 +373,25 @@ def test_idp_bad_response_through_the_proxy():
             px.stop()
     finally:
         SIM.reset(faults=True)
+
+
+def test_404_page_from_the_token_url_is_no_credential_rejection():
+    """A 404 HTML page where the token endpoint should be (a wrong authority):
+    idp_bad_response, which points at the authority URL, retried with
+    backoff; never credential_rejected, which sends the operator to a secret
+    that is fine and holds the failure for a minute."""
+    SIM.set_entra("html404")
+    try:
+        px = Proxy(W, proxy_ini(SIM, routes={"dataverse": harness.default_routes()["dataverse"]}, work=W),
+                   name="diag-html404").start()
+        try:
+            ev = px.wait_event("token_failed", 20)
+            eq((ev.get("kind"), ev.get("http_status")), ("bad_response", 404), "token_failed kind and status")
+            r = px.request("GET", "/dataverse/api/data/v9.2/WhoAmI")
+            p = r.json()
+            eq((r.status, p["diagnosis"]), (502, "idp_bad_response"), "404 page from the token URL")
+            assert "authority URL" in p["remediation"], p
+        finally:
+            px.stop()
+    finally:
+        SIM.reset(faults=True)

@@ -127,7 +127,7 @@ KNOWN_RESOURCES = [
                r"996def3d-b36c-4153-8607-a6fd3c01b89f|0cdb527f-a8d1-4bf8-9436-b352c68682b2)$", re.I),
 ]
 
-FAULT_MODES = ("ok", "slow", "429", "500", "503", "garbage", "notoken", "html", "reset")
+FAULT_MODES = ("ok", "slow", "429", "500", "503", "garbage", "notoken", "html", "html404", "reset")
 
 
 class _Fmt(dict):
@@ -381,6 +381,18 @@ class Entra:
                      "gateway or proxy server.</title></head><body><h1>Server Error</h1><h2>502 - Web server "
                      "received an invalid response while acting as a gateway or proxy server.</h2></body></html>")
             return 502
+        if mode == "html404":  # what an IIS front answers for a path it does not serve (a wrong authority)
+            req.send(404, [("Content-Type", "text/html"), ("Server", "Microsoft-IIS/10.0")],
+                     '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+                     '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\r\n'
+                     '<html xmlns="http://www.w3.org/1999/xhtml">\r\n<head>\r\n'
+                     '<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1"/>\r\n'
+                     '<title>404 - File or directory not found.</title>\r\n</head>\r\n<body>\r\n'
+                     '<div id="header"><h1>Server Error</h1></div>\r\n<div id="content">\r\n'
+                     '<h2>404 - File or directory not found.</h2>\r\n<h3>The resource you are looking for might '
+                     'have been removed, had its name changed, or is temporarily unavailable.</h3>\r\n'
+                     '</div>\r\n</body>\r\n</html>\r\n')
+            return 404
         return None
 
     def _issue(self, req, tenant, version, params, basic):

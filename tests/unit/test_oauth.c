@@ -357,7 +357,19 @@ static void test_classification(void)
 	CHECK_INT(parse_s(600, ok), OAUTH_BAD_RESPONSE);
 	CHECK_INT(parse_s(400, F11), OAUTH_REJECTED);
 	CHECK_INT(parse_s(401, F6), OAUTH_REJECTED);
-	CHECK_INT(parse_s(404, ""), OAUTH_REJECTED);
+	/* 400 and 401 are OAuth's refusals even with nothing readable; another
+	 * 4xx only with an OAuth error in it */
+	CHECK_INT(parse_s(401, ""), OAUTH_REJECTED);
+	CHECK_INT(parse_s(400, "<html></html>"), OAUTH_REJECTED);
+	CHECK_INT(parse_s(404, ""), OAUTH_BAD_RESPONSE);
+	CHECK_INT(parse_s(404, "<html><head><title>404 - File or directory not found.</title></head></html>"),
+		  OAUTH_BAD_RESPONSE);
+	CHECK_STR(err.description, "404 - File or directory not found.");
+	CHECK_INT(parse_s(405, "Method Not Allowed"), OAUTH_BAD_RESPONSE);
+	CHECK_INT(parse_s(404, "{\"error\":\"not_found\"}"), OAUTH_REJECTED);
+	CHECK_INT(parse_s(403, "<html><body>AADSTS53003: Access has been blocked by Conditional Access.</body></html>"),
+		  OAUTH_REJECTED);
+	CHECK_INT(err.codes[0], 53003);
 	CHECK_INT(parse_s(429, ""), OAUTH_TRANSIENT);
 	CHECK_INT(parse_s(500, F2), OAUTH_TRANSIENT);
 	CHECK_STR(err.error, "invalid_scope");

@@ -3,6 +3,8 @@ header policy in both directions, status pass-through, HEAD/204/304, upstream
 failures. One simulator (all roles) and one proxy for the module."""
 
 import json
+import select
+import socket
 import threading
 
 import harness
@@ -247,3 +249,86 @@ def test_upstream_timeout_is_504():
         eq(r.json()["code"], "upstream_timeout", "code")
     finally:
         px.stop()
+
+
+class _ConnectProxy:
+    """An outbound HTTP proxy that allows CONNECT only and records each
+    request line it gets."""
+
+    def __init__(self):
+        self.seen = []
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.port = self.ls.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.ls.close()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(c,), daemon=True).start()
+
+    def _tunnel(self, c):
+        up = None
+        try:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(4096)
+                if not d:
+                    return
+                buf += d
+            head, rest = buf.split(b"\r\n\r\n", 1)
+            line = head.split(b"\r\n")[0].decode("latin-1")
+            self.seen.append(line)
+            parts = line.split()
+            if len(parts) != 3 or parts[0] != "CONNECT":
+                c.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                return
+            host, port = parts[1].rsplit(":", 1)
+            up = socket.create_connection((host, int(port)), timeout=10)
+            c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            if rest:
+                up.sendall(rest)
+            while True:
+                ready, _, _ = select.select([c, up], [], [], 30)
+                if not ready:
+                    return
+                for s in ready:
+                    d = s.recv(65536)
+                    if not d:
+                        return
+                    (up if s is c else c).sendall(d)
+        except OSError:
+            pass
+        finally:
+            c.close()
+            if up:
+                up.close()
+
+
+def test_outbound_proxy_from_the_environment():
+    """HTTPS_PROXY in the proxy's environment (a corporate egress proxy):
+    token and upstream requests go through it as CONNECT tunnels, so TLS
+    stays end to end and the egress proxy never sees a token or a secret;
+    connect_to is applied first (the tunnel asks for the mapped address)."""
+    cp = _ConnectProxy()
+    before = SIM.stats()["token_requests"]
+    px = Proxy(W, proxy_ini(SIM, routes={"dataverse": harness.default_routes()["dataverse"]}), name="egress",
+               env={"HTTPS_PROXY": "http://127.0.0.1:%d" % cp.port}).start()
+    try:
+        px.wait_event("token_acquired", 20)
+        r = px.request("GET", "/dataverse/api/data/v9.2/WhoAmI")
+        eq(r.status, 200, "WhoAmI through the egress proxy")
+        eq(SIM.stats()["token_requests"] - before, 1, "token requests")
+        tunnel = "CONNECT 127.0.0.1:%d HTTP/1.1" % SIM.port
+        eq(sorted(set(cp.seen)), [tunnel], "what the egress proxy was asked")
+        assert len(cp.seen) >= 2, "one tunnel for the token, one for the upstream: %r" % cp.seen
+    finally:
+        px.stop()
+        cp.close()

@@ -207,10 +207,6 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 				rq->cl.conn_tokens[have++] = ',';
 			memcpy(rq->cl.conn_tokens + have, value, add + 1);
 		}
-	} else if (strcasecmp(name, "Accept") == 0) {
-		rq->cl.sent_accept = true;
-	} else if (strcasecmp(name, "Content-Type") == 0) {
-		rq->cl.sent_content_type = true;
 	}
 	static const char *const corr[REQUEST_N_CORR] = REQUEST_CORR_HEADERS;
 	for (unsigned i = 0; i < REQUEST_N_CORR; i++)

@@ -240,6 +240,7 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
 struct hdr_build {
 	struct request *rq;
 	struct hblock *b;
+	bool accept, content_type; /* the client's went upstream */
 };
 
 static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, const char *name, const char *value)
@@ -256,12 +257,21 @@ static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, co
 	if (rewrite_drop_request_header(rq, name))
 		return MHD_YES;
 	hblock_add_field(hb->b, name, value);
+	hb->accept |= strcasecmp(name, "Accept") == 0;
+	hb->content_type |= strcasecmp(name, "Content-Type") == 0;
 	return hb->b->failed ? MHD_NO : MHD_YES;
 }
 
 /* Every upstream header line, in order; run twice by build_headers (the
  * same calls measure, then fill), so nothing here may change between the
  * passes. */
+/* Is line a "name: value" header line of that name? */
+static bool line_names(const char *line, const char *name)
+{
+	size_t n = strlen(name);
+	return strncasecmp(line, name, n) == 0 && line[n] == ':';
+}
+
 static void emit_headers(struct request *rq, const char *auth_header, struct hblock *b)
 {
 	struct hdr_build hb = {.rq = rq, .b = b};
@@ -269,8 +279,11 @@ static void emit_headers(struct request *rq, const char *auth_header, struct hbl
 	hblock_add(b, auth_header);
 	if (rq->caller.act_for[0] && rq->route->audience_kind == AUD_DATAVERSE)
 		hblock_add_field(b, "CallerObjectId", rq->caller.act_for); /* caller.h */
-	for (const char *const *l = rq->bx ? rq->bx_ops->header_lines(rq) : NULL; l && *l; l++)
+	for (const char *const *l = rq->bx ? rq->bx_ops->header_lines(rq) : NULL; l && *l; l++) {
 		hblock_add(b, *l);
+		hb.accept |= line_names(*l, "Accept");
+		hb.content_type |= line_names(*l, "Content-Type");
+	}
 	hblock_add_field(b, "X-Forwarded-For", rq->client_ip);
 	hblock_add(b, tlsin_enabled() ? "X-Forwarded-Proto: https" : "X-Forwarded-Proto: http");
 	if (rq->host[0])
@@ -284,9 +297,10 @@ static void emit_headers(struct request *rq, const char *auth_header, struct hbl
 		else if (hdr_list_contains(rq->cl.conn_tokens, corr[i]))
 			hblock_add_field(b, corr[i], rq->request_id);
 	hblock_add(b, "Expect:"); /* MHD answered 100-continue already (internals.md L-CURL-5) */
-	if (!rq->cl.sent_accept)
+	/* none forwarded (none sent, or dropped: named in Connection, ...) */
+	if (!hb.accept)
 		hblock_add(b, "Accept:"); /* or curl invents Accept: star/star */
-	if (!rq->cl.sent_content_type)
+	if (!hb.content_type)
 		hblock_add(b, "Content-Type:"); /* or curl invents a form type for an in-memory body */
 }
 

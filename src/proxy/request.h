@@ -99,8 +99,6 @@ struct rq_client {
 	bool bad_header_value;
 	size_t header_bytes; /* the request's header block, as received */
 	unsigned n_headers;  /* its header fields */
-	bool sent_accept;
-	bool sent_content_type;
 	bool has_body;
 	int64_t body_len;    /* -1 = chunked */
 	struct rbuf up;      /* request body: client -> upstream */

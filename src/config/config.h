@@ -7,6 +7,10 @@
 #ifndef S2S_CONFIG_H
 #define S2S_CONFIG_H
 
+/* The largest soap_max_response: the bridge's XML parser takes no larger
+ * document (wstrust/soap.h SOAP_MAX_INPUT; bridge.c checks the two agree). */
+#define CONFIG_SOAP_RESPONSE_MAX (64u << 20)
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -183,7 +187,7 @@ struct proxy_cfg {
 	size_t n_connect_to;
 	bool sts_facade;                  /* answer WS-Trust sign-in paths locally (sts.c) */
 	char *legacy_identities_file;     /* user:crypt-hash:credential lines for the facade */
-	size_t soap_max_response;         /* bridged SOAP answers are collected up to this */
+	size_t soap_max_response;         /* bridged SOAP answers are collected up to this (CONFIG_SOAP_RESPONSE_MAX) */
 	struct throttle_cfg throttle;     /* defaults of the routes' */
 	struct cidr_list trusted_proxies; /* front ends whose X-Forwarded-Proto/-Host name the public URL */
 	char *basic_realm;                /* realm of the Basic challenge a caller route answers with */

@@ -27,6 +27,8 @@
 #include "proxy/worker.h"
 #include "util/wipe.h"
 
+_Static_assert(CONFIG_SOAP_RESPONSE_MAX <= SOAP_MAX_INPUT, "soap_max_response above what the XML parser takes");
+
 #define ORG_SVC_PATH "/XRMServices/2011/Organization.svc"
 #define SOAP12_CT    "application/soap+xml; charset=utf-8"
 

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/utf8.h"
+
 #define WSA_FAULT_ACTION "http://www.w3.org/2005/08/addressing/soap/fault"
 #define FAULT_FMT                                                                                                      \
 	"<s:Envelope xmlns:s=\"" SOAP_NS_12 "\" xmlns:a=\"" SOAP_NS_WSA "\"><s:Header>"                                \
@@ -135,8 +137,15 @@ static xmlNode *child(xmlNode *parent, const char *href, const char *local)
 	return NULL;
 }
 
-/* Copy the trimmed text content of `n` into out; "" when absent. */
-static void text_of(xmlNode *n, char *out, size_t cap)
+/* How copy_text treats the text content it copies. */
+enum text_how {
+	TEXT_TRIM = 1u, /* without leading and trailing spaces, tabs, CR, LF */
+	TEXT_CUT = 2u,  /* an oversized value is cut (at a character), not dropped */
+};
+
+/* Copy the text content of `n` into out (cap bytes); "" when absent, and
+ * when longer than out unless TEXT_CUT. */
+static void copy_text(xmlNode *n, char *out, size_t cap, unsigned how)
 {
 	out[0] = '\0';
 	if (!n)
@@ -146,16 +155,27 @@ static void text_of(xmlNode *n, char *out, size_t cap)
 		return;
 	const char *s = (const char *)t;
 	size_t len = strlen(s);
-	while (len && strchr(" \t\r\n", s[len - 1]))
+	while ((how & TEXT_TRIM) && len && strchr(" \t\r\n", s[len - 1]))
 		len--;
-	while (len && strchr(" \t\r\n", *s))
+	while ((how & TEXT_TRIM) && len && strchr(" \t\r\n", *s))
 		s++, len--;
-	if (len >= cap)
+	if (len >= cap && (how & TEXT_CUT)) {
+		len = cap - 1;
+		while (len && ((unsigned char)s[len] & 0xC0) == 0x80)
+			len--; /* not inside a UTF-8 sequence */
+	} else if (len >= cap) {
 		len = 0; /* an oversized value is as good as none */
+	}
 	memcpy(out, s, len);
 	out[len] = '\0';
 	explicit_bzero(t, strlen((const char *)t));
 	xmlFree(t);
+}
+
+/* The trimmed text content of `n`; "" when absent or oversized. */
+static void text_of(xmlNode *n, char *out, size_t cap)
+{
+	copy_text(n, out, cap, TEXT_TRIM);
 }
 
 /* Point every declaration of `from` in the tree at `to`. */
@@ -187,9 +207,17 @@ static int envelope(xmlDocPtr doc, const char *ns, const char *other, xmlNode **
 		return SOAP_E_VERSION;
 	if (!named(root, ns, "Envelope"))
 		return SOAP_E_SHAPE;
-	*hdr = child(root, ns, "Header");
-	*body = child(root, ns, "Body");
-	return *body ? SOAP_OK : SOAP_E_SHAPE;
+	/* one Body, after at most one Header: a second Header would pass on
+	 * unconverted, its WS-Security block with it */
+	unsigned headers = 0, bodies = 0;
+	*hdr = *body = NULL;
+	for (xmlNode *c = root->children; c; c = c->next) {
+		if (named(c, ns, "Header") && !headers++ && !bodies)
+			*hdr = c;
+		else if (named(c, ns, "Body") && !bodies++)
+			*body = c;
+	}
+	return *body && bodies == 1 && headers <= 1 && (!headers || *hdr) ? SOAP_OK : SOAP_E_SHAPE;
 }
 
 static int dump(xmlDocPtr doc, char **out, size_t *out_len)
@@ -350,7 +378,7 @@ static int convert_fault(xmlNode *fault)
 	xmlNode *fc = child(fault, NULL, "faultcode"), *fs = child(fault, NULL, "faultstring");
 	xmlNode *detail = child(fault, NULL, "detail");
 	text_of(fc, code, sizeof code);
-	text_of(fs, reason, sizeof reason);
+	copy_text(fs, reason, sizeof reason, TEXT_TRIM | TEXT_CUT); /* a long message cut, not lost */
 	xmlChar *href = code_ns(fc, code);
 	bool foreign;
 	fault_value(code, href ? strcmp((const char *)href, SOAP_NS_12) == 0 : !strchr(code, ':'), env, value,
@@ -471,19 +499,25 @@ done:
 
 bool soap_escape(char *out, size_t cap, const char *s)
 {
-	size_t len = strlen(out);
-	for (; *s; s++) {
-		const char *e = *s == '<'   ? "&lt;"
-				: *s == '>' ? "&gt;"
-				: *s == '&' ? "&amp;"
-				: *s == '"' ? "&quot;"
-					    : NULL;
-		size_t k = e ? strlen(e) : 1;
+	size_t len = strlen(out), left = strlen(s);
+	while (left) {
+		const unsigned char c = (unsigned char)*s;
+		size_t seq = utf8_seq_len((const unsigned char *)s, left);
+		const char *e = c == '<'   ? "&lt;"
+				: c == '>' ? "&gt;"
+				: c == '&' ? "&amp;"
+				: c == '"' ? "&quot;"
+				/* XML 1.0 has no C0 control but tab, LF, CR; bad UTF-8 is no text */
+				: seq == 0 || (c < 0x20 && c != '\t' && c != '\n' && c != '\r') ? "?"
+												: NULL;
+		size_t in = seq ? seq : 1, k = e ? strlen(e) : in;
 		if (len + k + 1 > cap)
 			return false;
 		memcpy(out + len, e ? e : s, k);
 		len += k;
 		out[len] = '\0';
+		s += in;
+		left -= in;
 	}
 	return true;
 }
@@ -558,7 +592,7 @@ int soap_parse_rst(const char *in, size_t n, struct soap_rst_info *info)
 	xmlNode *ut = child(sec, SOAP_NS_WSSE, "UsernameToken");
 	text_of(child(ut, SOAP_NS_WSSE, "Username"), info->username, sizeof info->username);
 	xmlNode *pw = child(ut, SOAP_NS_WSSE, "Password");
-	text_of(pw, info->password, sizeof info->password);
+	copy_text(pw, info->password, sizeof info->password, 0); /* byte for byte: spaces may be part of it */
 	wipe_text(doc, pw);
 	xmlNode *as = sec ? find_local(sec->children, "Assertion", 0) : NULL;
 	if (as) {

@@ -94,7 +94,8 @@ char *soap_fault_12(const char *code, const char *subcode_ns, const char *subcod
 /* Parse a WS-Trust RST (SOAP 1.2). On SOAP_OK `info` is filled. */
 int soap_parse_rst(const char *in, size_t n, struct soap_rst_info *info);
 
-/* Append `s` to out (cap bytes, NUL-terminated) with XML escaping; false
+/* Append `s` to out (cap bytes, NUL-terminated) with XML escaping; a byte
+ * XML cannot carry (a control character, invalid UTF-8) becomes '?'. False
  * when it did not fit. */
 bool soap_escape(char *out, size_t cap, const char *s);
 

@@ -805,6 +805,17 @@ static void test_durations_and_sizes(void)
 		CHECK_INT(cfg->proxy.buffer_bytes, sizes[i].bytes);
 		config_free(cfg);
 	}
+	/* soap_max_response: up to what the bridge's XML parser takes */
+	static const char *const soap[] = {"64m", "65m"};
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(tmpl, sizeof tmpl,
+			 "[proxy]\nsoap_max_response = %s\n" CRED("a", GUID1)
+			     ROUTE("r", "/", "https://o.crm.dynamics.com"),
+			 soap[i]);
+		struct config *sc = load(tmpl);
+		CHECK(i == 0 ? sc != NULL && sc->proxy.soap_max_response == 64u << 20 : sc == NULL && n_errs == 1);
+		config_free(sc);
+	}
 	/* whole seconds only in second fields */
 	struct config *cfg =
 	    load("[proxy]\nshutdown_timeout = 2000ms\n" CRED("a", GUID1) ROUTE("r", "/", "https://o.crm.dynamics.com"));

@@ -3,7 +3,9 @@
  * RST parser and the hardened parser's refusals. Recorded-shape inputs are
  * in tests/data/soap/ (run from the repository root, as tests/run.sh does).
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "wstrust/soap.h"
 #include "t.h"
@@ -105,6 +107,15 @@ static void test_request_refusals(void)
 	CHECK_INT(soap_request_to_11(v11, strlen(v11), &out, &on, &info), SOAP_E_VERSION);
 	const char *nobody = "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\"><s:Header/></s:Envelope>";
 	CHECK_INT(soap_request_to_11(nobody, strlen(nobody), &out, &on, &info), SOAP_E_SHAPE);
+	/* a second Header, one after the Body, a second Body: refused, never passed on */
+	const char *two_hdr =
+	    "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\"><s:Header/><s:Header><o:Security xmlns:o=\"" SOAP_NS_WSSE
+	    "\"/></s:Header><s:Body/></s:Envelope>";
+	CHECK_INT(soap_request_to_11(two_hdr, strlen(two_hdr), &out, &on, &info), SOAP_E_SHAPE);
+	const char *hdr_after = "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\"><s:Body/><s:Header/></s:Envelope>";
+	CHECK_INT(soap_request_to_11(hdr_after, strlen(hdr_after), &out, &on, &info), SOAP_E_SHAPE);
+	const char *two_body = "<s:Envelope xmlns:s=\"" SOAP_NS_12 "\"><s:Body/><s:Body/></s:Envelope>";
+	CHECK_INT(soap_request_to_11(two_body, strlen(two_body), &out, &on, &info), SOAP_E_SHAPE);
 	CHECK_INT(soap_request_to_11("<a><b></a>", 10, &out, &on, &info), SOAP_E_PARSE);
 	CHECK_INT(soap_request_to_11("", 0, &out, &on, &info), SOAP_E_PARSE);
 	CHECK(out == NULL);
@@ -247,6 +258,46 @@ static void test_local_fault(void)
 	free(f);
 }
 
+/* A faultstring longer than the Reason buffer is cut at a character, not dropped. */
+static void test_long_fault_reason(void)
+{
+	size_t n = 9000, on;
+	bool fault;
+	char *msg = malloc(n + 1), *in = malloc(n + 512), *out = NULL;
+	CHECK(msg && in);
+	memset(msg, 'Y', n);
+	memcpy(msg + 8190, "\xc3\xa9", 2); /* an e-acute across the 8191-byte cut */
+	msg[n] = '\0';
+	snprintf(in, n + 512,
+		 "<s:Envelope xmlns:s=\"" SOAP_NS_11 "\"><s:Body><s:Fault><faultcode>s:Client</faultcode>"
+		 "<faultstring>%s</faultstring></s:Fault></s:Body></s:Envelope>",
+		 msg);
+	CHECK_INT(soap_response_to_12(in, strlen(in), "urn:a", "urn:uuid:1", &out, &on, &fault), SOAP_OK);
+	CHECK(fault);
+	const char *t = out ? strstr(out, "<s:Text xml:lang=\"en-US\">") : NULL;
+	CHECK(t != NULL);
+	if (t) {
+		t += strlen("<s:Text xml:lang=\"en-US\">");
+		CHECK_INT(strcspn(t, "<"), 8190); /* the whole e-acute would not fit: cut before it */
+	}
+	free(msg);
+	free(in);
+	free(out);
+}
+
+/* What a locally built answer echoes: XML-escaped, and a byte XML cannot
+ * carry (a control character, invalid UTF-8) replaced. */
+static void test_escape(void)
+{
+	char out[64] = "";
+	CHECK(soap_escape(out, sizeof out,
+			  "a\x01"
+			  "b<\"&>\t\xff\xc3\xa9\xed\xa0\x80"));
+	CHECK_STR(out, "a?b&lt;&quot;&amp;&gt;\t?\xc3\xa9???");
+	char small[8] = "";
+	CHECK(!soap_escape(small, sizeof small, "<<"));
+}
+
 static void test_rst(void)
 {
 	const char *rst =
@@ -267,6 +318,18 @@ static void test_rst(void)
 	CHECK_STR(info.message_id, "urn:uuid:m1");
 	CHECK_STR(info.action, "http://schemas.xmlsoap.org/ws/2005/02/trust/RST/Issue");
 	CHECK_STR(info.assertion_id, "");
+	/* the password byte for byte: spaces around it are part of it */
+	static const char pw_pre[] = "<o:Password>p&amp;ss w0rd</o:Password>";
+	const char *at = strstr(rst, pw_pre);
+	CHECK(at != NULL);
+	if (at) {
+		char spaced[2048];
+		snprintf(spaced, sizeof spaced, "%.*s<o:Password> pw1\n\t</o:Password>%s", (int)(at - rst), rst,
+			 at + strlen(pw_pre));
+		CHECK_INT(soap_parse_rst(spaced, strlen(spaced), &info), SOAP_OK);
+		CHECK_STR(info.password, " pw1\n\t");
+		CHECK_STR(info.username, "alice@contoso.com");
+	}
 }
 
 int main(void)
@@ -280,6 +343,8 @@ int main(void)
 	RUN(test_response_to_12);
 	RUN(test_foreign_faultcode);
 	RUN(test_local_fault);
+	RUN(test_long_fault_reason);
+	RUN(test_escape);
 	RUN(test_rst);
 	return T_DONE();
 }

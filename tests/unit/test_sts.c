@@ -215,7 +215,7 @@ static void test_config_keys(void)
 	fclose(in);
 	fclose(err);
 	CHECK(cfg == NULL);
-	CHECK(strstr(errbuf, "t.ini:2: [proxy] soap_max_response: must be a size from 4k to 256m") != NULL);
+	CHECK(strstr(errbuf, "t.ini:2: [proxy] soap_max_response: must be a size from 4k to 64m") != NULL);
 }
 
 int main(void)

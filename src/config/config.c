@@ -683,6 +683,12 @@ static void check_route(struct load *ld, struct section *s)
 				 "only for token_version = v2 ([%s] uses v1, which sends the audience as 'resource')",
 				 cs->title);
 	resource = route_resource(ld, s);
+	/* the Organization service is Dataverse's: Business Central, F&O and
+	 * the securityservice have none to bridge to */
+	if (rs->r.soap_bridge && rs->r.audience_kind != AUD_DATAVERSE && rs->r.audience_kind != AUD_URL && resource)
+		config_sec_error(ld, config_seen_line(s, "soap_bridge"), s, "soap_bridge",
+				 "only for a Dataverse route (the Organization service); this route's audience is %s",
+				 resource);
 	route_throttle(ld, s);
 	if (!resource || !c || ((!c->tenant || !c->authority) && c->kind != CRED_MANAGED_IDENTITY) || ld->n_errors) {
 		free(resource);

@@ -990,6 +990,9 @@ static void test_rewrite_keys(void)
 	     "t.ini:8: [route:x] public_url: must not have a query or fragment\n"},
 	    {CRED("a", GUID1) ROUTE("x", "/", "https://org.crm.dynamics.com") "public_url = https://a.example/x\"y\n",
 	     "t.ini:8: [route:x] public_url: must be an http:// or https:// URL with a plain path\n"},
+	    {CRED("a", GUID1) ROUTE("x", "/", "https://api.businesscentral.dynamics.com") "soap_bridge = true\n",
+	     "t.ini:8: [route:x] soap_bridge: only for a Dataverse route (the Organization service); this route's "
+	     "audience is https://api.businesscentral.dynamics.com\n"},
 	    {"[proxy]\ntrusted_proxies = lb.internal\n" CRED("a", GUID1)
 		 ROUTE("x", "/", "https://org.crm.dynamics.com"),
 	     "t.ini:2: [proxy] trusted_proxies: 'lb.internal' is not an address or network (CIDR, e.g. 10.0.0.0/8 or "

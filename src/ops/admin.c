@@ -29,6 +29,9 @@
 #include "util/log.h"
 #include "ops/metrics.h"
 
+#define ADMIN_CONNECTIONS 64U /* connections of the admin listener */
+#define ADMIN_PER_ADDRESS 8U  /* of those, from one client address */
+
 static struct MHD_Daemon *daemon_;
 static atomic_bool draining;
 /* The configuration and token engine serving now. A reload swaps them; every
@@ -234,8 +237,13 @@ int admin_start(const struct config *cfg, struct token_engine *te)
 	/* AUTO picks epoll: under load the proxy holds more than FD_SETSIZE
 	 * descriptors, and a select()-based listener would refuse the probes. */
 	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+	/* ADMIN_PER_ADDRESS connections per client address: a client that
+	 * opens many and trickles its headers (the idle timeout counts from
+	 * the last byte) holds those only, never every slot, so the probes of
+	 * an orchestrator and a scraper from their own addresses still get in. */
 	daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, on_admin, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-				   MHD_OPTION_CONNECTION_LIMIT, 32U, MHD_OPTION_CONNECTION_TIMEOUT, 10U,
+				   MHD_OPTION_CONNECTION_LIMIT, ADMIN_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				   ADMIN_PER_ADDRESS, MHD_OPTION_CONNECTION_TIMEOUT, 10U,
 				   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (!daemon_) {

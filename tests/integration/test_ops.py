@@ -5,6 +5,8 @@ correlation ids, and the per-route access log switch."""
 import json
 import os
 import re
+import select
+import socket
 import time
 
 import harness
@@ -114,6 +116,53 @@ def test_healthz_and_admin_paths_are_separate():
         eq(r.json().get("code"), "no_route", "problem code on the proxy port")
         assert px.admin != px.port, "admin and proxy share a port"
     finally:
+        px.stop()
+
+
+def test_slow_clients_cannot_starve_the_probes():
+    """40 connections from one address that never finish their header block
+    (a slowloris on the admin port): only 8 are kept (the rest closed at
+    once), and a probe from another address (an orchestrator's) is answered
+    while they hang."""
+    px = start("admin-slow", ini())
+    held = []
+    try:
+        for _ in range(40):
+            s = socket.create_connection(("127.0.0.1", px.admin), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n")
+            held.append(s)
+        closed = set()
+
+        def count_closed():
+            r, _, _ = select.select([s for s in held if s not in closed], [], [], 0.05)
+            for s in r:
+                try:
+                    if s.recv(1) == b"":
+                        closed.add(s)
+                except OSError:
+                    closed.add(s)
+            return len(closed) >= 32
+        # well inside the listener's 10 s idle timeout, which would close them all
+        harness.wait_for("32 of the 40 closed", count_closed, timeout=4)
+        eq(len(closed), 32, "connections from one address closed at once (8 kept)")
+        probe = socket.socket()
+        try:
+            probe.settimeout(5)
+            probe.bind(("127.0.0.2", 0))
+            probe.connect(("127.0.0.1", px.admin))
+            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            got = b""
+            while True:
+                d = probe.recv(4096)
+                if not d:
+                    break
+                got += d
+        finally:
+            probe.close()
+        assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\nok\n"), got
+    finally:
+        for s in held:
+            s.close()
         px.stop()
 
 

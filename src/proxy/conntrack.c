@@ -226,7 +226,11 @@ void conntrack_request_done(struct MHD_Connection *conn, long long now_ms, bool 
 }
 
 /* Answer 408 where that is possible (plain HTTP: TLS records cannot be
- * faked from outside), then shut the socket; MHD sees the end and closes. */
+ * faked from outside), then shut the socket; MHD sees the end and closes.
+ * A kept-alive connection idle since its last answer is closed silently,
+ * as an idle persistent connection may be (RFC 9112 9.8): a 408 sent as
+ * the client reuses it would be read as the answer to its new request,
+ * where a close makes it retry on a new connection. */
 static void cut(struct conn_track *t, long long waited_ms)
 {
 	static const char answer[] = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
@@ -234,12 +238,15 @@ static void cut(struct conn_track *t, long long waited_ms)
 	t->cut = true;
 	if (fd < 0)
 		return;
-	if (!tlsin_enabled() && send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+	bool idle_kept_alive = t->served && !t->busy;
+	if (!tlsin_enabled() && !idle_kept_alive &&
+	    send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 		/* best effort: the client may already be gone */
 	}
 	shutdown(fd, SHUT_RDWR);
-	struct log_line l;
-	log_begin(&l, LOG_WARN, "limit_exceeded");
+	struct log_line l; /* an idle connection's end is routine, a stalled request's is not */
+	log_begin(&l, idle_kept_alive ? LOG_DEBUG : LOG_WARN,
+		  idle_kept_alive ? "connection_idle_closed" : "limit_exceeded");
 	log_str(&l, "limit", "client_timeout");
 	log_int(&l, "value", waited_ms);
 	log_end(&l);

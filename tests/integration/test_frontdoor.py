@@ -374,6 +374,26 @@ def test_stalled_request_line_cut_at_client_timeout():
     assert 1.5 <= took <= 4.5, "cut after %.2fs with client_timeout = 2s" % took
 
 
+def test_idle_kept_alive_connection_closed_silently_at_client_timeout():
+    """A connection idle since its answer is closed at client_timeout (2 s
+    here) without a 408: a 408 written as the client reuses the connection
+    would be taken for the answer to its new request; a close makes it
+    retry."""
+    px = PXF
+    s = connect(px, timeout=10)
+    try:
+        s.sendall(ECHO)
+        data, end = read_until(s, 5, response_complete)
+        eq(one(data, "the request").status, 200, "the request")
+        t0 = time.time()
+        rest, end = read_to_end(s, 8)
+        took = time.time() - t0
+    finally:
+        s.close()
+    eq((end, rest), ("eof", b""), "after the answer, %.2fs idle" % took)
+    assert 1.5 <= took <= 4.5, "closed after %.2fs with client_timeout = 2s" % took
+
+
 def test_fifty_stalled_sockets_do_not_block_new_requests():
     px = PXF
     settle(px)

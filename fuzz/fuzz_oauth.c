@@ -42,8 +42,10 @@ static void check_err(const struct oauth_error *e)
 	check_str(e->description, sizeof(e->description));
 }
 
-static void check_result(long status, enum oauth_result r, const struct oauth_token *tok)
+static void check_result(long status, enum oauth_result r, const struct oauth_token *tok, const struct oauth_error *err)
 {
+	/* 400 and 401 are OAuth's refusals; another 4xx only with an OAuth error in it */
+	bool oauth_4xx = status == 400 || status == 401 || err->error[0] != '\0' || err->n_codes > 0;
 	bool ok2xx = status >= 200 && status <= 299;
 
 	if (r == OAUTH_OK) {
@@ -65,9 +67,10 @@ static void check_result(long status, enum oauth_result r, const struct oauth_to
 		abort();
 	if (r == OAUTH_TRANSIENT && !(status == 429 || (status >= 500 && status <= 599)))
 		abort();
-	if (r == OAUTH_REJECTED && !(status >= 400 && status <= 499 && status != 429))
+	if (r == OAUTH_REJECTED && !(status >= 400 && status <= 499 && status != 429 && oauth_4xx))
 		abort();
-	if (r == OAUTH_BAD_RESPONSE && ((status >= 400 && status <= 599)))
+	if (r == OAUTH_BAD_RESPONSE && ((status >= 400 && status <= 499 && status != 429 && oauth_4xx) ||
+					(status >= 500 && status <= 599) || status == 429))
 		abort();
 }
 
@@ -87,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(body, data + 1, size - 1);
 	r = oauth_parse_response(status, body, size - 1, 1700000000, &tok, &err);
-	check_result(status, r, &tok);
+	check_result(status, r, &tok, &err);
 	check_err(&err);
 	oauth_token_clear(&tok);
 	oauth_parse_error(body, size - 1, &err);

@@ -348,10 +348,11 @@ def request(port, method, target, headers=None, body=None, chunked=False, timeou
         c.close()
 
 
-def raw(port, data, timeout=10, host="127.0.0.1", half_close=False):
+def raw(port, data, timeout=10, host="127.0.0.1", half_close=False, source=None):
     """Send bytes, return everything read until the peer closes or `timeout`
-    seconds pass without data (no exception on timeout or reset)."""
-    s = socket.create_connection((host, port), timeout=timeout)
+    seconds pass without data (no exception on timeout or reset). source:
+    the local address to connect from (e.g. "127.0.0.2")."""
+    s = socket.create_connection((host, port), timeout=timeout, source_address=(source, 0) if source else None)
     out = []
     try:
         s.sendall(data)

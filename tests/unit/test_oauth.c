@@ -359,16 +359,24 @@ static void test_classification(void)
 	CHECK_INT(parse_s(401, F6), OAUTH_REJECTED);
 	/* 400 and 401 are OAuth's refusals even with nothing readable; another
 	 * 4xx only with an OAuth error in it */
-	CHECK_INT(parse_s(401, ""), OAUTH_REJECTED);
-	CHECK_INT(parse_s(400, "<html></html>"), OAUTH_REJECTED);
-	CHECK_INT(parse_s(404, ""), OAUTH_BAD_RESPONSE);
-	CHECK_INT(parse_s(404, "<html><head><title>404 - File or directory not found.</title></head></html>"),
-		  OAUTH_BAD_RESPONSE);
-	CHECK_STR(err.description, "404 - File or directory not found.");
-	CHECK_INT(parse_s(405, "Method Not Allowed"), OAUTH_BAD_RESPONSE);
-	CHECK_INT(parse_s(404, "{\"error\":\"not_found\"}"), OAUTH_REJECTED);
-	CHECK_INT(parse_s(403, "<html><body>AADSTS53003: Access has been blocked by Conditional Access.</body></html>"),
-		  OAUTH_REJECTED);
+	static const struct {
+		long status;
+		const char *body;
+		enum oauth_result want;
+	} four[] = {
+	    {401, "", OAUTH_REJECTED},
+	    {400, "<html></html>", OAUTH_REJECTED},
+	    {404, "", OAUTH_BAD_RESPONSE},
+	    {405, "Method Not Allowed", OAUTH_BAD_RESPONSE},
+	    {404, "{\"error\":\"not_found\"}", OAUTH_REJECTED},
+	    {403, "<html><body>AADSTS53003: Access has been blocked by Conditional Access.</body></html>",
+	     OAUTH_REJECTED},
+	    {404, "<html><head><title>404 - File or directory not found.</title></head></html>", OAUTH_BAD_RESPONSE},
+	};
+	for (size_t i = 0; i < sizeof four / sizeof four[0]; i++)
+		CHECK_INT(parse_s(four[i].status, four[i].body), four[i].want);
+	CHECK_STR(err.description, "404 - File or directory not found."); /* the last one's */
+	CHECK_INT(parse_s(403, four[5].body), OAUTH_REJECTED);
 	CHECK_INT(err.codes[0], 53003);
 	CHECK_INT(parse_s(429, ""), OAUTH_TRANSIENT);
 	CHECK_INT(parse_s(500, F2), OAUTH_TRANSIENT);

@@ -182,8 +182,7 @@ static void fail_local(struct token_engine *te, struct tsrc *s, long long now, c
 static void store_token(struct token_engine *te, struct tsrc *s, struct oauth_token *tok, long long now)
 {
 	size_t tlen = strlen(tok->access_token), hlen = sizeof(BEARER_PREFIX) - 1 + tlen;
-	long long jitter = (long long)(rand01() * (double)tok->expires_in * 1000.0 / 20.0);
-	struct token_times t = token_schedule(s->started_ms, tok->expires_in, tok->refresh_in, jitter);
+	struct token_times t = token_schedule(s->started_ms, tok->expires_in, tok->refresh_in, rand01());
 	char *hdr = malloc(hlen + 1), *old;
 	size_t old_len;
 	unsigned long gen;

@@ -149,10 +149,10 @@ struct token_times {
  * Times for a token received at now_ms with the given lifetime (s) and
  * optional refresh_in (s, 0 = absent). The margin before expiry is
  * min(300 s, lifetime / 10); refresh happens at refresh_in, else at half
- * the lifetime, minus `jitter_ms` (caller supplies randomness), and always
- * before usable_until.
+ * the lifetime, made earlier by jitter01 (0..1, the caller's randomness)
+ * times a twentieth of that delay, and always before usable_until.
  */
-struct token_times token_schedule(long long now_ms, long expires_in_s, long refresh_in_s, long long jitter_ms);
+struct token_times token_schedule(long long now_ms, long expires_in_s, long refresh_in_s, double jitter01);
 
 /*
  * Delay before retry number `attempt` (1-based) of a transient failure:

@@ -8,7 +8,7 @@
 #define LIFETIME_MAX_S     315360000L /* ten years: keeps the ms arithmetic far from overflow */
 #define RETRY_AFTER_MAX_MS 3600000LL  /* a server's Retry-After is honoured up to one hour */
 
-struct token_times token_schedule(long long now_ms, long expires_in_s, long refresh_in_s, long long jitter_ms)
+struct token_times token_schedule(long long now_ms, long expires_in_s, long refresh_in_s, double jitter01)
 {
 	struct token_times t;
 	long long life, margin, refresh, latest;
@@ -26,7 +26,11 @@ struct token_times token_schedule(long long now_ms, long expires_in_s, long refr
 	latest = life - 2 * margin;
 	if (refresh > latest)
 		refresh = latest;
-	refresh -= jitter_ms > 0 ? jitter_ms : 0;
+	/* Up to a twentieth of the delay itself: a jitter drawn from the whole
+	 * lifetime ate a short refresh_in entirely, and the refresh came at
+	 * once after every fetch. */
+	if (jitter01 > 0.0 && jitter01 <= 1.0 && refresh > 0)
+		refresh -= (long long)(jitter01 * (double)refresh / 20.0);
 	t.refresh_at_ms = now_ms + (refresh > 0 ? refresh : 0);
 	return t;
 }

@@ -149,6 +149,24 @@ def test_short_tokens_refresh_ahead_under_traffic():
         px.stop()
 
 
+def test_short_refresh_in_on_a_long_token_is_kept():
+    """A one-hour token with refresh_in = 30 s: refreshed 28.5-30 s after the
+    fetch (the jitter takes at most a twentieth of the delay). It used to be
+    drawn from the whole lifetime, cancel refresh_in, and the token was fetched
+    again every second."""
+    reset_entra()
+    ENTRA.set_entra("ok", refresh_in=30)
+    px = Proxy(W, ini(), name="refresh-in").start()
+    try:
+        e = px.wait_event("token_acquired", 20)
+        eq(e.get("expires_in"), 3599, "expires_in")
+        assert 28 <= e.get("refresh_in_s", -1) <= 30, "refresh in %r s, for refresh_in = 30" % e.get("refresh_in_s")
+        eq(token_count(), 1, "token requests")
+    finally:
+        ENTRA.set_entra("ok", refresh_in=None)
+        px.stop()
+
+
 def test_secrets_and_tokens_never_logged():
     """Runs last: greps every proxy log of this module."""
     logs = ""

@@ -2,6 +2,8 @@
  * test_token_sched.c - the engine's pure arithmetic: when a token stops
  * being handed out, when it is refreshed, and the retry backoff.
  */
+#include <math.h>
+
 #include "t.h"
 #include "token/token.h"
 
@@ -15,18 +17,18 @@ static void test_schedule_3599(void)
 	CHECK_INT(t.expires_at_ms, NOW + 3599000);
 	CHECK_INT(t.usable_until_ms, NOW + 3299000);
 	CHECK_INT(t.refresh_at_ms, NOW + 1799500);
-	t = token_schedule(NOW, 3599, 0, 12345);
-	CHECK_INT(t.refresh_at_ms, NOW + 1799500 - 12345);
+	t = token_schedule(NOW, 3599, 0, 0.5); /* a 40th of the delay */
+	CHECK_INT(t.refresh_at_ms, NOW + 1799500 - 44987);
 	CHECK_INT(t.usable_until_ms, NOW + 3299000);
 }
 
 static void test_schedule_86399_refresh_in(void)
 {
-	struct token_times t = token_schedule(NOW, 86399, 43199, 1000);
+	struct token_times t = token_schedule(NOW, 86399, 43199, 1.0);
 
 	CHECK_INT(t.expires_at_ms, NOW + 86399000);
 	CHECK_INT(t.usable_until_ms, NOW + 86099000);
-	CHECK_INT(t.refresh_at_ms, NOW + 43199000 - 1000);
+	CHECK_INT(t.refresh_at_ms, NOW + 43199000 - 2159950); /* at most a 20th earlier */
 	/* without refresh_in: half */
 	t = token_schedule(NOW, 86399, 0, 0);
 	CHECK_INT(t.refresh_at_ms, NOW + 43199500);
@@ -40,8 +42,22 @@ static void test_schedule_20s(void)
 	CHECK_INT(t.expires_at_ms, NOW + 20000);
 	CHECK_INT(t.usable_until_ms, NOW + 18000);
 	CHECK_INT(t.refresh_at_ms, NOW + 10000);
-	t = token_schedule(NOW, 20, 0, 700);
-	CHECK_INT(t.refresh_at_ms, NOW + 9300);
+	t = token_schedule(NOW, 20, 0, 0.2);
+	CHECK_INT(t.refresh_at_ms, NOW + 9900);
+}
+
+/* A short refresh_in on a long token: the jitter comes out of the refresh
+ * delay, never out of the lifetime (it used to cancel refresh_in = 30 s
+ * entirely, and the token was fetched again every second). */
+static void test_schedule_short_refresh_in(void)
+{
+	struct token_times t = token_schedule(NOW, 3599, 30, 1.0);
+
+	CHECK_INT(t.refresh_at_ms, NOW + 30000 - 1500);
+	t = token_schedule(NOW, 3599, 30, 0.0);
+	CHECK_INT(t.refresh_at_ms, NOW + 30000);
+	t = token_schedule(NOW, 3599, 30, 7.0); /* out of range: no jitter */
+	CHECK_INT(t.refresh_at_ms, NOW + 30000);
 }
 
 static void test_schedule_600s(void)
@@ -60,8 +76,8 @@ static void test_schedule_refresh_in_too_late(void)
 
 	CHECK_INT(t.usable_until_ms, NOW + 9699000);
 	CHECK_INT(t.refresh_at_ms, NOW + 9399000);
-	t = token_schedule(NOW, 9999, 9999, 5000);
-	CHECK_INT(t.refresh_at_ms, NOW + 9394000);
+	t = token_schedule(NOW, 9999, 9999, 0.1);
+	CHECK_INT(t.refresh_at_ms, NOW + 9399000 - 46995);
 	CHECK(t.refresh_at_ms < t.usable_until_ms);
 }
 
@@ -72,11 +88,12 @@ static void test_schedule_edges(void)
 	CHECK_INT(t.expires_at_ms, NOW);
 	CHECK_INT(t.usable_until_ms, NOW);
 	CHECK_INT(t.refresh_at_ms, NOW);
-	/* jitter larger than the refresh delay: refresh now, never in the past */
+	/* jitter out of 0..1 (too large, negative, NaN) is ignored */
 	t = token_schedule(NOW, 20, 0, 50000);
-	CHECK_INT(t.refresh_at_ms, NOW);
-	/* negative jitter is ignored */
+	CHECK_INT(t.refresh_at_ms, NOW + 10000);
 	t = token_schedule(NOW, 20, 0, -5);
+	CHECK_INT(t.refresh_at_ms, NOW + 10000);
+	t = token_schedule(NOW, 20, 0, NAN);
 	CHECK_INT(t.refresh_at_ms, NOW + 10000);
 	/* one second: margin 100 ms */
 	t = token_schedule(NOW, 1, 0, 0);
@@ -141,6 +158,7 @@ int main(void)
 	RUN(test_schedule_3599);
 	RUN(test_schedule_86399_refresh_in);
 	RUN(test_schedule_20s);
+	RUN(test_schedule_short_refresh_in);
 	RUN(test_schedule_600s);
 	RUN(test_schedule_refresh_in_too_late);
 	RUN(test_schedule_edges);

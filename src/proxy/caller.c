@@ -16,6 +16,7 @@
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -40,8 +41,9 @@ struct vslot {
 	bool ok;
 };
 
-/* Failed crypts per caller (by a hash of its name), in the current window. */
+/* Failed crypts of one caller, by name, in the current window. */
 struct fbucket {
+	char name[65]; /* a caller's name (at most 64 bytes); "" = a free slot */
 	long long window_start_ms;
 	unsigned n;
 };
@@ -128,12 +130,36 @@ done:
 	return ok;
 }
 
-static size_t fail_bucket(const char *name)
+/* The slot of caller `name`'s failures (open addressing from a hash of the
+ * name, compared whole: two callers never share a budget). A new name takes
+ * the first free slot, or one whose window is over; with every slot held
+ * by another caller's failures of this window it shares its home slot.
+ * Under lock. */
+static size_t fail_bucket(const char *name, long long now)
 {
 	unsigned h = 2166136261u; /* FNV-1a: spreads configured names, nothing secret */
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
 		h = (h ^ *p) * 16777619u;
-	return h % FAIL_BUCKETS;
+	size_t home = h % FAIL_BUCKETS, spare = FAIL_BUCKETS;
+	for (size_t i = 0; i < FAIL_BUCKETS; i++) {
+		size_t k = (home + i) % FAIL_BUCKETS;
+		struct fbucket *b = &fails[k];
+		if (!b->name[0]) {
+			spare = spare < FAIL_BUCKETS ? spare : k;
+			break; /* the name is not further on */
+		}
+		if (strncmp(b->name, name, sizeof b->name) == 0)
+			return k;
+		if (spare == FAIL_BUCKETS && now - b->window_start_ms >= CALLER_FAIL_WINDOW_MS)
+			spare = k;
+	}
+	if (spare == FAIL_BUCKETS)
+		return home;
+	struct fbucket *b = &fails[spare];
+	snprintf(b->name, sizeof b->name, "%s", name);
+	b->window_start_ms = now;
+	b->n = 0;
+	return spare;
 }
 
 /* Start a new failure window when the last one is over. Under lock. */
@@ -241,9 +267,9 @@ static enum pw password_ok(const struct caller_cfg *c, const char *user, const c
 	*why = "the Basic password does not match";
 	if (!mac_of(c, user, pass, mac))
 		return PW_BAD;
-	size_t bucket = fail_bucket(c->name);
 	bool async = verifier_running();
 	pthread_mutex_lock(&lock);
+	size_t bucket = fail_bucket(c->name, now);
 	known = cache_get(mac, now);
 	struct fbucket *fb = &fails[bucket];
 	window(fb, now);

@@ -155,6 +155,40 @@ static void test_failure_budget(void)
 	config_free(cfg);
 }
 
+/* "alpha" and "b15" share a slot of the failure table's hash (43 of 128):
+ * alpha spending its budget leaves b15's whole. */
+static void test_failure_budget_per_caller(void)
+{
+	static const char two[] = "[credential:a]\ntenant = contoso.onmicrosoft.com\n"
+				  "client_id = 11111111-aaaa-4bbb-8ccc-000000000001\nclient_secret = s\n"
+				  "[route:dv]\nmatch_path = /dv/\nupstream = https://contoso.crm4.dynamics.com\n"
+				  "credential = a\ncallers = alpha, b15\n"
+				  "[caller:alpha]\nbasic_user = A\nbasic_password_hash = " HASH "\n"
+				  "[caller:b15]\nbasic_user = B\nbasic_password_hash = " HASH "\n";
+	FILE *f = fmemopen((void *)two, strlen(two), "r");
+	struct config *cfg = f ? config_load_stream(f, "t.ini", stderr) : NULL;
+	if (f)
+		fclose(f);
+	CHECK(cfg != NULL);
+	if (!cfg)
+		return;
+	const struct caller_cfg *c = NULL;
+	const char *why = NULL;
+	caller_cache_reset();
+	struct caller_input in = {.now_ms = 1000};
+	char h[64];
+	for (int i = 0; i < CALLER_FAIL_BURST + 1; i++) { /* "A:wrong0".. "A:wrong4" */
+		snprintf(h, sizeof h, "Basic QTp3cm9uZz%s", (const char *[]){"A=", "E=", "I=", "M=", "Q="}[i]);
+		in.authorization = h;
+		CHECK_INT(caller_recognise(cfg, &cfg->routes[0], &in, &c, &why), CALLER_UNAUTHORIZED);
+	}
+	CHECK(strstr(why, "too many") != NULL);              /* alpha's budget is spent */
+	in.authorization = "Basic QjprZXktMDEyMzQ1Njc4OQ=="; /* "B:key-0123456789" */
+	CHECK_INT(caller_recognise(cfg, &cfg->routes[0], &in, &c, &why), CALLER_OK);
+	CHECK(c == &cfg->callers[1]);
+	config_free(cfg);
+}
+
 static atomic_int notified;
 
 static void on_verified(void *arg)
@@ -213,6 +247,7 @@ int main(void)
 	RUN(test_basic_parse_refusals);
 	RUN(test_recognise);
 	RUN(test_failure_budget);
+	RUN(test_failure_budget_per_caller);
 	RUN(test_verifier_thread);
 	return T_DONE();
 }

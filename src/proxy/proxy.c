@@ -679,6 +679,8 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *conn, const c
 		rq->conn = conn;
 		return first_call(rq, method);
 	}
+	if (rq->cl.abandoned)
+		return MHD_NO; /* its client left while it waited: close, nothing was sent upstream */
 	if (*upload_data_size > 0)
 		return body_call(rq, upload_data, upload_data_size);
 	if (rq->cl.has_body && !rq->cl.up_eof) {
@@ -879,6 +881,12 @@ void proxy_check_deadlines(struct worker *w, long long now_ms)
 	throttle_poll(w, now_ms, throttle_go);
 	for (; rq; rq = next) {
 		next = LIST_NEXT(rq, park_link);
+		if (rq->park_deadline_ms > now_ms && request_client_left(rq, now_ms)) {
+			park_unlink(w, rq); /* waited for a token or a password check: never sent */
+			rq->caller.verifying = false;
+			request_abandon(rq);
+			continue;
+		}
 		if (rq->park_deadline_ms > now_ms)
 			continue;
 		park_unlink(w, rq);
@@ -901,9 +909,12 @@ long long proxy_next_deadline(const struct worker *w)
 {
 	long long best = throttle_next_deadline(w);
 	const struct request *rq;
-	LIST_FOREACH (rq, &w->parked, park_link)
-		if (!best || rq->park_deadline_ms < best)
-			best = rq->park_deadline_ms;
+	LIST_FOREACH (rq, &w->parked, park_link) {
+		long long probe = rq->cl.left_check_ms > 0 ? rq->cl.left_check_ms : 1; /* request_client_left */
+		long long d = rq->park_deadline_ms < probe ? rq->park_deadline_ms : probe;
+		if (!best || d < best)
+			best = d;
+	}
 	return best;
 }
 

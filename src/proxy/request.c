@@ -4,9 +4,11 @@
  */
 #include "proxy/request.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "proxy/worker.h"
 #include "util/wipe.h"
@@ -85,6 +87,25 @@ const char *request_upstream_header(const struct request *rq, const char *name)
 		    strncasecmp(rq->resp.rh_buf + rq->resp.rh[i].name, name, len) == 0)
 			return rq->resp.rh_buf + rq->resp.rh[i].value;
 	return NULL;
+}
+
+bool request_client_left(struct request *rq, long long now_ms)
+{
+	char probe;
+	if (!rq->conn || rq->cl.gone || rq->cl.abandoned || now_ms < rq->cl.left_check_ms)
+		return false;
+	rq->cl.left_check_ms = now_ms + REQUEST_LEFT_CHECK_MS;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (!ci)
+		return false;
+	ssize_t n = recv(ci->connect_fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+void request_abandon(struct request *rq)
+{
+	rq->cl.abandoned = true;
+	request_resume(rq);
 }
 
 void request_resume(struct request *rq)

@@ -107,6 +107,11 @@ struct rq_client {
 	uint64_t bytes_in;
 	bool suspended; /* MHD connection suspended (request.c only) */
 	bool gone;      /* MHD reported the connection closed */
+	/* The client left while the request waited (a gate, a token, a
+	 * password check) and nothing went upstream: the access handler
+	 * closes the connection (request_client_left). */
+	bool abandoned;
+	long long left_check_ms; /* when the client socket is probed next */
 };
 
 /* Upstream side: the libcurl transfer. Written by relay.c (curl callbacks,
@@ -259,6 +264,19 @@ void request_set_local(struct request *rq, int status, const char *code, const c
 /* Value of the upstream response header `name` (first of that name, any
  * case), or NULL. Points into rq->resp.rh_buf. */
 const char *request_upstream_header(const struct request *rq, const char *name);
+
+/* Has the client left while rq waited, suspended, before anything went
+ * upstream? libmicrohttpd does not watch a suspended connection, so its
+ * socket is probed, at most every REQUEST_LEFT_CHECK_MS: an end of stream
+ * or an error, with no bytes before it, means gone, as nginx reads it
+ * (a client that shut only its sending side is taken as gone too: the
+ * socket cannot tell the two apart). Bytes waiting (a pipelined request)
+ * mean still there. Over inbound TLS only a reset shows. */
+#define REQUEST_LEFT_CHECK_MS 250
+bool request_client_left(struct request *rq, long long now_ms);
+/* rq's client left while it waited: mark it, resume it, and the access
+ * handler closes the connection without an answer (nothing went upstream). */
+void request_abandon(struct request *rq);
 
 /* Resume the MHD connection if (and only if) it is suspended. */
 void request_resume(struct request *rq);

@@ -342,6 +342,13 @@ void throttle_poll(struct worker *w, long long now, void (*go)(struct request *r
 	struct throttle_rq *t = w->throttled, *next;
 	for (; t; t = next) {
 		next = t->next;
+		if (request_client_left(t->rq, now)) { /* waited at its gate: never sent (this time) */
+			list_unlink(w, t);
+			if (gate_cancel(t->gate, &t->ticket))
+				t->slot = true; /* granted meanwhile: throttle_request_done gives it back */
+			request_abandon(t->rq);
+			continue;
+		}
 		if (!atomic_load(&t->ticket.granted) && now >= t->check_ms && now < t->deadline_ms) {
 			gate_service(t->gate, now); /* may grant this very ticket */
 			report_open(t->rq, t);
@@ -372,6 +379,8 @@ long long throttle_next_deadline(const struct worker *w)
 	long long best = 0;
 	for (const struct throttle_rq *t = w->throttled; t; t = t->next) {
 		long long d = t->check_ms < t->deadline_ms ? t->check_ms : t->deadline_ms;
+		long long probe = t->rq->cl.left_check_ms > 0 ? t->rq->cl.left_check_ms : 1; /* request_client_left */
+		d = probe < d ? probe : d;
 		if (!best || d < best)
 			best = d;
 	}

@@ -267,9 +267,9 @@ def test_full_queue_is_bounded_and_disconnected_clients_leave_it():
     eq(PX.request("GET", WHOAMI).status, 200, "uses the budget")
     socks = []
     try:
-        for _ in range(3):  # the queue of /tiny/ holds 3
+        for i in range(3):  # the queue of /tiny/ holds 3
             s = socket.create_connection(("127.0.0.1", PX.port), timeout=10)
-            s.sendall(b"GET /tiny/api/data/v9.2/WhoAmI HTTP/1.1\r\nHost: p\r\n\r\n")
+            s.sendall(b"GET /tiny/api/data/v9.2/WhoAmI?queued=%d HTTP/1.1\r\nHost: p\r\n\r\n" % i)
             socks.append(s)
             wait_for("queued", lambda: metric("s2s_throttle_queue_depth") == len(socks))
         rss0 = PX.status_kib("VmRSS")
@@ -280,11 +280,17 @@ def test_full_queue_is_bounded_and_disconnected_clients_leave_it():
         assert grown < 8 << 10, "memory grew by %d KiB" % grown
         for s in socks[1:]:
             s.close()
-        wait_for("disconnected clients left the queue", lambda: metric("s2s_throttle_queue_depth") == 1)
+        # at once, not when the gate reopens (the window is 6 s)
+        wait_for("disconnected clients left the queue", lambda: metric("s2s_throttle_queue_depth") == 1, timeout=3)
+        answer = socks[0].recv(65536)  # the one still connected is served when the gate reopens
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     finally:
         for s in socks:
             s.close()
     wait_for("queue empty", lambda: metric("s2s_throttle_queue_depth") == 0)
+    # 0 went up once to learn of the limit (429), then again when the gate reopened
+    sent = sorted(q["target"].split("=")[1] for q in SIM.requests() if "WhoAmI?queued=" in q["target"])
+    eq(sent, ["0", "0"], "queued requests that reached the upstream (the clients of 1 and 2 had left)")
 
 
 def test_check_shows_the_budget_headers():

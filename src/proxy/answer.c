@@ -29,10 +29,29 @@
  * from ~600 to ~880 MiB/s in the benchmark. */
 #define BODY_BLOCK (64 * 1024)
 
+/* libmicrohttpd 1.0.10 forgets a Date header added before a Connection
+ * header (add_response_header_connection assigns the response's automatic
+ * flags instead of adding to them) and then writes a Date of its own: two
+ * Date fields. Adding the Date again after it sets the flag again
+ * (internals.md L-MHD-16). */
+static void keep_date(struct MHD_Response *r)
+{
+	char date[64];
+	const char *d = MHD_get_response_header(r, MHD_HTTP_HEADER_DATE);
+	if (!d || strlen(d) >= sizeof date)
+		return;
+	memcpy(date, d, strlen(d) + 1);
+	if (MHD_del_response_header(r, MHD_HTTP_HEADER_DATE, date) == MHD_YES)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_DATE, date);
+}
+
 bool answer_add_header(struct MHD_Response *r, const char *name, const char *value)
 {
-	if (!value || MHD_add_response_header(r, name, value) == MHD_YES)
+	if (!value || MHD_add_response_header(r, name, value) == MHD_YES) {
+		if (value && strcasecmp(name, MHD_HTTP_HEADER_CONNECTION) == 0)
+			keep_date(r);
 		return true;
+	}
 	log_msg(LOG_WARN, "response_header_dropped", "cannot add response header %s", name);
 	return false;
 }

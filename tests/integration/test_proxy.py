@@ -332,3 +332,40 @@ def test_outbound_proxy_from_the_environment():
     finally:
         px.stop()
         cp.close()
+
+
+def test_answer_while_draining_has_one_date():
+    """An answer finished after SIGTERM carries Connection: close, and still
+    exactly one Date (the upstream's): libmicrohttpd forgets a Date added
+    before a Connection header and writes its own (internals.md L-MHD-16)."""
+    px = Proxy(W, proxy_ini(SIM, routes={"dataverse": harness.default_routes()["dataverse"]},
+                            extra_proxy={"admin_listen": "127.0.0.1:0"}), name="drain").start()
+    admin = px.wait_event("admin_listening", 10)["port"]
+    s = None
+
+    def in_flight():
+        for line in harness.request(admin, "GET", "/metrics", timeout=5).text.splitlines():
+            if line.startswith("s2s_requests_in_flight "):
+                return float(line.split()[1]) == 1
+        return False
+    try:
+        px.wait_event("token_acquired", 20)
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        s.sendall(b"GET /dataverse/_test/slow?ms=1500 HTTP/1.1\r\nHost: p\r\n\r\n")
+        harness.wait_for("the request in flight", in_flight, timeout=10)
+        px.proc.send_signal(harness.signal.SIGTERM)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+        head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        assert head[0].startswith("HTTP/1.1 200 "), head
+        names = [h.split(":", 1)[0].strip().lower() for h in head[1:]]
+        eq((names.count("date"), names.count("connection")), (1, 1), "Date and Connection fields in %r" % head)
+        assert "Connection: close" in head, head
+    finally:
+        if s:
+            s.close()
+        px.stop()

@@ -78,7 +78,7 @@ struct metrics {
  * allocated until metrics_free (reloads are few and bounded), so a writer
  * that loaded the old pointer never touches freed memory. */
 static _Atomic(struct metrics *) M;
-#define MAX_SETS 64
+#define MAX_SETS 256                   /* as many as reloads a process takes (reload.c MAX_GENS) */
 static struct metrics *sets[MAX_SETS]; /* every set made, for metrics_free (main thread) */
 static size_t n_sets;
 

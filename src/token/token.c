@@ -686,6 +686,11 @@ struct token_engine *token_engine_new(const struct config *cfg, void (*notify_fn
 	te->clock = clock_now_ms;
 	atomic_init(&te->stop, false);
 	atomic_init(&te->requests, 0);
+	if (pthread_mutex_init(&te->multi_mu, NULL) != 0) {
+		free(te);
+		te = NULL;
+		goto fail;
+	}
 	te->multi = curl_multi_init();
 	if (te->multi == NULL)
 		goto fail;
@@ -737,15 +742,37 @@ int token_engine_start(struct token_engine *te)
 	return 0;
 }
 
+/* Wake the engine's thread, from any thread; nothing once it has stopped. */
+static void wake_engine(struct token_engine *te, const char *when)
+{
+	if (pthread_mutex_lock(&te->multi_mu) != 0)
+		abort();
+	if (te->multi != NULL && curl_multi_wakeup(te->multi) != CURLM_OK)
+		log_msg(LOG_WARN, "token_internal", "curl_multi_wakeup failed%s", when);
+	pthread_mutex_unlock(&te->multi_mu);
+}
+
 void token_engine_stop(struct token_engine *te)
 {
 	if (te == NULL || !te->started)
 		return;
 	atomic_store(&te->stop, true);
-	if (curl_multi_wakeup(te->multi) != CURLM_OK)
-		log_msg(LOG_WARN, "token_internal", "curl_multi_wakeup failed at shutdown");
+	wake_engine(te, " at shutdown");
 	pthread_join(te->thread, NULL);
 	te->started = false;
+	/* A retired generation's engine is kept (its tokens may still be read)
+	 * but needs no network: close its kept connections and wake-up pair
+	 * now, not at exit (every reload used to keep them). */
+	if (pthread_mutex_lock(&te->multi_mu) != 0)
+		abort();
+	for (size_t i = 0; i < te->n; i++)
+		if (te->src[i].easy != NULL && te->src[i].in_flight) {
+			curl_multi_remove_handle(te->multi, te->src[i].easy);
+			te->src[i].in_flight = false;
+		}
+	curl_multi_cleanup(te->multi);
+	te->multi = NULL;
+	pthread_mutex_unlock(&te->multi_mu);
 }
 
 void token_engine_free(struct token_engine *te)
@@ -764,6 +791,7 @@ void token_engine_free(struct token_engine *te)
 	curl_slist_free_all(te->connect_to);
 	if (te->multi != NULL)
 		curl_multi_cleanup(te->multi);
+	pthread_mutex_destroy(&te->multi_mu);
 	free(te);
 }
 
@@ -830,8 +858,7 @@ void token_request_refresh(struct token_engine *te, size_t idx)
 	if (!wake)
 		return;
 	atomic_store(&s->refresh_wanted, true);
-	if (curl_multi_wakeup(te->multi) != CURLM_OK)
-		log_msg(LOG_WARN, "token_internal", "curl_multi_wakeup failed");
+	wake_engine(te, "");
 	log_msg(LOG_INFO, "token_refresh_requested", "early refresh of token source %zu", idx);
 }
 
@@ -892,8 +919,7 @@ bool token_reject(struct token_engine *te, size_t idx, unsigned long gen)
 	if (!drop)
 		return gone;
 	atomic_store(&s->refresh_wanted, true);
-	if (curl_multi_wakeup(te->multi) != CURLM_OK)
-		log_msg(LOG_WARN, "token_internal", "curl_multi_wakeup failed");
+	wake_engine(te, "");
 	log_msg(LOG_INFO, "token_dropped", "token of source %zu rejected upstream: dropped, refreshing", idx);
 	return true;
 }

@@ -74,7 +74,8 @@ struct token_engine {
 	void (*notify)(void *);
 	void *notify_arg;
 	token_clock_fn clock;
-	CURLM *multi;                  /* owned */
+	CURLM *multi;                  /* owned; NULL once stopped (token_engine_stop closes its connections) */
+	pthread_mutex_t multi_mu;      /* a wake-up from another thread against that close */
 	struct curl_slist *connect_to; /* owned, shared by every easy handle */
 	struct tsrc *src;              /* owned, n entries */
 	struct cred **creds;           /* owned, one per credential (NULL when no source uses it) */

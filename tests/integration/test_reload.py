@@ -5,6 +5,7 @@ configuration is rejected with its errors and the old one keeps serving,
 and reloads under traffic fail no request."""
 
 import concurrent.futures
+import os
 import signal
 import threading
 import time
@@ -177,6 +178,35 @@ def test_inflight_request_finishes_on_its_config():
             r = slow.result()
         eq((r.status, r.json()), (200, {"slept_ms": 2000, "body_ms": 0}), "in-flight request")
         px.wait_event("config_retired", 10)
+    finally:
+        px.stop()
+
+
+def test_retired_generations_hold_no_sockets():
+    """30 reloads, each with a credential whose secret file moves, so each new
+    engine fetches its own token: once a generation is retired its engine
+    keeps no connection and no wake-up pair (each reload used to keep about
+    five descriptors until exit)."""
+    ENTRA.reset(faults=True)
+    creds = harness.default_credentials()
+    px = Proxy(W, ini(creds=creds), name="fds").start()
+    try:
+        px.wait_event("token_acquired", 20)
+        eq(px.request("GET", "/dataverse/_test/echo").status, 200, "before")
+
+        def fds():
+            return len(os.listdir("/proc/%d/fd" % px.pid))
+        base = fds()
+        secret = open(W.path("secret-contoso.txt")).read()
+        for i in range(30):
+            path = W.write("secret-contoso-%d.txt" % i, secret, 0o600)
+            rewrite(px, ini(creds={"contoso": dict(creds["contoso"], secret=None, client_secret_file=path)}))
+            hup(px, "config_reloaded")
+            eq(px.request("GET", "/dataverse/_test/echo").status, 200, "after reload %d" % i)
+        harness.wait_for("30 generations retired",
+                         lambda: len([e for e in px.events() if e.get("event") == "config_retired"]) >= 30)
+        grown = fds() - base
+        assert grown <= 6, "descriptors grew by %d over 30 reloads (%d -> %d)" % (grown, base, fds())
     finally:
         px.stop()
 

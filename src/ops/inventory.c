@@ -132,18 +132,21 @@ static int load(const char *path, struct inv_table *t)
 }
 
 /* Write t to path atomically: path.tmp, fsync, rename. */
+/* Write t to path through path.tmp and a rename. 0, or the errno of the
+ * step that failed (not of the clean-up after it). */
 static int save(const char *path, const struct inv_table *t)
 {
 	char tmp[4096];
-	int rc = -1;
+	int err = 0;
 	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-		return -1;
+		return ENAMETOOLONG;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (!f) {
+		err = errno;
 		if (fd >= 0)
 			close(fd);
-		return -1;
+		return err;
 	}
 	fprintf(f, "# s2s-proxy inventory v1\n");
 	for (size_t i = 0; i < INVENTORY_MAX_CALLERS; i++)
@@ -151,30 +154,44 @@ static int save(const char *path, const struct inv_table *t)
 			if (t->rows[i].n[p])
 				fprintf(f, "%s\t%s\t%llu\t%lld\t%lld\n", t->rows[i].caller, inventory_proto_names[p],
 					t->rows[i].n[p], t->rows[i].first[p], t->rows[i].last[p]);
-	if (fflush(f) == 0 && fsync(fileno(f)) == 0)
-		rc = 0;
-	if (fclose(f) != 0)
-		rc = -1;
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = -1;
-	if (rc < 0)
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+		err = errno;
+	if (fclose(f) != 0 && !err)
+		err = errno;
+	if (!err && rename(tmp, path) != 0)
+		err = errno;
+	if (err)
 		unlink(tmp);
-	return rc;
+	return err;
 }
 
-/* Copy the table out under the lock and write it without it. */
+/* Copy the table out under the lock and write it without it. A failed
+ * write leaves the table dirty: the next flush (a second later, or at
+ * shutdown) tries again, so no count is lost to a passing failure. The
+ * warning is logged when writing starts to fail, not every second. */
 static void flush(void)
 {
 	static struct inv_table snap; /* writer thread or main after the join: one at a time */
+	static int failing;           /* the errno of the last failed write, 0 = none */
 	pthread_mutex_lock(&lock);
 	bool d = dirty;
 	if (d)
 		snap = table;
 	dirty = false;
 	pthread_mutex_unlock(&lock);
-	if (d && save(state_path, &snap) < 0)
-		log_msg(LOG_WARN, "inventory_write_failed", "cannot write inventory_file %s: %s", state_path,
-			strerror(errno));
+	int err = d ? save(state_path, &snap) : 0;
+	if (err) {
+		pthread_mutex_lock(&lock);
+		dirty = true;
+		pthread_mutex_unlock(&lock);
+		if (err != failing)
+			log_msg(LOG_WARN, "inventory_write_failed",
+				"cannot write inventory_file %s: %s (retried every second)", state_path, strerror(err));
+	} else if (d && failing) {
+		log_msg(LOG_INFO, "inventory_written", "inventory_file %s written again", state_path);
+	}
+	if (d)
+		failing = err;
 }
 
 static void *writer_main(void *arg)

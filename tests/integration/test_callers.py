@@ -360,6 +360,26 @@ def test_inventory_stays_within_its_cap():
     PX = start(name="callers")
 
 
+def test_inventory_counts_survive_a_failed_write():
+    """While the file cannot be written (its temporary name is a directory),
+    counts stay pending and are written once it can be: at the latest at
+    shutdown. One warning, not one a second."""
+    global PX
+    path = W.path("inventory.state")
+    before = inventory_rows(PX).get(("pos", "basic_in"), (0,))[0]
+    os.mkdir(path + ".tmp")
+    try:
+        for _ in range(3):
+            eq(PX.request("GET", BC_COMPANIES, [("Authorization", basic(POS_USER, POS_KEY))]).status, 200, "status")
+        PX.wait_event("inventory_write_failed", 10)
+    finally:
+        os.rmdir(path + ".tmp")
+    PX.stop()
+    eq(inventory_rows(PX)[("pos", "basic_in")][0], before + 3, "requests counted while the writes failed")
+    eq(len([e for e in PX.events() if e.get("event") == "inventory_write_failed"]), 1, "warnings")
+    PX = start(name="callers")
+
+
 def test_secrets_never_logged():
     log = PX.log_text(all_runs=True)
     for secret in (POS_KEY, EDI_KEY, WEB_KEY, LEGACY_KEY, UNLIC_KEY, base64.b64encode(

@@ -251,6 +251,17 @@ def test_upstream_timeout_is_504():
         px.stop()
 
 
+def _read_head(sock):
+    """Bytes read until a header block's end (and what came with it), or EOF."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = sock.recv(65536)
+        if not d:
+            break
+        buf += d
+    return buf
+
+
 class _ConnectProxy:
     """An outbound HTTP proxy that allows CONNECT only and records each
     request line it gets."""
@@ -277,12 +288,9 @@ class _ConnectProxy:
     def _tunnel(self, c):
         up = None
         try:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                d = c.recv(4096)
-                if not d:
-                    return
-                buf += d
+            buf = _read_head(c)
+            if b"\r\n\r\n" not in buf:
+                return
             head, rest = buf.split(b"\r\n\r\n", 1)
             line = head.split(b"\r\n")[0].decode("latin-1")
             self.seen.append(line)
@@ -354,12 +362,7 @@ def test_answer_while_draining_has_one_date():
         s.sendall(b"GET /dataverse/_test/slow?ms=1500 HTTP/1.1\r\nHost: p\r\n\r\n")
         harness.wait_for("the request in flight", in_flight, timeout=10)
         px.proc.send_signal(harness.signal.SIGTERM)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
+        data = _read_head(s)
         head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
         assert head[0].startswith("HTTP/1.1 200 "), head
         names = [h.split(":", 1)[0].strip().lower() for h in head[1:]]

@@ -92,9 +92,11 @@ const char *request_upstream_header(const struct request *rq, const char *name)
 bool request_client_left(struct request *rq, long long now_ms)
 {
 	char probe;
-	if (!rq->conn || rq->cl.gone || rq->cl.abandoned || now_ms < rq->cl.left_check_ms)
+	if (now_ms < rq->cl.left_check_ms)
 		return false;
-	rq->cl.left_check_ms = now_ms + REQUEST_LEFT_CHECK_MS;
+	rq->cl.left_check_ms = now_ms + REQUEST_LEFT_CHECK_MS; /* always: the loop sleeps until then */
+	if (!rq->conn || rq->cl.gone || rq->cl.abandoned)
+		return false;
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (!ci)
 		return false;

@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "http/hdr.h"
 #include "proxy/worker.h"
 #include "util/wipe.h"
 
@@ -101,7 +102,9 @@ bool request_client_left(struct request *rq, long long now_ms)
 	if (!ci)
 		return false;
 	ssize_t n = recv(ci->connect_fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+	if (n == 0) /* a close, or a half-close still waiting for its answers */
+		return !hdr_method_idempotent(rq->method);
+	return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
 void request_abandon(struct request *rq)

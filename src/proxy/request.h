@@ -267,11 +267,13 @@ const char *request_upstream_header(const struct request *rq, const char *name);
 
 /* Has the client left while rq waited, suspended, before anything went
  * upstream? libmicrohttpd does not watch a suspended connection, so its
- * socket is probed, at most every REQUEST_LEFT_CHECK_MS: an end of stream
- * or an error, with no bytes before it, means gone, as nginx reads it
- * (a client that shut only its sending side is taken as gone too: the
- * socket cannot tell the two apart). Bytes waiting (a pipelined request)
- * mean still there. Over inbound TLS only a reset shows. */
+ * socket is probed, at most every REQUEST_LEFT_CHECK_MS. A reset means
+ * gone. An end of stream cannot tell a close from a half-close (a client
+ * that shut its sending side and still reads its answers), so it counts
+ * for a request that is not idempotent only: a POST its client has given
+ * up on (and may send again) must not run later; a read is still sent and
+ * answered. Bytes waiting (a pipelined request) mean still there. Over
+ * inbound TLS only a reset shows. */
 #define REQUEST_LEFT_CHECK_MS 250
 bool request_client_left(struct request *rq, long long now_ms);
 /* rq's client left while it waited: mark it, resume it, and the access

@@ -320,7 +320,8 @@ def test_client_aborts_while_waiting_for_token():
     try:
         t = Tally("client aborts while waiting for a token", px)
         for _ in range(10):
-            raw_abort(px.port, b"GET /dataverse/_test/echo?aborted-waiting=1 HTTP/1.1\r\nHost: p\r\n\r\n")
+            raw_abort(px.port, b"POST /dataverse/_test/echo?aborted-waiting=1 HTTP/1.1\r\nHost: p\r\n"
+                               b"Content-Length: 2\r\n\r\n{}")
             t.add("expected")
         px.wait_event("token_acquired", 10)
         run(t, "/dataverse/_test/bytes?n=1000", 10, n=1000)

@@ -269,7 +269,7 @@ def test_full_queue_is_bounded_and_disconnected_clients_leave_it():
     try:
         for i in range(3):  # the queue of /tiny/ holds 3
             s = socket.create_connection(("127.0.0.1", PX.port), timeout=10)
-            s.sendall(b"GET /tiny/api/data/v9.2/WhoAmI?queued=%d HTTP/1.1\r\nHost: p\r\n\r\n" % i)
+            s.sendall(b"POST /tiny/_test/echo?queued=%d HTTP/1.1\r\nHost: p\r\nContent-Length: 2\r\n\r\n{}" % i)
             socks.append(s)
             wait_for("queued", lambda: metric("s2s_throttle_queue_depth") == len(socks))
         rss0 = PX.status_kib("VmRSS")
@@ -289,8 +289,31 @@ def test_full_queue_is_bounded_and_disconnected_clients_leave_it():
             s.close()
     wait_for("queue empty", lambda: metric("s2s_throttle_queue_depth") == 0)
     # 0 went up once to learn of the limit (429), then again when the gate reopened
-    sent = sorted(q["target"].split("=")[1] for q in SIM.requests() if "WhoAmI?queued=" in q["target"])
+    sent = sorted(q["target"].split("=")[1] for q in SIM.requests() if "echo?queued=" in q["target"])
     eq(sent, ["0", "0"], "queued requests that reached the upstream (the clients of 1 and 2 had left)")
+
+
+def test_half_closed_read_at_the_gate_is_answered():
+    """A GET whose client shut its sending side (and reads on) waits at the
+    closed gate and is answered: an end of stream drops only a request that
+    is not idempotent."""
+    fresh({"dataverse": {"window_ms": 3000, "requests": 1}})
+    eq(PX.request("GET", WHOAMI).status, 200, "uses the budget")
+    s = socket.create_connection(("127.0.0.1", PX.port), timeout=15)
+    try:
+        s.sendall(b"GET /tiny/_test/echo?half=1 HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+    ups = [q["status"] for q in SIM.requests() if "echo?half=1" in q["target"]]
+    eq(ups, [429, 200], "upstream answers (the 429 closed the gate; the resend waited for it)")
 
 
 def test_check_shows_the_budget_headers():

@@ -299,18 +299,8 @@ def test_half_closed_read_at_the_gate_is_answered():
     is not idempotent."""
     fresh({"dataverse": {"window_ms": 3000, "requests": 1}})
     eq(PX.request("GET", WHOAMI).status, 200, "uses the budget")
-    s = socket.create_connection(("127.0.0.1", PX.port), timeout=15)
-    try:
-        s.sendall(b"GET /tiny/_test/echo?half=1 HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n")
-        s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-    finally:
-        s.close()
+    data = harness.raw(PX.port, b"GET /tiny/_test/echo?half=1 HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+                       timeout=15, half_close=True)
     assert data.startswith(b"HTTP/1.1 200 "), data[:200]
     ups = [q["status"] for q in SIM.requests() if "echo?half=1" in q["target"]]
     eq(ups, [429, 200], "upstream answers (the 429 closed the gate; the resend waited for it)")

@@ -29,31 +29,30 @@
  * from ~600 to ~880 MiB/s in the benchmark. */
 #define BODY_BLOCK (64 * 1024)
 
+bool answer_add_header(struct MHD_Response *r, const char *name, const char *value)
+{
+	if (!value || MHD_add_response_header(r, name, value) == MHD_YES)
+		return true;
+	log_msg(LOG_WARN, "response_header_dropped", "cannot add response header %s", name);
+	return false;
+}
+
 /* libmicrohttpd 1.0.10 forgets a Date header added before a Connection
  * header (add_response_header_connection assigns the response's automatic
  * flags instead of adding to them) and then writes a Date of its own: two
  * Date fields. Adding the Date again after it sets the flag again
  * (internals.md L-MHD-16). */
-static void keep_date(struct MHD_Response *r)
+void answer_add_close(struct MHD_Response *r)
 {
 	char date[64];
+	if (!answer_add_header(r, MHD_HTTP_HEADER_CONNECTION, "close"))
+		return;
 	const char *d = MHD_get_response_header(r, MHD_HTTP_HEADER_DATE);
 	if (!d || strlen(d) >= sizeof date)
 		return;
 	memcpy(date, d, strlen(d) + 1);
 	if (MHD_del_response_header(r, MHD_HTTP_HEADER_DATE, date) == MHD_YES)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_DATE, date);
-}
-
-bool answer_add_header(struct MHD_Response *r, const char *name, const char *value)
-{
-	if (!value || MHD_add_response_header(r, name, value) == MHD_YES) {
-		if (value && strcasecmp(name, MHD_HTTP_HEADER_CONNECTION) == 0)
-			keep_date(r);
-		return true;
-	}
-	log_msg(LOG_WARN, "response_header_dropped", "cannot add response header %s", name);
-	return false;
 }
 
 enum MHD_Result answer_queue(struct request *rq, int status, struct MHD_Response *r)
@@ -116,7 +115,7 @@ enum MHD_Result answer_local(struct request *rq)
 		answer_add_header(r, "WWW-Authenticate", ch);
 	}
 	if (rq->local.close || rq->w->draining)
-		answer_add_header(r, "Connection", "close");
+		answer_add_close(r);
 	return answer_queue(rq, rq->local.status, r);
 }
 
@@ -198,7 +197,7 @@ static enum MHD_Result queue_translated(struct request *rq)
 	if (keep[0] && hdr_value_ok(keep, strlen(keep)))
 		answer_add_header(r, "WWW-Authenticate", keep);
 	if (rq->w->draining)
-		answer_add_header(r, "Connection", "close");
+		answer_add_close(r);
 	return answer_queue(rq, (int)rq->resp.status, r);
 }
 
@@ -337,6 +336,6 @@ enum MHD_Result answer_upstream(struct request *rq)
 	if (rq->diag.code)
 		answer_add_header(r, "S2S-Proxy-Diagnosis", rq->diag.code);
 	if (rq->w->draining)
-		answer_add_header(r, "Connection", "close");
+		answer_add_close(r);
 	return answer_queue(rq, (int)rq->resp.status, r);
 }

@@ -16,6 +16,8 @@
 /* Add a header to a response being built; logs and returns false when MHD
  * refuses it (internals.md L-MHD-9). A NULL value adds nothing (true). */
 bool answer_add_header(struct MHD_Response *r, const char *name, const char *value);
+/* Connection: close, keeping the response's Date the only one (L-MHD-16). */
+void answer_add_close(struct MHD_Response *r);
 
 /* Queue r (built by the caller) with status, then drop the caller's
  * reference to r; the request is answered from here on. */

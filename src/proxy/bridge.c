@@ -313,7 +313,7 @@ static enum MHD_Result queue_answer(struct request *rq)
 		answer_add_header(r, "x-ms-service-request-id", request_upstream_header(rq, "x-ms-service-request-id"));
 	}
 	if (rq->local.close || br->too_large_in || rq->w->draining)
-		answer_add_header(r, "Connection", "close");
+		answer_add_close(r);
 	rq->resp.bytes_out = br->body_len;
 	return answer_queue(rq, br->status, r);
 }

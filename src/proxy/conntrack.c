@@ -77,6 +77,24 @@ static int fd_of(struct MHD_Connection *conn)
 	return ci ? ci->connect_fd : -1;
 }
 
+static enum conn_input peek_fd(int fd)
+{
+	char probe;
+	if (fd < 0)
+		return CONN_INPUT_UNKNOWN;
+	ssize_t n = recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0)
+		return CONN_INPUT_DATA;
+	if (n == 0)
+		return CONN_INPUT_END;
+	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? CONN_INPUT_NONE : CONN_INPUT_ERROR;
+}
+
+enum conn_input conntrack_peek(struct MHD_Connection *conn)
+{
+	return conn ? peek_fd(fd_of(conn)) : CONN_INPUT_UNKNOWN;
+}
+
 /* Is t waiting for a request with nothing sent: a kept-alive connection
  * between requests, or one silent for SILENT_IDLE_MS since it was
  * accepted? Bytes waiting unread mean a request is arriving: never idle.
@@ -87,18 +105,14 @@ static int fd_of(struct MHD_Connection *conn)
  * its own dead ones). */
 static bool idle(const struct conn_track *t, long long now_ms)
 {
-	char probe;
 	if (t->busy || t->cut)
 		return false;
-	int fd = fd_of(t->conn);
-	if (fd < 0)
-		return false;
-	ssize_t n = recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n == 0)
+	enum conn_input in = conntrack_peek(t->conn);
+	if (in == CONN_INPUT_END)
 		return true; /* the client's end: closed */
 	if (!t->served && now_ms - t->since_ms < SILENT_IDLE_MS)
 		return false;
-	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+	return in == CONN_INPUT_NONE;
 }
 
 /* The least recently used idle connection, other than `except`. */
@@ -165,13 +179,10 @@ static void track_start(struct conntrack *ct, struct MHD_Connection *conn, void 
  * left some (dirty). */
 static bool wants_linger(const struct conntrack *ct, const struct conn_track *t, int fd)
 {
-	char probe;
 	if (t->cut || ct->draining || fd < 0)
 		return false;
-	ssize_t n = recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
-		return false;
-	return n > 0 || t->dirty;
+	enum conn_input in = peek_fd(fd);
+	return in == CONN_INPUT_DATA || (in == CONN_INPUT_NONE && t->dirty);
 }
 
 static void track_end(struct conntrack *ct, struct MHD_Connection *conn, struct conn_track *t, void **socket_context)

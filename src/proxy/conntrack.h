@@ -74,6 +74,16 @@ bool conntrack_over_limit(struct conntrack *ct, struct MHD_Connection *conn);
 /* Another worker asked for room (ask_room): close one idle connection
  * here if the budget is still exceeded. */
 void conntrack_give_room(struct conntrack *ct);
+/* What a client socket holds unread, peeked without taking it. */
+enum conn_input {
+	CONN_INPUT_NONE = 0, /* nothing yet: the client is there, silent */
+	CONN_INPUT_DATA,     /* bytes wait (a request arriving, pipelined) */
+	CONN_INPUT_END,      /* the client closed its sending side (or the whole connection) */
+	CONN_INPUT_ERROR,    /* reset, or another error: the client is gone */
+	CONN_INPUT_UNKNOWN,  /* no socket to look at */
+};
+/* Peek conn's socket. Any thread that owns conn (its worker's). */
+enum conn_input conntrack_peek(struct MHD_Connection *conn);
 /* Client connections open in the whole process. */
 long conntrack_open(void);
 

@@ -910,7 +910,7 @@ long long proxy_next_deadline(const struct worker *w)
 	long long best = throttle_next_deadline(w);
 	const struct request *rq;
 	LIST_FOREACH (rq, &w->parked, park_link) {
-		long long probe = rq->cl.left_check_ms > 0 ? rq->cl.left_check_ms : 1; /* request_client_left */
+		long long probe = request_left_check_due(rq);
 		long long d = rq->park_deadline_ms < probe ? rq->park_deadline_ms : probe;
 		if (!best || d < best)
 			best = d;

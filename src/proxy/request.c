@@ -4,13 +4,12 @@
  */
 #include "proxy/request.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
 #include "http/hdr.h"
+#include "proxy/conntrack.h"
 #include "proxy/worker.h"
 #include "util/wipe.h"
 
@@ -92,19 +91,24 @@ const char *request_upstream_header(const struct request *rq, const char *name)
 
 bool request_client_left(struct request *rq, long long now_ms)
 {
-	char probe;
 	if (now_ms < rq->cl.left_check_ms)
 		return false;
 	rq->cl.left_check_ms = now_ms + REQUEST_LEFT_CHECK_MS; /* always: the loop sleeps until then */
-	if (!rq->conn || rq->cl.gone || rq->cl.abandoned)
+	if (rq->cl.gone || rq->cl.abandoned)
 		return false;
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (!ci)
-		return false;
-	ssize_t n = recv(ci->connect_fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n == 0) /* a close, or a half-close still waiting for its answers */
+	switch (conntrack_peek(rq->conn)) {
+	case CONN_INPUT_END: /* a close, or a half-close still waiting for its answers */
 		return !hdr_method_idempotent(rq->method);
-	return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+	case CONN_INPUT_ERROR:
+		return true;
+	default:
+		return false;
+	}
+}
+
+long long request_left_check_due(const struct request *rq)
+{
+	return rq->cl.left_check_ms > 0 ? rq->cl.left_check_ms : 1; /* 0 is "no deadline" to the loop */
 }
 
 void request_abandon(struct request *rq)

@@ -276,6 +276,8 @@ const char *request_upstream_header(const struct request *rq, const char *name);
  * inbound TLS only a reset shows. */
 #define REQUEST_LEFT_CHECK_MS 250
 bool request_client_left(struct request *rq, long long now_ms);
+/* When request_client_left next probes rq (for the loop's sleep). */
+long long request_left_check_due(const struct request *rq);
 /* rq's client left while it waited: mark it, resume it, and the access
  * handler closes the connection without an answer (nothing went upstream). */
 void request_abandon(struct request *rq);

@@ -379,7 +379,7 @@ long long throttle_next_deadline(const struct worker *w)
 	long long best = 0;
 	for (const struct throttle_rq *t = w->throttled; t; t = t->next) {
 		long long d = t->check_ms < t->deadline_ms ? t->check_ms : t->deadline_ms;
-		long long probe = t->rq->cl.left_check_ms > 0 ? t->rq->cl.left_check_ms : 1; /* request_client_left */
+		long long probe = request_left_check_due(t->rq);
 		d = probe < d ? probe : d;
 		if (!best || d < best)
 			best = d;

@@ -600,12 +600,19 @@ static int setup_easy(struct token_engine *te, struct tsrc *s)
 	return 0;
 }
 
+/* Take s's transfer out of the multi, if one is running. */
+static void detach(struct token_engine *te, struct tsrc *s)
+{
+	if (s->easy != NULL && s->in_flight && te->multi != NULL &&
+	    curl_multi_remove_handle(te->multi, s->easy) != CURLM_OK)
+		log_msg(LOG_WARN, "token_internal", "curl_multi_remove_handle failed at shutdown");
+	s->in_flight = false;
+}
+
 static void source_free(struct token_engine *te, struct tsrc *s)
 {
 	if (s->easy != NULL) {
-		if (s->in_flight && curl_multi_remove_handle(te->multi, s->easy) != CURLM_OK)
-			log_msg(LOG_WARN, "token_internal", "curl_multi_remove_handle failed at shutdown");
-		s->in_flight = false;
+		detach(te, s);
 		request_cleanup(s);
 		curl_easy_cleanup(s->easy);
 		s->easy = NULL;
@@ -766,10 +773,7 @@ void token_engine_stop(struct token_engine *te)
 	if (pthread_mutex_lock(&te->multi_mu) != 0)
 		abort();
 	for (size_t i = 0; i < te->n; i++)
-		if (te->src[i].easy != NULL && te->src[i].in_flight) {
-			curl_multi_remove_handle(te->multi, te->src[i].easy);
-			te->src[i].in_flight = false;
-		}
+		detach(te, &te->src[i]);
 	curl_multi_cleanup(te->multi);
 	te->multi = NULL;
 	pthread_mutex_unlock(&te->multi_mu);
